@@ -61,7 +61,7 @@ def open_text(path: PathLike, encoding: str = "ascii") -> io.TextIOBase:
     """Open a text file, transparently gunzipping ``*.gz``."""
     if str(path).endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding)
-    return open(path, encoding=encoding)  # noqa: SIM115 - returned to the caller
+    return open(path, encoding=encoding)
 
 
 def _guess_kind(path: PathLike) -> Kind | None:
