@@ -1,0 +1,592 @@
+r"""The JAMS joint coding model, its configuration and the normalised joint loss.
+
+One shared text encoder reads every document; each coding system ``s`` has a code
+embedding table (``U`` for ICD-9, ``V`` for ICD-10, ``[C_s, d]``), a label-attention head and
+a per-code bias.  With ``use_mat`` the two tables are refined by one :class:`MATConv` over the
+GEM graph once per forward pass (eq. 1-2 of the paper) and the refined :math:`U', V'` serve as
+the code queries (and, through a shared linear map, the output vectors) of the heads; without
+it the tables are used as they are.  Every document goes through its own system's head only.
+The same class with MAT off and one system is the plain backbone (CAML, MultiResCNN, LAAT or
+PLM-ICD), so every comparison runs one code path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jams_pyg.models.encoders import (
+    CAMLEncoder,
+    LSTMEncoder,
+    MultiResCNNEncoder,
+    PLMEncoder,
+    TextEncoder,
+)
+from jams_pyg.models.heads import CAMLHead, LAATHead, LabelAttentionHead
+
+__all__ = [
+    "BACKBONES",
+    "JAMS",
+    "SYSTEM_IDS",
+    "JointCodingModel",
+    "ModelConfig",
+    "build_model",
+    "jams_loss",
+]
+
+#: Integer id of each coding system in ``JointBatch.system``.
+SYSTEM_IDS: dict[str, int] = {"icd9": 0, "icd10": 1}
+BACKBONES = ("caml", "multirescnn", "laat", "plm_icd")
+
+# Edin et al. (2023), configs/model/*.yaml, and the word2vec widths of their text encoders.
+_BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "caml": {"embedding_dim": 100, "embed_dropout": 0.2, "num_filters": 50, "kernel_size": 10},
+    "multirescnn": {
+        "embedding_dim": 100,
+        "embed_dropout": 0.2,
+        "num_filters": 50,
+        "kernel_sizes": (3, 5, 9, 15, 19, 25),
+    },
+    "laat": {
+        "embedding_dim": 200,
+        "embed_dropout": 0.3,
+        "rnn_hidden_size": 512,
+        "rnn_num_layers": 1,
+        "rnn_dropout": 0.3,
+        "projection_size": 512,
+    },
+    "plm_icd": {"chunk_size": 128},
+}
+
+
+@dataclass
+class ModelConfig:
+    r"""Configuration of a :class:`JAMS` model; ``None`` fields take Edin et al.'s default
+    for the chosen backbone (see :meth:`for_backbone`).
+
+    Args:
+        model: ``"laat"``, ``"caml"``, ``"multirescnn"`` or ``"plm_icd"``.
+        vocab_size: Word vocabulary size (word-level backbones; pad 0, unk 1).
+        embedding_dim: Word embedding width (100 CAML/MultiResCNN, 200 LAAT).
+        embed_dropout: Dropout on word embeddings (0.2 CAML/MultiResCNN, 0.3 LAAT).
+        freeze_embeddings: Keep pretrained word vectors fixed.
+        num_filters, kernel_size: CAML convolution (50, 10).
+        kernel_sizes: MultiResCNN channels (3, 5, 9, 15, 19, 25), ``num_filters`` each.
+        rnn_hidden_size, rnn_num_layers, rnn_dropout: LAAT BiLSTM (512 per direction, 1, 0.3).
+        projection_size: LAAT attention projection (512; PLM-ICD: the PLM hidden size).
+        plm_path_or_config: PLM-ICD model: local directory, ``PretrainedConfig`` or dict.
+        chunk_size: PLM-ICD chunk length (128).
+        code_dim: Code embedding width ``d``; default: the projection size (LAAT, PLM-ICD) or
+            the encoder width (CAML, MultiResCNN), so queries act without a mapping.
+        systems: Coding systems of the model, a subset of ``("icd9", "icd10")``.
+        use_mat: Refine the code tables with MATConv over the GEM graph (needs both systems).
+        mat_heads, mat_dropout, mat_negative_slope: MATConv settings.
+        edge_weighting: Use the GEM weights :math:`\omega` (1 exact, 0.5 approximate);
+            ``False`` sets all :math:`\omega = 1` (ablation).
+        output_layer: ``"code_table"``: output vectors :math:`\mathbf{o}_c = \mathbf{W}_o
+            \mathbf{e}'_c` from the (refined) code table with a shared linear map;
+            ``"separate"``: a separate per-code output matrix per system, as in the official
+            JAMS code (MAT then refines the attention queries only).
+        attention: Token softmax implementation of the heads, ``"sdpa"`` or ``"explicit"``.
+    """
+
+    model: str = "laat"
+    vocab_size: int = 0
+    embedding_dim: int | None = None
+    embed_dropout: float | None = None
+    freeze_embeddings: bool = False
+    num_filters: int | None = None
+    kernel_size: int | None = None
+    kernel_sizes: tuple[int, ...] | None = None
+    rnn_hidden_size: int | None = None
+    rnn_num_layers: int | None = None
+    rnn_dropout: float | None = None
+    projection_size: int | None = None
+    plm_path_or_config: Any = None
+    chunk_size: int | None = None
+    code_dim: int | None = None
+    systems: tuple[str, ...] = ("icd9", "icd10")
+    use_mat: bool = True
+    mat_heads: int = 1
+    mat_dropout: float = 0.0
+    mat_negative_slope: float = 0.2
+    edge_weighting: bool = True
+    output_layer: Literal["code_table", "separate"] = "code_table"
+    attention: Literal["sdpa", "explicit"] = "sdpa"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.model = str(self.model).lower().replace("-", "_")
+        if self.model in ("multi_res_cnn", "multirescnn", "multi_res_conv"):
+            self.model = "multirescnn"
+        if self.model not in BACKBONES:
+            raise ValueError(f"model must be one of {BACKBONES}, got {self.model!r}")
+        for key, value in _BACKBONE_DEFAULTS[self.model].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.kernel_sizes is not None:
+            self.kernel_sizes = tuple(int(k) for k in self.kernel_sizes)
+        if isinstance(self.systems, str):
+            self.systems = (self.systems,)
+        self.systems = tuple(self.systems)
+        if not self.systems or len(set(self.systems)) != len(self.systems):
+            raise ValueError(f"systems must be distinct and non-empty, got {self.systems}")
+        for system in self.systems:
+            if system not in SYSTEM_IDS:
+                raise ValueError(f"unknown coding system {system!r}; use 'icd9' and/or 'icd10'")
+        if self.use_mat and set(self.systems) != set(SYSTEM_IDS):
+            raise ValueError(
+                "use_mat=True needs both systems ('icd9', 'icd10'); set use_mat=False for a "
+                f"single-system model (systems={self.systems})"
+            )
+        if self.output_layer not in ("code_table", "separate"):
+            raise ValueError(
+                f"output_layer must be 'code_table' or 'separate', got {self.output_layer!r}"
+            )
+        if self.attention not in ("sdpa", "explicit"):
+            raise ValueError(f"attention must be 'sdpa' or 'explicit', got {self.attention!r}")
+        if self.model != "plm_icd" and self.vocab_size < 0:
+            raise ValueError(f"vocab_size must be positive, got {self.vocab_size}")
+
+    @classmethod
+    def for_backbone(cls, name: str, **overrides: Any) -> ModelConfig:
+        """Config of backbone ``name`` (``--model laat|caml|multirescnn|plm_icd``) with Edin
+        et al.'s hyper-parameters, ``overrides`` replacing single fields."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field(s) {unknown}; fields: {sorted(names)}")
+        return cls(model=name, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (a ``PretrainedConfig`` becomes its ``to_dict()``)."""
+        out = dataclasses.asdict(self)
+        plm = self.plm_path_or_config
+        if plm is not None and hasattr(plm, "to_dict"):
+            out["plm_path_or_config"] = plm.to_dict()
+        elif plm is not None and not isinstance(plm, (dict, str)):
+            out["plm_path_or_config"] = str(plm)
+        out["systems"] = list(self.systems)
+        if self.kernel_sizes is not None:
+            out["kernel_sizes"] = list(self.kernel_sizes)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field(s) {unknown}")
+        return cls(**dict(data))
+
+
+def _system_ids(system: Tensor | Sequence[Any] | str | None, batch: int, device) -> Tensor:
+    if system is None:
+        raise ValueError("system is required for a model with several coding systems")
+    if isinstance(system, str):
+        system = [system] * batch
+    if not isinstance(system, Tensor):
+        ids = []
+        for position, value in enumerate(system):
+            if isinstance(value, str):
+                if value not in SYSTEM_IDS:
+                    raise ValueError(f"system[{position}]: unknown coding system {value!r}")
+                ids.append(SYSTEM_IDS[value])
+            else:
+                ids.append(int(value))
+        system = torch.tensor(ids, dtype=torch.long)
+    system = system.to(device=device, dtype=torch.long).view(-1)
+    if system.numel() != batch:
+        raise ValueError(f"system has {system.numel()} entries for a batch of {batch}")
+    return system
+
+
+class JAMS(nn.Module):
+    r"""Joint learning across medical coding systems (Jeong et al., JAMS).
+
+    .. math::
+        (U', V') = \mathrm{MAT}(U, V; \mathcal{G}_{\mathrm{GEM}}, \omega), \qquad
+        \hat{\mathbf{y}}^{(s)} = \mathrm{head}_s(\mathrm{enc}(\mathbf{x}), U' \text{ or } V')
+
+    Args:
+        encoder (TextEncoder): Shared text encoder, ``out_channels`` wide.
+        heads (dict[str, LabelAttentionHead]): One head per coding system.
+        num_codes (dict[str, int]): Codes per system (label order = table rows).
+        code_dim (int): Code embedding width ``d``.
+        mat (nn.Module, optional): A :class:`jams_pyg.nn.MATConv` refining ``(U, V)``;
+            needs ``graph``.
+        graph (GEMGraph, optional): GEM graph; ``edge_index``/``edge_weight`` become buffers.
+        edge_weighting (bool, optional): Use the GEM edge weights; all ones if
+            :obj:`False`. (default: :obj:`True`)
+        output_layer (str, optional): ``"code_table"`` or ``"separate"`` (see
+            :class:`ModelConfig`). (default: :obj:`"code_table"`)
+        config (ModelConfig, optional): Kept for checkpoints.
+
+    Shapes:
+        - **input:** ``input_ids [B, L]``, ``attention_mask [B, L]`` bool, ``system [B]``
+          (0 = icd9, 1 = icd10, or names)
+        - **output:** ``{s: logits [B_s, C_s]}`` for every system of the model, rows in batch
+          order of that system's documents (``[0, C_s]`` when absent from the batch)
+    """
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        heads: Mapping[str, LabelAttentionHead],
+        num_codes: Mapping[str, int],
+        code_dim: int,
+        mat: nn.Module | None = None,
+        graph: Any = None,
+        edge_weighting: bool = True,
+        output_layer: str = "code_table",
+        config: ModelConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.systems = tuple(heads)
+        for s in self.systems:
+            if s not in SYSTEM_IDS:
+                raise ValueError(f"unknown coding system {s!r}")
+            if s not in num_codes:
+                raise ValueError(f"num_codes has no entry for system {s!r}")
+            if int(num_codes[s]) <= 0:
+                raise ValueError(f"num_codes[{s!r}] must be positive, got {num_codes[s]}")
+        if output_layer not in ("code_table", "separate"):
+            raise ValueError(f"output_layer must be 'code_table' or 'separate': {output_layer!r}")
+        self.encoder = encoder
+        self.heads = nn.ModuleDict(dict(heads))
+        self.num_codes = {s: int(num_codes[s]) for s in self.systems}
+        self.code_dim = code_dim
+        self.output_layer = output_layer
+        self.edge_weighting = edge_weighting
+        self.config = config
+        self.code_tables = nn.ParameterDict(
+            {s: nn.Parameter(torch.empty(self.num_codes[s], code_dim)) for s in self.systems}
+        )
+        self.biases = nn.ParameterDict(
+            {s: nn.Parameter(torch.zeros(self.num_codes[s])) for s in self.systems}
+        )
+        self.outputs = nn.ParameterDict(
+            {
+                s: nn.Parameter(torch.empty(self.num_codes[s], encoder.out_channels))
+                for s in self.systems
+            }
+            if output_layer == "separate"
+            else {}
+        )
+        self.mat = mat
+        if mat is not None:
+            if set(self.systems) != set(SYSTEM_IDS):
+                raise ValueError("MAT needs both coding systems 'icd9' and 'icd10'")
+            if graph is None:
+                raise ValueError("MAT needs the GEM graph: pass graph=GEMGraph(...)")
+            for s, n in (("icd9", graph.num_icd9), ("icd10", graph.num_icd10)):
+                if n != self.num_codes[s]:
+                    raise ValueError(
+                        f"GEM graph has {n} {s} nodes but num_codes[{s!r}] = "
+                        f"{self.num_codes[s]}: build the graph on the dataset's code lists"
+                    )
+            edge_index = graph.edge_index.detach().clone().long()
+            weight = graph.edge_weight.detach().clone().float()
+            if not edge_weighting:
+                weight = torch.ones_like(weight)
+            self.register_buffer("edge_index", edge_index)
+            self.register_buffer("edge_weight", weight)
+        else:
+            self.edge_index = None
+            self.edge_weight = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for table in self.code_tables.values():
+            nn.init.xavier_uniform_(table)
+        for bias in self.biases.values():
+            nn.init.zeros_(bias)
+        for out in self.outputs.values():
+            nn.init.normal_(out, 0.0, 0.03)
+
+    @property
+    def use_mat(self) -> bool:
+        return self.mat is not None
+
+    def code_embeddings(self, return_attention_weights: bool = False) -> dict[str, Any]:
+        r"""The code tables the heads use: :math:`U', V'` after MAT (or :math:`U, V`).
+
+        Returns ``{"icd9": [n, d], "icd10": [m, d]}`` (systems of the model); with
+        ``return_attention_weights=True`` and MAT on, also ``"mat_attention"``: MATConv's
+        ``(edge_index, alpha_9_from_10, alpha_10_from_9, self_alpha_9, self_alpha_10)``.
+        """
+        if self.mat is None:
+            return {s: self.code_tables[s] for s in self.systems}
+        x = (self.code_tables["icd9"], self.code_tables["icd10"])
+        if return_attention_weights:
+            (u, v), att = self.mat(
+                x, self.edge_index, self.edge_weight, return_attention_weights=True
+            )
+        else:
+            u, v = self.mat(x, self.edge_index, self.edge_weight)
+            att = None
+        for s, t in (("icd9", u), ("icd10", v)):
+            if t.shape != (self.num_codes[s], self.code_dim):
+                raise ValueError(
+                    f"MATConv returned {s} embeddings of shape {tuple(t.shape)}, expected "
+                    f"[{self.num_codes[s]}, {self.code_dim}]"
+                )
+        out: dict[str, Any] = {"icd9": u, "icd10": v}
+        if return_attention_weights:
+            out["mat_attention"] = att
+        return out
+
+    def _run(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        system: Tensor | Sequence[Any] | str | None,
+        code_tables: Mapping[str, Tensor] | None,
+        attention_codes: Mapping[str, Tensor] | None,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        batch = input_ids.size(0)
+        if system is None and len(self.systems) == 1:
+            system = torch.full((batch,), SYSTEM_IDS[self.systems[0]], dtype=torch.long)
+        sys_ids = _system_ids(system, batch, input_ids.device)
+        known = torch.tensor([SYSTEM_IDS[s] for s in self.systems], device=sys_ids.device)
+        bad = ~torch.isin(sys_ids, known)
+        if bool(bad.any()):
+            pos = int(bad.nonzero()[0])
+            raise ValueError(
+                f"document {pos} has system id {int(sys_ids[pos])}, but the model codes only "
+                f"{self.systems} (ids {[SYSTEM_IDS[s] for s in self.systems]})"
+            )
+        tables = code_tables if code_tables is not None else self.code_embeddings()
+        h, mask = self.encoder(input_ids, attention_mask)
+        logits: dict[str, Tensor] = {}
+        attention: dict[str, Tensor] = {}
+        for s in self.systems:
+            rows = (sys_ids == SYSTEM_IDS[s]).nonzero().view(-1)
+            if rows.numel() == 0:
+                logits[s] = h.new_zeros(0, self.num_codes[s])
+                continue
+            hs, ms = (h, mask) if rows.numel() == batch else (h[rows], mask[rows])
+            outputs = self.outputs[s] if self.output_layer == "separate" else None
+            head = self.heads[s]
+            if attention_codes is not None and s in attention_codes:
+                index = attention_codes[s]
+                if index.dim() == 2 and index.size(0) != rows.numel():
+                    raise ValueError(
+                        f"attention_codes[{s!r}] has {index.size(0)} rows for {rows.numel()} "
+                        f"{s} documents"
+                    )
+                logits[s], attention[s] = head(
+                    hs,
+                    ms,
+                    tables[s],
+                    self.biases[s],
+                    outputs,
+                    return_attention=True,
+                    attention_index=index,
+                )
+            else:
+                logits[s] = head(hs, ms, tables[s], self.biases[s], outputs)
+        return logits, attention
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        system: Tensor | Sequence[Any] | str | None = None,
+        code_tables: Mapping[str, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        r"""Logits per coding system.
+
+        Args:
+            input_ids (Tensor): ``[B, L]`` token ids, right-padded with 0.
+            attention_mask (Tensor, optional): ``[B, L]`` bool, ``True`` = token
+                (``input_ids != 0`` when omitted).
+            system (Tensor or list, optional): ``[B]`` system ids (0 icd9, 1 icd10) or names;
+                optional for a single-system model.
+            code_tables (dict, optional): Precomputed :meth:`code_embeddings` (e.g. computed
+                once for a whole evaluation under ``torch.no_grad()``).
+        """
+        return self._run(input_ids, attention_mask, system, code_tables, None)[0]
+
+    def forward_with_attention(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        system: Tensor | Sequence[Any] | str | None,
+        codes: Mapping[str, Tensor],
+        code_tables: Mapping[str, Tensor] | None = None,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Logits and token attention weights for chosen codes (evidence).
+
+        ``codes[s]`` holds code indices of system ``s``: ``[K]`` (same codes for all of its
+        documents) or ``[B_s, K]`` (per document).  Returns ``(logits, attention)`` with
+        ``attention[s]`` of shape ``[B_s, K, L]`` (rows sum to 1 over the tokens of the
+        document; zero on padding) for every system in ``codes`` present in the batch.
+        """
+        return self._run(input_ids, attention_mask, system, code_tables, codes)
+
+    def __repr__(self) -> str:
+        codes = ", ".join(f"{s}={n}" for s, n in self.num_codes.items())
+        return (
+            f"{self.__class__.__name__}(encoder={self.encoder!r}, codes=({codes}), "
+            f"code_dim={self.code_dim}, mat={self.mat!r}, output_layer={self.output_layer!r})"
+        )
+
+
+JointCodingModel = JAMS
+
+
+def build_model(
+    config: ModelConfig,
+    graph: Any = None,
+    num_codes: Mapping[str, int] | None = None,
+    embeddings: Tensor | np.ndarray | None = None,
+) -> JAMS:
+    """Build the :class:`JAMS` model of ``config``.
+
+    Args:
+        config (ModelConfig): Backbone and JAMS settings.
+        graph (GEMGraph, optional): GEM graph over the datasets' code lists (needed with
+            ``use_mat``; its node counts give ``num_codes`` when that is omitted).
+        num_codes (dict[str, int], optional): Codes per system.
+        embeddings (Tensor or np.ndarray, optional): Pretrained word vectors
+            ``[vocab_size, embedding_dim]`` for the word-level backbones.
+    """
+    if num_codes is None:
+        if graph is None:
+            raise ValueError("build_model needs num_codes or a graph")
+        num_codes = {"icd9": graph.num_icd9, "icd10": graph.num_icd10}
+    missing = [s for s in config.systems if s not in num_codes]
+    if missing:
+        raise ValueError(f"num_codes lacks system(s) {missing}")
+    if config.use_mat and graph is None:
+        raise ValueError("use_mat=True needs the GEM graph (graph=GEMGraph...)")
+    m = config.model
+    if m != "plm_icd" and config.vocab_size <= 0 and embeddings is None:
+        raise ValueError(f"model {m!r} needs vocab_size > 0 (the word vocabulary size)")
+    if m != "plm_icd" and embeddings is not None:
+        vocab = config.vocab_size or int(np.shape(embeddings)[0])
+        emb_dim = int(np.shape(embeddings)[1])
+    else:
+        vocab, emb_dim = config.vocab_size, config.embedding_dim
+    encoder: TextEncoder
+    if m == "caml":
+        encoder = CAMLEncoder(
+            vocab,
+            emb_dim,
+            config.num_filters,
+            config.kernel_size,
+            config.embed_dropout,
+            embeddings,
+            config.freeze_embeddings,
+        )
+    elif m == "multirescnn":
+        encoder = MultiResCNNEncoder(
+            vocab,
+            emb_dim,
+            config.num_filters,
+            config.kernel_sizes,
+            config.embed_dropout,
+            embeddings,
+            config.freeze_embeddings,
+        )
+    elif m == "laat":
+        encoder = LSTMEncoder(
+            vocab,
+            emb_dim,
+            config.rnn_hidden_size,
+            config.rnn_num_layers,
+            config.rnn_dropout,
+            config.embed_dropout,
+            embeddings,
+            config.freeze_embeddings,
+        )
+    else:
+        if config.plm_path_or_config is None:
+            raise ValueError("model 'plm_icd' needs plm_path_or_config (a local model dir)")
+        encoder = PLMEncoder(config.plm_path_or_config, config.chunk_size)
+    h = encoder.out_channels
+    if m in ("laat", "plm_icd"):
+        d = config.code_dim or config.projection_size or h
+    else:
+        d = config.code_dim or h
+    separate = config.output_layer == "separate"
+    head_cls = LAATHead if m in ("laat", "plm_icd") else CAMLHead
+    heads = {
+        s: head_cls(h, d, output_proj=not separate, attention=config.attention)
+        for s in config.systems
+    }
+    mat = None
+    if config.use_mat:
+        from jams_pyg.nn import MATConv  # imported only when MAT is used
+
+        mat = MATConv(
+            d,
+            heads=config.mat_heads,
+            negative_slope=config.mat_negative_slope,
+            dropout=config.mat_dropout,
+        )
+    return JAMS(
+        encoder,
+        heads,
+        {s: int(num_codes[s]) for s in config.systems},
+        d,
+        mat=mat,
+        graph=graph if config.use_mat else None,
+        edge_weighting=config.edge_weighting,
+        output_layer=config.output_layer,
+        config=config,
+    )
+
+
+def jams_loss(
+    logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], return_parts: bool = False
+) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    r"""Normalised joint loss (eq. 3):
+
+    .. math::
+        \mathcal{L} = \frac{\mathcal{L}_{\text{ICD-9}}\,\mu + \mathcal{L}_{\text{ICD-10}}\,
+        \eta}{\mu + \eta}
+
+    with :math:`\mu, \eta` the numbers of ICD-9 and ICD-10 documents of the batch and each
+    :math:`\mathcal{L}_s` the binary cross-entropy with logits averaged over that system's
+    documents and codes.  A system without documents in the batch drops out, so a batch of
+    one system gives that system's loss.  Computed in float32.
+
+    Args:
+        logits (dict[str, Tensor]): ``{s: [B_s, C_s]}`` as returned by :class:`JAMS`.
+        labels (dict[str, Tensor]): ``{s: [B_s, C_s]}`` multi-hot targets, same row order.
+        return_parts (bool, optional): Also return ``{s: L_s}``.
+    """
+    total: Tensor | None = None
+    count = 0
+    parts: dict[str, Tensor] = {}
+    for s, target in labels.items():
+        n = int(target.size(0)) if target.dim() else 0
+        if n == 0:
+            continue
+        if s not in logits:
+            raise ValueError(f"labels have {n} {s} documents but logits have no {s!r} entry")
+        pred = logits[s]
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"{s}: logits shape {tuple(pred.shape)} != labels shape {tuple(target.shape)}"
+            )
+        loss_s = F.binary_cross_entropy_with_logits(pred.float(), target.float())
+        parts[s] = loss_s
+        total = loss_s * n if total is None else total + loss_s * n
+        count += n
+    for s, pred in logits.items():
+        if pred.size(0) and s not in labels:
+            raise ValueError(f"logits have {pred.size(0)} {s} documents but labels have none")
+    if total is None:
+        raise ValueError("jams_loss: the batch has no documents")
+    loss = total / count
+    return (loss, parts) if return_parts else loss

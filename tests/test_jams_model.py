@@ -1,0 +1,437 @@
+"""The JAMS joint model: routing, padding, loss (eq. 3), MAT on/off, one/two systems, fitting."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from jams_pyg.models import JAMS, JointCodingModel, ModelConfig, build_model, jams_loss
+
+VOCAB = 30
+NUM_CODES = {"icd9": 4, "icd10": 5}
+
+
+def _has_mat() -> bool:
+    try:
+        from jams_pyg.nn import MATConv  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+HAS_MAT = _has_mat()
+needs_mat = pytest.mark.skipif(not HAS_MAT, reason="jams_pyg.nn.MATConv not available yet")
+
+TINY = {
+    "caml": {"embedding_dim": 8, "num_filters": 6, "kernel_size": 4},
+    "multirescnn": {"embedding_dim": 8, "num_filters": 3, "kernel_sizes": (3, 5)},
+    "laat": {"embedding_dim": 8, "rnn_hidden_size": 6, "projection_size": 5},
+}
+
+
+def _plm_config():
+    from transformers import RobertaConfig
+
+    return RobertaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=140,
+        pad_token_id=1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+
+
+def _config(name, **overrides):
+    if name == "plm_icd":
+        kwargs = {"plm_path_or_config": _plm_config(), "chunk_size": 8, "projection_size": 6}
+    else:
+        kwargs = {"vocab_size": VOCAB, "embed_dropout": 0.0, **TINY[name]}
+    kwargs.update({"use_mat": False, **overrides})
+    return ModelConfig.for_backbone(name, **kwargs)
+
+
+class _TinyGraph:
+    """Just what JAMS reads from a GEMGraph: node counts, edges and their weights."""
+
+    num_icd9, num_icd10 = NUM_CODES["icd9"], NUM_CODES["icd10"]
+    edge_index = torch.tensor([[0, 0, 1, 2, 3], [0, 1, 1, 3, 4]])
+    edge_weight = torch.tensor([1.0, 0.5, 1.0, 0.5, 1.0])
+
+
+def _batch(seed=0, batch=5, length=12):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, VOCAB, (batch, length), generator=g)
+    lengths = torch.tensor([length, 9, 5, 11, 7, 12, 3, 8][:batch])
+    mask = torch.arange(length)[None, :] < lengths[:, None]
+    ids[~mask] = 0
+    system = torch.tensor([0, 1, 1, 0, 1, 0, 1, 0][:batch])
+    return ids, mask, system
+
+
+BACKBONE_NAMES = ["caml", "multirescnn", "laat", "plm_icd"]
+
+
+@pytest.mark.parametrize("name", BACKBONE_NAMES)
+def test_shapes_routing_and_backward(name):
+    torch.manual_seed(0)
+    model = build_model(_config(name), None, NUM_CODES)
+    assert isinstance(model, JAMS) and JointCodingModel is JAMS
+    ids, mask, system = _batch()
+    out = model(ids, mask, system)
+    assert set(out) == {"icd9", "icd10"}
+    assert out["icd9"].shape == (2, 4) and out["icd10"].shape == (3, 5)
+    labels = {s: torch.randint(0, 2, out[s].shape).float() for s in out}
+    jams_loss(out, labels).backward()
+    for s in ("icd9", "icd10"):
+        assert model.code_tables[s].grad.abs().sum() > 0
+        assert model.biases[s].grad.abs().sum() > 0
+    enc_grads = [p.grad for p in model.encoder.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in enc_grads)
+    # each document goes through its own system's head only: same logits as a sub-batch
+    model.eval()
+    with torch.no_grad():
+        full = model(ids, mask, system)
+        for s, sid in (("icd9", 0), ("icd10", 1)):
+            rows = system == sid
+            sub = model(ids[rows], mask[rows], system[rows])
+            assert sub[s].shape == full[s].shape
+            assert sub["icd10" if s == "icd9" else "icd9"].shape[0] == 0
+            torch.testing.assert_close(sub[s], full[s], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", BACKBONE_NAMES)
+def test_padding_invariance_every_backbone(name):
+    torch.manual_seed(1)
+    model = build_model(_config(name), None, NUM_CODES).eval()
+    ids, mask, system = _batch(length=12)
+    extra = 9  # PLM: crosses a chunk border and adds an all-pad chunk
+    ids_pad = torch.cat([ids, torch.zeros(ids.size(0), extra, dtype=torch.long)], 1)
+    mask_pad = torch.cat([mask, torch.zeros(ids.size(0), extra, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        ref = model(ids, mask, system)
+        out = model(ids_pad, mask_pad, system)
+        # a single document alone, without any padding
+        alone = model(ids[2:3, :5], mask[2:3, :5], system[2:3])
+    for s in ref:
+        torch.testing.assert_close(out[s], ref[s], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone["icd10"][0], ref["icd10"][1], atol=1e-5, rtol=1e-5)
+
+
+def _bce_by_hand(logits, target):
+    p = torch.sigmoid(logits.double())
+    return -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
+
+
+def test_loss_is_equation_3_by_hand():
+    g = torch.Generator().manual_seed(0)
+    logits = {"icd9": torch.randn(3, 4, generator=g), "icd10": torch.randn(1, 6, generator=g)}
+    labels = {
+        "icd9": torch.randint(0, 2, (3, 4), generator=g).float(),
+        "icd10": torch.randint(0, 2, (1, 6), generator=g).float(),
+    }
+    l9, l10 = (
+        _bce_by_hand(logits["icd9"], labels["icd9"]),
+        _bce_by_hand(logits["icd10"], labels["icd10"]),
+    )
+    mu, eta = 3, 1
+    expected = (l9 * mu + l10 * eta) / (mu + eta)
+    loss, parts = jams_loss(logits, labels, return_parts=True)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss.double(), expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(parts["icd9"].double(), l9, atol=1e-6, rtol=1e-6)
+    # the normalisation is the mean over documents of each document's mean over its codes
+    per_doc = [_bce_by_hand(logits["icd9"][i], labels["icd9"][i]) for i in range(3)]
+    per_doc.append(_bce_by_hand(logits["icd10"][0], labels["icd10"][0]))
+    torch.testing.assert_close(loss.double(), torch.stack(per_doc).mean(), atol=1e-6, rtol=1e-6)
+    # not the plain average of the two system losses
+    assert abs(float(loss) - float((l9 + l10) / 2)) > 1e-4
+
+
+def test_loss_with_one_system_reduces_to_that_system():
+    g = torch.Generator().manual_seed(1)
+    logits = {"icd9": torch.randn(0, 4), "icd10": torch.randn(2, 6, generator=g)}
+    labels = {"icd9": torch.zeros(0, 4), "icd10": torch.randint(0, 2, (2, 6), generator=g)}
+    loss = jams_loss(logits, {k: v.float() for k, v in labels.items()})
+    expected = F.binary_cross_entropy_with_logits(logits["icd10"], labels["icd10"].float())
+    torch.testing.assert_close(loss, expected)
+    # an absent system may also be omitted entirely
+    torch.testing.assert_close(
+        jams_loss({"icd10": logits["icd10"]}, {"icd10": labels["icd10"].float()}), expected
+    )
+
+
+def test_loss_errors_are_clear():
+    logits = {"icd9": torch.randn(2, 4)}
+    with pytest.raises(ValueError, match="icd9: logits shape"):
+        jams_loss(logits, {"icd9": torch.zeros(2, 5)})
+    with pytest.raises(ValueError, match="no 'icd10' entry"):
+        jams_loss(logits, {"icd9": torch.zeros(2, 4), "icd10": torch.zeros(1, 3)})
+    with pytest.raises(ValueError, match="no documents"):
+        jams_loss({"icd9": torch.zeros(0, 4)}, {"icd9": torch.zeros(0, 4)})
+
+
+def test_single_system_model_is_the_plain_backbone():
+    torch.manual_seed(2)
+    model = build_model(_config("laat", systems=("icd10",)), None, {"icd10": 5})
+    ids, mask, _ = _batch(batch=3)
+    out = model(ids, mask)  # system optional with one system
+    assert set(out) == {"icd10"} and out["icd10"].shape == (3, 5)
+    out2 = model(ids, mask, torch.ones(3, dtype=torch.long))
+    torch.testing.assert_close(out["icd10"], out2["icd10"])
+    with pytest.raises(ValueError, match="has system id 0"):
+        model(ids, mask, torch.tensor([1, 0, 1]))
+    assert not model.use_mat and model.mat is None
+    with pytest.raises(ValueError, match="needs both systems"):
+        ModelConfig.for_backbone("laat", vocab_size=VOCAB, systems=("icd9",), use_mat=True)
+
+
+def test_system_names_and_errors():
+    torch.manual_seed(3)
+    model = build_model(_config("caml"), None, NUM_CODES)
+    ids, mask, system = _batch(batch=3)
+    names = ["icd9" if int(s) == 0 else "icd10" for s in system]
+    model.eval()
+    with torch.no_grad():
+        a, b = model(ids, mask, system), model(ids, mask, names)
+    for s in a:
+        torch.testing.assert_close(a[s], b[s])
+    with pytest.raises(ValueError, match="system is required"):
+        model(ids, mask)
+    with pytest.raises(ValueError, match="system has 2 entries"):
+        model(ids, mask, system[:2])
+    with pytest.raises(ValueError, match="unknown coding system 'icd11'"):
+        model(ids, mask, ["icd11"] * 3)
+    with pytest.raises(ValueError, match="token id out of range"):
+        model(ids + VOCAB, mask, system)
+
+
+def test_separate_output_layer_and_explicit_attention_agree_in_shape_and_fit():
+    torch.manual_seed(4)
+    ids, mask, system = _batch()
+    for cfg in (
+        _config("laat", output_layer="separate"),
+        _config("caml", attention="explicit"),
+    ):
+        model = build_model(cfg, None, NUM_CODES)
+        out = model(ids, mask, system)
+        assert out["icd9"].shape == (2, 4) and out["icd10"].shape == (3, 5)
+    sep = build_model(_config("laat", output_layer="separate"), None, NUM_CODES)
+    assert sep.outputs["icd9"].shape == (4, 12) and sep.heads["icd9"].output_proj is None
+
+
+def test_sdpa_and_explicit_models_give_the_same_logits():
+    torch.manual_seed(5)
+    sdpa = build_model(_config("laat", attention="sdpa"), None, NUM_CODES).eval()
+    explicit = build_model(_config("laat", attention="explicit"), None, NUM_CODES).eval()
+    explicit.load_state_dict(sdpa.state_dict())
+    ids, mask, system = _batch()
+    with torch.no_grad():
+        a, b = sdpa(ids, mask, system), explicit(ids, mask, system)
+    for s in a:
+        torch.testing.assert_close(a[s], b[s], atol=1e-5, rtol=1e-5)
+
+
+def test_forward_with_attention_for_evidence():
+    torch.manual_seed(6)
+    model = build_model(_config("laat"), None, NUM_CODES).eval()
+    ids, mask, system = _batch()
+    codes = {"icd9": torch.tensor([3, 0]), "icd10": torch.tensor([[4], [1], [2]])}
+    with torch.no_grad():
+        logits, att = model.forward_with_attention(ids, mask, system, codes)
+        plain = model(ids, mask, system)
+    for s in plain:
+        torch.testing.assert_close(logits[s], plain[s])
+    assert att["icd9"].shape == (2, 2, 12) and att["icd10"].shape == (3, 1, 12)
+    docs = {"icd9": system == 0, "icd10": system == 1}
+    for s in att:
+        torch.testing.assert_close(att[s].sum(-1), torch.ones(att[s].shape[:2]))
+        pad = ~mask[docs[s]][:, None, :].expand_as(att[s])
+        assert torch.count_nonzero(att[s][pad]) == 0
+    with pytest.raises(ValueError, match="rows for 3 icd10 documents"):
+        model.forward_with_attention(ids, mask, system, {"icd10": torch.zeros(2, 1).long()})
+
+
+def test_config_defaults_follow_edin_and_roundtrip():
+    laat = ModelConfig.for_backbone("laat", vocab_size=100)
+    assert (laat.embedding_dim, laat.rnn_hidden_size, laat.projection_size) == (200, 512, 512)
+    assert (laat.embed_dropout, laat.rnn_dropout, laat.rnn_num_layers) == (0.3, 0.3, 1)
+    caml = ModelConfig.for_backbone("caml", vocab_size=100)
+    assert (caml.embedding_dim, caml.num_filters, caml.kernel_size) == (100, 50, 10)
+    assert caml.embed_dropout == 0.2
+    mrc = ModelConfig.for_backbone("multirescnn", vocab_size=100)
+    assert mrc.kernel_sizes == (3, 5, 9, 15, 19, 25) and mrc.num_filters == 50
+    assert ModelConfig.for_backbone("plm_icd").chunk_size == 128
+    assert ModelConfig(model="MultiResCNN", vocab_size=3).model == "multirescnn"
+    with pytest.raises(ValueError, match="unknown ModelConfig field"):
+        ModelConfig.for_backbone("laat", hidden=3)
+    with pytest.raises(ValueError, match="model must be one of"):
+        ModelConfig.for_backbone("bert")
+    assert ModelConfig.from_dict(laat.to_dict()) == laat
+    plm = _config("plm_icd")
+    again = ModelConfig.from_dict(plm.to_dict())
+    model = build_model(again, None, NUM_CODES)
+    assert model.encoder.out_channels == 32 and model.code_dim == 6
+
+
+def test_full_size_edin_dimensions():
+    """Default widths: LAAT H 1024 / d 512, CAML 50, MultiResCNN 300 (tiny vocabulary)."""
+    for name, h, d in (("laat", 1024, 512), ("caml", 50, 50), ("multirescnn", 300, 300)):
+        model = build_model(
+            ModelConfig.for_backbone(name, vocab_size=5, use_mat=False),
+            None,
+            {"icd9": 2, "icd10": 3},
+        )
+        assert model.encoder.out_channels == h and model.code_dim == d
+        assert model.code_tables["icd10"].shape == (3, d)
+
+
+def test_build_errors():
+    with pytest.raises(ValueError, match="needs vocab_size"):
+        build_model(ModelConfig.for_backbone("caml", use_mat=False), None, NUM_CODES)
+    with pytest.raises(ValueError, match="needs plm_path_or_config"):
+        build_model(ModelConfig.for_backbone("plm_icd", use_mat=False), None, NUM_CODES)
+    with pytest.raises(ValueError, match="needs the GEM graph"):
+        build_model(ModelConfig.for_backbone("caml", vocab_size=9), None, NUM_CODES)
+    with pytest.raises(ValueError, match="lacks system"):
+        build_model(_config("caml"), None, {"icd9": 3})
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_model(_config("plm_icd", plm_path_or_config="/nonexistent/plm"), None, NUM_CODES)
+
+
+def test_pretrained_word_vectors():
+    vectors = torch.randn(VOCAB, 8)
+    model = build_model(_config("caml"), None, NUM_CODES, embeddings=vectors)
+    w = model.encoder.embed.weight
+    torch.testing.assert_close(w[1:], vectors[1:])
+    assert torch.count_nonzero(w[0]) == 0
+    with pytest.raises(ValueError, match="rows but vocab_size"):
+        build_model(_config("caml"), None, NUM_CODES, embeddings=torch.randn(VOCAB + 1, 8))
+
+
+def _separable_problem(seed=0, n=16, length=10):
+    """Code c of a system is present iff token 2 + c (icd9) / 12 + c (icd10) occurs."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(22, VOCAB, (n, length), generator=g)
+    system = torch.arange(n) % 2
+    labels = {"icd9": [], "icd10": []}
+    for i in range(n):
+        s = "icd9" if system[i] == 0 else "icd10"
+        y = torch.randint(0, 2, (NUM_CODES[s],), generator=g).float()
+        offset = 2 if s == "icd9" else 12
+        pos = torch.randperm(length, generator=g)[: NUM_CODES[s]]
+        for c in range(NUM_CODES[s]):
+            if y[c]:
+                ids[i, pos[c]] = offset + c
+        labels[s].append(y)
+    mask = torch.ones(n, length, dtype=torch.bool)
+    mask[::3, -3:] = False
+    ids[~mask] = 0
+    return ids, mask, system, {s: torch.stack(v) for s, v in labels.items()}
+
+
+@pytest.mark.parametrize("name", BACKBONE_NAMES)
+def test_a_few_steps_drive_the_loss_down(name):
+    torch.manual_seed(0)
+    model = build_model(_config(name), None, NUM_CODES)
+    ids, mask, system, labels = _separable_problem()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2 if name != "plm_icd" else 1e-2)
+    losses = []
+    for _ in range(25):
+        opt.zero_grad()
+        loss = jams_loss(model(ids, mask, system), labels)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+# ---- MAT on ---------------------------------------------------------------------------
+
+
+@needs_mat
+def test_mat_on_and_off_through_the_same_class():
+    from jams_pyg.nn import MATConv
+
+    torch.manual_seed(7)
+    graph = _TinyGraph()
+    ids, mask, system = _batch()
+    on = build_model(_config("laat", use_mat=True), graph, NUM_CODES)
+    off = build_model(_config("laat", use_mat=False), None, NUM_CODES)
+    assert type(on) is type(off) is JAMS
+    assert isinstance(on.mat, MATConv) and off.mat is None
+    torch.testing.assert_close(on.edge_weight, graph.edge_weight)
+    assert torch.equal(on.edge_index, graph.edge_index)
+    # U', V' are exactly MATConv applied to (U, V) over the GEM edges
+    tables = on.code_embeddings()
+    u, v = on.mat(
+        (on.code_tables["icd9"], on.code_tables["icd10"]), graph.edge_index, graph.edge_weight
+    )
+    torch.testing.assert_close(tables["icd9"], u)
+    torch.testing.assert_close(tables["icd10"], v)
+    # without MAT the tables are used as they are
+    assert off.code_embeddings()["icd9"] is off.code_tables["icd9"]
+    # MAT-on logits equal the heads applied to U', V'
+    on.eval()
+    with torch.no_grad():
+        out = on(ids, mask, system)
+        h, m = on.encoder(ids, mask)
+        tables = on.code_embeddings()
+        rows = system == 1
+        ref = on.heads["icd10"](h[rows], m[rows], tables["icd10"], on.biases["icd10"])
+    torch.testing.assert_close(out["icd10"], ref)
+    labels = {s: torch.ones_like(out[s]) for s in out}
+    on.train()
+    jams_loss(on(ids, mask, system), labels).backward()
+    assert on.code_tables["icd9"].grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in on.mat.parameters())
+
+
+@needs_mat
+def test_mat_runs_once_per_forward_and_links_the_systems():
+    torch.manual_seed(8)
+    model = build_model(_config("caml", use_mat=True), _TinyGraph(), NUM_CODES)
+    calls = []
+    model.mat.register_forward_hook(lambda *args: calls.append(1))
+    ids, mask, system = _batch(batch=8)
+    out = model(ids, mask, system)
+    assert len(calls) == 1
+    # a batch of ICD-9 documents only still trains the linked ICD-10 embeddings through MAT
+    rows = system == 0
+    out = model(ids[rows], mask[rows], system[rows])
+    jams_loss(out, {"icd9": torch.ones_like(out["icd9"])}).backward()
+    grad10 = model.code_tables["icd10"].grad
+    assert grad10 is not None and grad10[:4].abs().sum() > 0  # ICD-10 nodes 0, 1, 3, 4 linked
+    assert grad10[2].abs().sum() == 0  # ICD-10 node 2 has no GEM edge
+
+
+@needs_mat
+def test_edge_weighting_ablation_and_attention_weights():
+    torch.manual_seed(9)
+    graph = _TinyGraph()
+    model = build_model(_config("laat", use_mat=True, edge_weighting=False), graph, NUM_CODES)
+    assert torch.equal(model.edge_weight, torch.ones(5))
+    out = model.code_embeddings(return_attention_weights=True)
+    assert out["icd9"].shape == (4, 5) and out["icd10"].shape == (5, 5)
+    assert len(out["mat_attention"]) == 5
+    with pytest.raises(ValueError, match="GEM graph has 4 icd9 nodes"):
+        build_model(_config("laat", use_mat=True), graph, {"icd9": 3, "icd10": 5})
+
+
+@needs_mat
+@pytest.mark.parametrize("name", BACKBONE_NAMES)
+def test_mat_on_every_backbone_fits(name):
+    torch.manual_seed(0)
+    model = build_model(_config(name, use_mat=True), _TinyGraph(), NUM_CODES)
+    ids, mask, system, labels = _separable_problem()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2 if name != "plm_icd" else 1e-2)
+    losses = []
+    for _ in range(25):
+        opt.zero_grad()
+        loss = jams_loss(model(ids, mask, system), labels)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
