@@ -1,0 +1,313 @@
+"""The medical code attention layer (MAT) of JAMS, paper section 2.1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Parameter
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.nn.inits import glorot
+from torch_geometric.utils import softmax
+
+from jams_pyg.nn.sparse_aggr import BipartiteCSR, build_bipartite_csr, mat_aggregate
+
+AttentionWeights = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
+
+
+class MATConv(MessagePassing):
+    r"""The medical code attention network (MAT) of JAMS (`"Joint Automated
+    Medical coding with GEMs"`, section 2.1), a graph attention layer between
+    the ICD-9 and ICD-10 code-embedding tables
+    :math:`\mathbf{U} \in \mathbb{R}^{n \times d}` and
+    :math:`\mathbf{V} \in \mathbb{R}^{m \times d}`, linked by the GEMs.
+
+    For an ICD-9 code :math:`i` with ICD-10 neighbours :math:`\mathcal{N}(i)`
+
+    .. math::
+        e_{ii} = \mathrm{LeakyReLU}\left(\mathbf{a}^{\top}
+        [\mathbf{u}_i \,\Vert\, \mathbf{u}_i]\right), \qquad
+        e_{ij} = \mathrm{LeakyReLU}\left(\mathbf{a}^{\top}
+        [\mathbf{u}_i \,\Vert\, \mathbf{v}_j]\right),
+
+    .. math::
+        \alpha_{ij} = \frac{\exp(e_{ij})}{\exp(e_{ii}) +
+        \sum_{k \in \mathcal{N}(i)} \exp(e_{ik})}
+        \quad (j \in \{i\} \cup \mathcal{N}(i)),
+
+    .. math::
+        \mathbf{u}'_i = \mathrm{ELU}\left(\alpha_{ii}\mathbf{u}_i +
+        \sum_{j \in \mathcal{N}(i)} \alpha_{ij}\,\omega_{ij}\,\mathbf{v}_j\right),
+
+    and symmetrically for an ICD-10 code :math:`j` (its self term uses
+    :math:`[\mathbf{v}_j \Vert \mathbf{v}_j]`, its neighbours
+    :math:`[\mathbf{v}_j \Vert \mathbf{u}_i]`). The same attention vector
+    :math:`\mathbf{a}` serves both directions: its first half multiplies the
+    code being updated, its second half the neighbour (or the code itself for
+    the self term). The GEM weight :math:`\omega_{ij}` (1 for an exact, 0.5
+    for an approximate mapping) multiplies the message *after* the softmax and
+    is not renormalised. A code without links becomes
+    :math:`\mathrm{ELU}(\mathbf{u}_i)`.
+
+    With :math:`H > 1` heads, each head :math:`h` has its own vector
+    :math:`\mathbf{a}^{(h)}` and the heads are averaged inside the ELU (as in
+    the last GAT layer), so the output keeps :math:`d` channels:
+    :math:`\mathbf{u}'_i = \mathrm{ELU}\big(\frac{1}{H}\sum_h (\alpha^{(h)}_{ii}
+    \mathbf{u}_i + \sum_j \alpha^{(h)}_{ij}\omega_{ij}\mathbf{v}_j)\big)`.
+
+    Computation: per-node scores :math:`\mathbf{a}_{1}^{\top}\mathbf{u}_i`,
+    :math:`\mathbf{a}_{2}^{\top}\mathbf{u}_i` (one mat-vec per table and
+    head), per-edge scalars by gathering them, a sparse softmax over the
+    edges plus the self terms
+    (:func:`torch_geometric.utils.softmax`), and a fused aggregation of both
+    directions by CSR sparse × dense products whose backward pass stays sparse
+    (:mod:`jams_pyg.nn.sparse_aggr`): no dense :math:`n \times m` matrix and
+    no :math:`|\mathcal{E}| \times d` message tensor is built. The CSR
+    structure of :obj:`edge_index` is cached while the same, unmodified
+    tensor is passed again (a static GEM graph).
+
+    Args:
+        channels (int): Size :math:`d` of each code embedding (input and
+            output).
+        heads (int, optional): Number of attention heads :math:`H`, averaged.
+            (default: :obj:`1`)
+        negative_slope (float, optional): LeakyReLU angle of the negative
+            slope. (default: :obj:`0.2`)
+        dropout (float, optional): Dropout probability of the normalised
+            attention coefficients (self terms included), in training mode
+            only. (default: :obj:`0.0`)
+        fused (bool, optional): If :obj:`False`, aggregate with PyG message
+            passing (:meth:`propagate`), which builds an
+            :math:`|\mathcal{E}| \times d` message tensor: a slower reference
+            path, numerically the same. (default: :obj:`True`)
+        cached (bool, optional): If :obj:`True`, keep the CSR structure of the
+            last :obj:`edge_index` and reuse it while the same, unmodified
+            tensor (same storage and version) and node counts come again.
+            (default: :obj:`True`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:**
+          code embeddings :math:`((n, d), (m, d))` (ICD-9, ICD-10),
+          edge indices :math:`(2, |\mathcal{E}|)` (row 0 ICD-9 index, row 1
+          ICD-10 index, as :attr:`jams_pyg.GEMGraph.edge_index`),
+          edge weights :math:`\omega` :math:`(|\mathcal{E}|)` *(optional,
+          ones by default)*
+        - **output:** :math:`((n, d), (m, d))`. If
+          :obj:`return_attention_weights=True`, then
+          :math:`(((n, d), (m, d)), ((2, |\mathcal{E}|), (|\mathcal{E}|, H),
+          (|\mathcal{E}|, H), (n, H), (m, H)))`: the edge indices, the weight
+          each ICD-9 code gives its ICD-10 neighbour on edge :math:`e`, the
+          weight each ICD-10 code gives its ICD-9 neighbour, and the self
+          weights of the ICD-9 and ICD-10 codes (:math:`\alpha` before
+          :math:`\omega`, after dropout).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        heads: int = 1,
+        negative_slope: float = 0.2,
+        dropout: float = 0.0,
+        fused: bool = True,
+        cached: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("aggr", "add")
+        super().__init__(node_dim=0, **kwargs)
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+            raise ValueError(f"heads must be a positive int, got {heads!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.channels = channels
+        self.heads = heads
+        self.negative_slope = float(negative_slope)
+        self.dropout = float(dropout)
+        self.fused = fused
+        self.cached = cached
+        self.att = Parameter(torch.empty(heads, 2 * channels))
+        self._cache: tuple[tuple[Any, ...], Tensor, BipartiteCSR] | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        glorot(self.att)
+        self._cache = None
+
+    # ------------------------------------------------------------- checking
+    def _check_x(self, x: Any) -> tuple[Tensor, Tensor]:
+        if not isinstance(x, (tuple, list)) or len(x) != 2:
+            got = type(x).__name__ if not isinstance(x, (tuple, list)) else f"{len(x)} items"
+            raise TypeError(f"MATConv expects x = (x_icd9, x_icd10), a pair of tensors; got {got}")
+        x9, x10 = x
+        for name, t in (("x_icd9", x9), ("x_icd10", x10)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{name} must be a Tensor, got {type(t).__name__}")
+            if t.dim() != 2:
+                raise ValueError(
+                    f"{name} must be 2-D [num_codes, channels], got shape {tuple(t.shape)}"
+                )
+        if x9.size(1) != x10.size(1):
+            raise ValueError(
+                f"feature sizes differ: x_icd9 has {x9.size(1)} channels, x_icd10 has {x10.size(1)}"
+            )
+        if x9.size(1) != self.channels:
+            raise ValueError(
+                f"x_icd9 and x_icd10 have {x9.size(1)} channels, but this MATConv "
+                f"was built with channels={self.channels}"
+            )
+        if x9.dtype != x10.dtype:
+            raise ValueError(f"x_icd9 is {x9.dtype} but x_icd10 is {x10.dtype}")
+        if x9.device != x10.device:
+            raise ValueError(f"x_icd9 is on {x9.device} but x_icd10 is on {x10.device}")
+        return x9, x10
+
+    @staticmethod
+    def _check_edge_index(edge_index: Any, n: int, m: int) -> None:
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(f"edge_index must be a Tensor, got {type(edge_index).__name__}")
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(
+                f"edge_index must have shape [2, num_edges], got {tuple(edge_index.shape)}"
+            )
+        if edge_index.dtype not in (torch.long, torch.int, torch.int16, torch.uint8):
+            raise ValueError(f"edge_index must be an integer tensor, got {edge_index.dtype}")
+        if edge_index.numel() == 0:
+            return
+        for r, (system, size) in enumerate((("ICD-9", n), ("ICD-10", m))):
+            lo, hi = (int(v) for v in torch.aminmax(edge_index[r]))
+            bad = lo if lo < 0 else hi if hi >= size else None
+            if bad is not None:
+                table = "x_icd9" if r == 0 else "x_icd10"
+                raise IndexError(
+                    f"edge_index[{r}] holds {system} index {bad}, out of range for "
+                    f"{table} with {size} rows (valid: 0..{size - 1})"
+                )
+
+    @staticmethod
+    def _check_edge_weight(edge_weight: Any, num_edges: int, x: Tensor) -> Tensor:
+        if edge_weight is None:
+            return torch.ones(num_edges, dtype=x.dtype, device=x.device)
+        if not isinstance(edge_weight, Tensor):
+            raise TypeError(
+                f"edge_weight must be a Tensor or None, got {type(edge_weight).__name__}"
+            )
+        if edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
+            raise ValueError(
+                f"edge_weight must have shape [{num_edges}] (one ω per edge of "
+                f"edge_index), got {tuple(edge_weight.shape)}"
+            )
+        if not edge_weight.is_floating_point():
+            raise ValueError(f"edge_weight must be floating point, got {edge_weight.dtype}")
+        if edge_weight.device != x.device:
+            raise ValueError(f"edge_weight is on {edge_weight.device} but x is on {x.device}")
+        return edge_weight
+
+    @torch.compiler.disable
+    def _structure(self, edge_index: Tensor, n: int, m: int) -> BipartiteCSR:
+        """Validated CSR structure of ``edge_index``, cached for a static graph."""
+        key = (
+            edge_index.data_ptr(),
+            edge_index._version,
+            tuple(edge_index.shape),
+            tuple(edge_index.stride()),
+            edge_index.dtype,
+            edge_index.device,
+            n,
+            m,
+        )
+        # The cache holds a reference to the tensor, so its storage cannot be
+        # freed and reused by another tensor while the key is alive.
+        if self.cached and self._cache is not None and self._cache[0] == key:
+            return self._cache[2]
+        self._check_edge_index(edge_index, n, m)
+        csr = build_bipartite_csr(edge_index, n, m)
+        self._cache = (key, edge_index, csr) if self.cached else None
+        return csr
+
+    # -------------------------------------------------------------- forward
+    def forward(
+        self,
+        x: tuple[Tensor, Tensor],
+        edge_index: Tensor,
+        edge_weight: Tensor | None = None,
+        return_attention_weights: bool = False,
+    ) -> tuple[Tensor, Tensor] | tuple[tuple[Tensor, Tensor], AttentionWeights]:
+        r"""Update both code tables.
+
+        Args:
+            x ((Tensor, Tensor)): ICD-9 embeddings ``[n, d]`` and ICD-10
+                embeddings ``[m, d]``.
+            edge_index (LongTensor): ``[2, E]`` GEM links, row 0 ICD-9 and row 1
+                ICD-10 indices.
+            edge_weight (Tensor, optional): ``[E]`` GEM weights :math:`\omega`.
+            return_attention_weights (bool, optional): also return the
+                attention weights (see *Shapes*). (default: :obj:`False`)
+        """
+        x9, x10 = self._check_x(x)
+        n, m = x9.size(0), x10.size(0)
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(f"edge_index must be a Tensor, got {type(edge_index).__name__}")
+        if edge_index.device != x9.device:
+            raise ValueError(f"edge_index is on {edge_index.device} but x is on {x9.device}")
+        csr = self._structure(edge_index, n, m)
+        num_edges = csr.num_edges
+        weight = self._check_edge_weight(edge_weight, num_edges, x9)[csr.perm]
+        heads, row, col = self.heads, csr.row, csr.col
+
+        # Per-node scores: att[:, :d] · (code being updated), att[:, d:] · (other).
+        att = self.att.view(heads, 2, self.channels).transpose(0, 1).reshape(2 * heads, -1)
+        score9 = x9 @ att.t()  # [n, 2H]: [:, :H] as updated code, [:, H:] as neighbour/self
+        score10 = x10 @ att.t()
+        dst9, src9 = score9[:, :heads], score9[:, heads:]
+        dst10, src10 = score10[:, :heads], score10[:, heads:]
+
+        # Per-edge scalars; the self terms are appended as extra softmax entries.
+        e9 = torch.cat([dst9[row] + src10[col], dst9 + src9], dim=0)  # [E + n, H]
+        e10 = torch.cat([dst10[col] + src9[row], dst10 + src10], dim=0)  # [E + m, H]
+        e9 = F.leaky_relu(e9, self.negative_slope)
+        e10 = F.leaky_relu(e10, self.negative_slope)
+        alpha9 = softmax(e9, csr.softmax_index9, num_nodes=n)
+        alpha10 = softmax(e10, csr.softmax_index10, num_nodes=m)
+        alpha9 = F.dropout(alpha9, p=self.dropout, training=self.training)
+        alpha10 = F.dropout(alpha10, p=self.dropout, training=self.training)
+
+        # Averaging the heads commutes with the (head-independent) aggregation.
+        mean9 = alpha9.mean(dim=1)
+        mean10 = alpha10.mean(dim=1)
+        v9, s9 = mean9[:num_edges] * weight, mean9[num_edges:]
+        v10, s10 = mean10[:num_edges] * weight, mean10[num_edges:]
+
+        if self.fused:
+            out9, out10 = mat_aggregate(v9, v10, s9, s10, x9, x10, csr)
+        else:
+            # Reference path: PyG message passing, messages of shape [E, d].
+            to9 = torch.stack([col, row])  # ICD-10 source -> ICD-9 target
+            to10 = torch.stack([row, col])  # ICD-9 source -> ICD-10 target
+            agg9 = self.propagate(to9, x=(x10, x9), alpha=v9, size=(m, n))
+            agg10 = self.propagate(to10, x=(x9, x10), alpha=v10, size=(n, m))
+            out9 = F.elu(s9.unsqueeze(-1) * x9 + agg9)
+            out10 = F.elu(s10.unsqueeze(-1) * x10 + agg10)
+
+        if not return_attention_weights:
+            return out9, out10
+        inv = csr.inv_perm
+        weights = (
+            edge_index,
+            alpha9[:num_edges][inv],
+            alpha10[:num_edges][inv],
+            alpha9[num_edges:],
+            alpha10[num_edges:],
+        )
+        return (out9, out10), weights
+
+    def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
+        return alpha.unsqueeze(-1) * x_j
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.channels}, heads={self.heads})"

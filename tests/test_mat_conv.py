@@ -1,0 +1,402 @@
+"""MATConv against a plain dense re-computation of the paper's equations 1 and 2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from jams_pyg import GEMGraph
+from jams_pyg.nn import MATConv
+from jams_pyg.nn.sparse_aggr import build_bipartite_csr, mat_aggregate
+
+# PyTorch's one-time notice that sparse CSR support is "in beta" (pytest resets
+# the library's own filter for it).
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+
+DT = torch.float64
+TOL = {"rtol": 1e-10, "atol": 1e-12}
+
+
+# --------------------------------------------------------------- reference
+def dense_mat(x9, x10, edges, att, slope=0.2):
+    """Loops over codes: softmax over {self} ∪ neighbours, ω after the softmax,
+    heads averaged, then ELU. ``edges`` is a list of (icd9, icd10, ω).
+    Returns outputs and the attention weights as dicts keyed by (code, neighbour)."""
+    heads, d = att.size(0), x9.size(1)
+
+    def update(x_own, x_other, own_pos, other_pos):
+        outs, alphas = [], {}
+        for i in range(x_own.size(0)):
+            nbrs = [(e[other_pos], e[2], k) for k, e in enumerate(edges) if e[own_pos] == i]
+            per_head = []
+            for h in range(heads):
+                a_own, a_other = att[h, :d], att[h, d:]
+                own_score = a_own @ x_own[i]
+                scores = [F.leaky_relu(own_score + a_other @ x_own[i], slope)]
+                scores += [
+                    F.leaky_relu(own_score + a_other @ x_other[j], slope) for j, _, _ in nbrs
+                ]
+                alpha = torch.softmax(torch.stack(scores), dim=0)
+                alphas[("self", i, h)] = alpha[0]
+                total = alpha[0] * x_own[i]
+                for (j, w, k), a in zip(nbrs, alpha[1:], strict=True):
+                    total = total + a * w * x_other[j]
+                    alphas[(k, h)] = a
+                per_head.append(total)
+            outs.append(F.elu(torch.stack(per_head).mean(dim=0)))
+        return torch.stack(outs), alphas
+
+    out9, alpha9 = update(x9, x10, 0, 1)
+    out10, alpha10 = update(x10, x9, 1, 0)
+    return out9, out10, alpha9, alpha10
+
+
+def random_graph(n=7, m=9, num_edges=16, seed=0, duplicates=False):
+    """Random bipartite edges among codes 0..n-3 / 0..m-3 (the last two codes of
+    each side stay isolated), ω mixed in {1.0, 0.5}."""
+    g = torch.Generator().manual_seed(seed)
+    pairs = torch.stack(
+        [
+            torch.randint(0, n - 2, (4 * num_edges,), generator=g),
+            torch.randint(0, m - 2, (4 * num_edges,), generator=g),
+        ]
+    )
+    pairs = torch.unique(pairs, dim=1)
+    pairs = pairs[:, torch.randperm(pairs.size(1), generator=g)[:num_edges]]
+    if duplicates:
+        pairs = torch.cat([pairs, pairs[:, :3]], dim=1)
+    weight = torch.where(torch.rand(pairs.size(1), generator=g) < 0.5, 1.0, 0.5).to(DT)
+    x9 = torch.randn(n, 5, generator=g, dtype=DT)
+    x10 = torch.randn(m, 5, generator=g, dtype=DT)
+    return x9, x10, pairs, weight
+
+
+def edge_list(edge_index, weight):
+    return [(int(i), int(j), w) for (i, j), w in zip(edge_index.t(), weight, strict=True)]
+
+
+def make_conv(heads=1, seed=1, **kwargs):
+    torch.manual_seed(seed)
+    conv = MATConv(5, heads=heads, **kwargs).to(DT)
+    with torch.no_grad():  # larger than glorot, so the softmax is far from uniform
+        conv.att.mul_(3.0)
+    return conv
+
+
+# -------------------------------------------------------------- exactness
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_matches_dense_reference_values_and_gradients(heads, fused, duplicates):
+    x9, x10, edge_index, weight = random_graph(seed=heads, duplicates=duplicates)
+    conv = make_conv(heads, fused=fused)
+    x9.requires_grad_()
+    x10.requires_grad_()
+    weight.requires_grad_()
+    out9, out10 = conv((x9, x10), edge_index, weight)
+    ref9, ref10, _, _ = dense_mat(x9, x10, edge_list(edge_index, weight), conv.att)
+    torch.testing.assert_close(out9, ref9, **TOL)
+    torch.testing.assert_close(out10, ref10, **TOL)
+
+    g = torch.Generator().manual_seed(5)
+    r9, r10 = (
+        torch.randn(out9.shape, generator=g, dtype=DT),
+        torch.randn(out10.shape, generator=g, dtype=DT),
+    )
+    inputs = (x9, x10, conv.att, weight)
+    got = torch.autograd.grad((out9 * r9).sum() + (out10 * r10).sum(), inputs)
+    want = torch.autograd.grad((ref9 * r9).sum() + (ref10 * r10).sum(), inputs)
+    for name, a, b in zip(("x_icd9", "x_icd10", "att", "edge_weight"), got, want, strict=True):
+        assert b.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, **TOL, msg=lambda m, name=name: f"grad {name}: {m}")
+
+
+def test_fused_aggregation_gradcheck():
+    x9, x10, edge_index, _ = random_graph(n=5, m=6, num_edges=7, seed=3)
+    csr = build_bipartite_csr(edge_index, 5, 6)
+    g = torch.Generator().manual_seed(0)
+    inputs = [
+        torch.rand(7, generator=g, dtype=DT),
+        torch.rand(7, generator=g, dtype=DT),
+        torch.rand(5, generator=g, dtype=DT),
+        torch.rand(6, generator=g, dtype=DT),
+        x9,
+        x10,
+    ]
+    inputs = [t.requires_grad_() for t in inputs]
+    assert torch.autograd.gradcheck(lambda *a: mat_aggregate(*a, csr), inputs)
+
+
+def test_edge_weight_none_is_all_ones():
+    x9, x10, edge_index, _ = random_graph()
+    conv = make_conv()
+    a = conv((x9, x10), edge_index)
+    b = conv((x9, x10), edge_index, torch.ones(edge_index.size(1), dtype=DT))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_isolated_codes_become_elu_of_themselves():
+    x9, x10, edge_index, weight = random_graph()
+    conv = make_conv(heads=2)
+    out9, out10 = conv((x9, x10), edge_index, weight)
+    # by construction the last two codes of each side have no link
+    torch.testing.assert_close(out9[-2:], F.elu(x9[-2:]), rtol=0, atol=0)
+    torch.testing.assert_close(out10[-2:], F.elu(x10[-2:]), rtol=0, atol=0)
+    assert not torch.allclose(out9[:-2], F.elu(x9[:-2]))
+    # a graph without any edge
+    empty = torch.empty(2, 0, dtype=torch.long)
+    for fused in (True, False):
+        conv.fused = fused
+        out9, out10 = conv((x9, x10), empty, torch.empty(0, dtype=DT))
+        torch.testing.assert_close(out9, F.elu(x9), rtol=0, atol=0)
+        torch.testing.assert_close(out10, F.elu(x10), rtol=0, atol=0)
+
+
+def test_edge_order_does_not_matter():
+    x9, x10, edge_index, weight = random_graph(seed=4)
+    conv = make_conv(heads=2)
+    (a9, a10), att_a = conv((x9, x10), edge_index, weight, return_attention_weights=True)
+    perm = torch.randperm(edge_index.size(1), generator=torch.Generator().manual_seed(0))
+    (b9, b10), att_b = conv(
+        (x9, x10), edge_index[:, perm], weight[perm], return_attention_weights=True
+    )
+    torch.testing.assert_close(a9, b9, **TOL)
+    torch.testing.assert_close(a10, b10, **TOL)
+    assert torch.equal(att_b[0], edge_index[:, perm])
+    torch.testing.assert_close(att_a[1][perm], att_b[1], **TOL)
+    torch.testing.assert_close(att_a[2][perm], att_b[2], **TOL)
+    torch.testing.assert_close(att_a[3], att_b[3], **TOL)
+    torch.testing.assert_close(att_a[4], att_b[4], **TOL)
+
+
+# ------------------------------------------------------ attention weights
+@pytest.mark.parametrize("heads", [1, 2])
+def test_attention_weights_match_reference_and_sum_to_one(heads):
+    x9, x10, edge_index, weight = random_graph(seed=7)
+    conv = make_conv(heads)
+    _, (ei, a9, a10, s9, s10) = conv((x9, x10), edge_index, weight, return_attention_weights=True)
+    n, m, num_edges = x9.size(0), x10.size(0), edge_index.size(1)
+    assert ei is edge_index
+    assert a9.shape == a10.shape == (num_edges, heads)
+    assert s9.shape == (n, heads) and s10.shape == (m, heads)
+    _, _, ref9, ref10 = dense_mat(x9, x10, edge_list(edge_index, weight), conv.att)
+    for h in range(heads):
+        for k in range(num_edges):
+            torch.testing.assert_close(a9[k, h], ref9[(k, h)], **TOL)
+            torch.testing.assert_close(a10[k, h], ref10[(k, h)], **TOL)
+        for i in range(n):
+            torch.testing.assert_close(s9[i, h], ref9[("self", i, h)], **TOL)
+        for j in range(m):
+            torch.testing.assert_close(s10[j, h], ref10[("self", j, h)], **TOL)
+    total9 = s9.clone().index_add_(0, edge_index[0], a9)
+    total10 = s10.clone().index_add_(0, edge_index[1], a10)
+    torch.testing.assert_close(total9, torch.ones_like(total9), **TOL)
+    torch.testing.assert_close(total10, torch.ones_like(total10), **TOL)
+    # isolated codes listen only to themselves
+    assert torch.equal(s9[-2:], torch.ones(2, heads, dtype=DT))
+    assert torch.equal(s10[-2:], torch.ones(2, heads, dtype=DT))
+
+
+def test_dropout_only_in_training():
+    x9, x10, edge_index, weight = random_graph(seed=8)
+    conv = make_conv(heads=2, dropout=0.5)
+    plain = make_conv(heads=2, dropout=0.0)
+    torch.testing.assert_close(conv.att, plain.att, rtol=0, atol=0)
+
+    conv.eval()
+    plain.eval()
+    e1 = conv((x9, x10), edge_index, weight)
+    e2 = conv((x9, x10), edge_index, weight)
+    ref = plain((x9, x10), edge_index, weight)
+    for a, b, c in zip(e1, e2, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, c, rtol=0, atol=0)
+
+    conv.train()
+    torch.manual_seed(0)
+    (t9, _), (_, a9, _, s9, _) = conv((x9, x10), edge_index, weight, return_attention_weights=True)
+    assert not torch.allclose(t9, ref[0])
+    # dropped coefficients are zero, kept ones are scaled by 1 / (1 - p)
+    alphas = torch.cat([a9.flatten(), s9.flatten()])
+    assert (alphas == 0).any() and (alphas > 0).any()
+    plain.train()
+    _, (_, p9, _, ps9, _) = plain((x9, x10), edge_index, weight, return_attention_weights=True)
+    kept = torch.cat([p9.flatten(), ps9.flatten()])[alphas > 0]
+    torch.testing.assert_close(alphas[alphas > 0], 2.0 * kept, **TOL)
+
+
+# ----------------------------------------------------------------- caching
+def test_structure_cache_follows_edge_index():
+    x9, x10, edge_index, weight = random_graph(seed=9)
+    conv = make_conv()
+    conv((x9, x10), edge_index, weight)
+    other = random_graph(seed=10)[2][:, : edge_index.size(1)]
+    assert other.shape == edge_index.shape and not torch.equal(other, edge_index)
+    got = conv((x9, x10), other, weight)
+    want = make_conv(cached=False)((x9, x10), other, weight)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    # an in-place change of the cached tensor is seen too
+    before = conv((x9, x10), other, weight)
+    other[1] = other[1].flip(0)
+    after = conv((x9, x10), other, weight)
+    want = dense_mat(x9, x10, edge_list(other, weight), conv.att)[:2]
+    torch.testing.assert_close(after, want, **TOL)
+    assert not torch.allclose(before[0], after[0])
+
+
+# ------------------------------------------------------------ torch.compile
+def test_torch_compile_gives_same_output():
+    x9, x10, edge_index, weight = random_graph(seed=11)
+    conv = make_conv(heads=2)
+    x9.requires_grad_()
+    eager = conv((x9, x10), edge_index, weight)
+    compiled = torch.compile(conv, backend="aot_eager", fullgraph=False, dynamic=False)
+    out = compiled((x9, x10), edge_index, weight)
+    torch.testing.assert_close(out, eager, **TOL)
+    (g_eager,) = torch.autograd.grad(eager[0].sum() + eager[1].sum(), x9)
+    (g_comp,) = torch.autograd.grad(out[0].sum() + out[1].sum(), x9)
+    torch.testing.assert_close(g_comp, g_eager, **TOL)
+
+
+# ------------------------------------------------------------ bad input
+def _inputs():
+    x9, x10, edge_index, weight = random_graph()
+    return x9, x10, edge_index, weight
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error", "match"),
+    [
+        (lambda a: {**a, "x": a["x"][0]}, TypeError, r"x = \(x_icd9, x_icd10\).*Tensor"),
+        (lambda a: {**a, "x": (*a["x"], a["x"][0])}, TypeError, "3 items"),
+        (lambda a: {**a, "x": (a["x"][0], None)}, TypeError, "x_icd10 must be a Tensor"),
+        (
+            lambda a: {**a, "x": (a["x"][0][0], a["x"][1])},
+            ValueError,
+            r"x_icd9 must be 2-D.*\(5,\)",
+        ),
+        (lambda a: {**a, "x": (a["x"][0][:, :4], a["x"][1])}, ValueError, "differ.*4.*5"),
+        (
+            lambda a: {**a, "x": (a["x"][0][:, :4], a["x"][1][:, :4])},
+            ValueError,
+            "4 channels.*channels=5",
+        ),
+        (lambda a: {**a, "x": (a["x"][0], a["x"][1].float())}, ValueError, "float64.*float32"),
+        (
+            lambda a: {**a, "edge_index": a["edge_index"].tolist()},
+            TypeError,
+            "edge_index must be a Tensor",
+        ),
+        (lambda a: {**a, "edge_index": a["edge_index"].t()}, ValueError, r"\[2, num_edges\]"),
+        (lambda a: {**a, "edge_index": a["edge_index"].to(DT)}, ValueError, "integer"),
+        (
+            lambda a: {
+                **a,
+                "edge_index": torch.cat([a["edge_index"], torch.tensor([[7], [0]])], 1),
+                "edge_weight": torch.ones(17, dtype=DT),
+            },
+            IndexError,
+            r"edge_index\[0\] holds ICD-9 index 7.*x_icd9 with 7 rows",
+        ),
+        (
+            lambda a: {
+                **a,
+                "edge_index": torch.cat([a["edge_index"], torch.tensor([[0], [12]])], 1),
+                "edge_weight": torch.ones(17, dtype=DT),
+            },
+            IndexError,
+            r"edge_index\[1\] holds ICD-10 index 12.*x_icd10 with 9 rows",
+        ),
+        (
+            lambda a: {
+                **a,
+                "edge_index": torch.cat([a["edge_index"], torch.tensor([[-1], [0]])], 1),
+                "edge_weight": torch.ones(17, dtype=DT),
+            },
+            IndexError,
+            "ICD-9 index -1",
+        ),
+        (
+            lambda a: {**a, "edge_weight": a["edge_weight"][:-1]},
+            ValueError,
+            r"shape \[16\].*\(15,\)",
+        ),
+        (lambda a: {**a, "edge_weight": a["edge_weight"][:, None]}, ValueError, r"\(16, 1\)"),
+        (lambda a: {**a, "edge_weight": torch.ones(16, dtype=torch.long)}, ValueError, "floating"),
+        (lambda a: {**a, "edge_weight": [1.0] * 16}, TypeError, "edge_weight must be a Tensor"),
+    ],
+)
+def test_bad_input_raises_clear_error(mutate, error, match):
+    x9, x10, edge_index, weight = _inputs()
+    args = mutate({"x": (x9, x10), "edge_index": edge_index, "edge_weight": weight})
+    with pytest.raises(error, match=match):
+        make_conv()(**args)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"channels": 0}, "channels"),
+        ({"channels": 4, "heads": 0}, "heads"),
+        ({"channels": 4, "dropout": 1.0}, "dropout"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MATConv(**kwargs)
+
+
+# ---------------------------------------------------------------- module
+def test_reset_parameters_and_repr():
+    torch.manual_seed(0)
+    conv = MATConv(512, heads=1)
+    assert repr(conv) == "MATConv(512, heads=1)"
+    assert repr(MATConv(64, heads=4)) == "MATConv(64, heads=4)"
+    assert conv.att.shape == (1, 1024)
+    bound = (6.0 / (1 + 1024)) ** 0.5  # glorot on [heads, 2 * channels]
+    assert conv.att.abs().max() <= bound and conv.att.abs().max() > 0.9 * bound
+    before = conv.att.detach().clone()
+    conv.reset_parameters()
+    assert not torch.equal(before, conv.att)
+    assert [name for name, _ in conv.named_parameters()] == ["att"]
+
+
+def test_real_gem_graph_plugs_in():
+    icd9 = ["576.2", "749.11", "401.9", "V70.0"]
+    icd10 = ["K83.1", "Q36.9", "I10.", "Z00.00", "A00.0"]
+    graph = GEMGraph.from_cms_2018(icd9_codes=icd9, icd10_codes=icd10)
+    assert graph.edge_index.size(1) >= 2
+    g = torch.Generator().manual_seed(0)
+    x9 = torch.randn(graph.num_icd9, 5, generator=g, dtype=DT)
+    x10 = torch.randn(graph.num_icd10, 5, generator=g, dtype=DT)
+    conv = make_conv(heads=2)
+    out9, out10 = conv((x9, x10), graph.edge_index, graph.edge_weight.to(DT))
+    edges = edge_list(graph.edge_index, graph.edge_weight.to(DT))
+    assert (0, 0, 1.0) in edges  # 576.2 = K83.1, exact
+    assert (1, 1, 0.5) in edges  # 749.11 ~ Q36.9, approximate
+    ref9, ref10, _, _ = dense_mat(x9, x10, edges, conv.att)
+    torch.testing.assert_close(out9, ref9, **TOL)
+    torch.testing.assert_close(out10, ref10, **TOL)
+    a0 = graph.icd10_codes.index("A00.0")
+    torch.testing.assert_close(out10[a0], F.elu(x10[a0]), rtol=0, atol=0)  # no GEM link
+
+
+# ------------------------------------------------------------------ CUDA
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.parametrize("heads", [1, 2])
+def test_cuda_matches_cpu(heads):
+    x9, x10, edge_index, weight = random_graph(seed=12)
+    conv = make_conv(heads)
+    cuda_conv = make_conv(heads).cuda()
+    xs = [t.clone().requires_grad_() for t in (x9, x10)]
+    xs_cuda = [t.cuda().requires_grad_() for t in (x9, x10)]
+    cpu = conv(tuple(xs), edge_index, weight)
+    gpu = cuda_conv(tuple(xs_cuda), edge_index.cuda(), weight.cuda())
+    for a, b in zip(cpu, gpu, strict=True):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-9, atol=1e-11)
+    sum(o.sum() for o in cpu).backward()
+    sum(o.sum() for o in gpu).backward()
+    for a, b in zip(xs, xs_cuda, strict=True):
+        torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(cuda_conv.att.grad.cpu(), conv.att.grad, rtol=1e-9, atol=1e-11)
