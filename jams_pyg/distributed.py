@@ -1,0 +1,73 @@
+"""Process-group helpers for ``torchrun`` (DistributedDataParallel).
+
+``torchrun --nproc_per_node=N`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``;
+without them everything runs as one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group that ``torchrun`` describes (NCCL on GPU, gloo on
+    CPU). A no-op returning rank 0 of 1 when not launched by ``torchrun``."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size)
+
+
+def shard_batch(batch: list[int], info: DistInfo) -> list[int]:
+    """The part of a global batch that this rank computes.
+
+    Every rank takes every ``world_size``-th document, so N processes with a
+    global batch of B see exactly the documents one process sees with B;
+    DDP's gradient average then equals the one-process gradient, because the
+    JAMS loss is a mean over documents (equation 3).
+    """
+    if not info.enabled:
+        return batch
+    if len(batch) % info.world_size:
+        raise ValueError(
+            f"a global batch of {len(batch)} documents does not split evenly over "
+            f"{info.world_size} processes; use a batch size divisible by the world size "
+            "(the last, smaller batch of an epoch is dropped under DDP)"
+        )
+    return batch[info.rank :: info.world_size]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

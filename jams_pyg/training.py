@@ -1,0 +1,416 @@
+"""Training loop for joint (or single-system) coding models.
+
+The trainer is model-agnostic: it needs a model ``model(input_ids,
+attention_mask, system) -> {system: logits}``, a loss ``loss_fn(logits,
+labels)`` (:func:`jams_pyg.models.jams_loss`), a dataset with a collate
+function producing :class:`~jams_pyg.datasets.JointBatch`, and a function that
+gives the global batches of an epoch. It does AdamW with linear warm-up and
+decay, gradient accumulation, gradient clipping, mixed precision on CUDA,
+early stopping on the mean validation score of the systems, atomic
+checkpoints with exact resume, and DistributedDataParallel under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from jams_pyg.distributed import DistInfo, shard_batch
+from jams_pyg.metrics import compute_metrics
+
+log = logging.getLogger(__name__)
+
+BatchFn = Callable[[int], Sequence[Sequence[int]]]
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (defaults: Edin et al.'s LAAT on MIMIC-IV).
+
+    Args:
+        epochs: Maximum number of epochs.
+        batch_size: Documents per optimiser step (the global batch, over all
+            processes and accumulation steps).
+        lr: Peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        warmup_ratio: Fraction of all optimiser steps spent warming up linearly
+            (then linear decay to 0).
+        grad_accumulation: Micro-batches per optimiser step.
+        max_grad_norm: Clip the gradient norm to this (``None``: no clipping).
+        amp: Mixed precision (bfloat16 where supported, else float16 with a
+            gradient scaler) on CUDA; ignored on CPU.
+        patience: Stop after this many epochs without a better validation score.
+        monitor: Validation metric for early stopping and the best checkpoint,
+            averaged over the systems (Edin et al. use MAP).
+        eval_batch_size: Documents per evaluation batch.
+        seed: Seed of the optimiser-side randomness (dropout, batch order).
+        progress: Show a progress bar.
+        tensorboard: Log to TensorBoard (when installed) under the output
+            directory.
+    """
+
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    warmup_ratio: float = 0.05
+    grad_accumulation: int = 1
+    max_grad_norm: float | None = 1.0
+    amp: bool = True
+    patience: int = 3
+    monitor: str = "map"
+    eval_batch_size: int = 16
+    seed: int = 0
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.grad_accumulation < 1 or self.epochs < 1:
+            raise ValueError("epochs, batch_size and grad_accumulation must be >= 1")
+        if self.batch_size % self.grad_accumulation:
+            raise ValueError(
+                f"batch_size {self.batch_size} is not divisible by grad_accumulation "
+                f"{self.grad_accumulation}"
+            )
+
+
+@dataclass
+class Predictions:
+    """Per-system model outputs on a dataset split."""
+
+    probs: dict[str, np.ndarray] = field(default_factory=dict)
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
+    ids: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a crash never leaves a
+    half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class Trainer:
+    """Train and evaluate a coding model.
+
+    Args:
+        model: The coding model (moved to ``device`` by the trainer).
+        loss_fn: ``loss_fn(logits, labels) -> Tensor``.
+        train_dataset: Training documents.
+        val_dataset: Validation documents.
+        collate_fn: Turns a list of dataset items into a batch with ``.to()``,
+            ``input_ids``, ``attention_mask``, ``system`` and ``labels``.
+        train_batches: ``train_batches(epoch)`` gives the global batches of an
+            epoch as lists of dataset indices (deterministic for an epoch).
+        config: Optimisation settings.
+        output_dir: Where checkpoints and logs go.
+        device: Device to train on.
+        dist_info: The process's place under ``torchrun``.
+        systems: The systems the model predicts.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor],
+        train_dataset: Dataset,
+        val_dataset: Dataset,
+        collate_fn: Callable[[list[Any]], Any],
+        train_batches: BatchFn,
+        config: TrainConfig,
+        output_dir: str | os.PathLike[str],
+        device: torch.device | str = "cpu",
+        dist_info: DistInfo | None = None,
+        systems: Sequence[str] = ("icd9", "icd10"),
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.dist = dist_info or DistInfo()
+        self.output_dir = Path(output_dir)
+        self.systems = tuple(systems)
+        self.loss_fn = loss_fn
+        self.train_dataset = train_dataset
+        self.val_dataset = val_dataset
+        self.collate_fn = collate_fn
+        self.train_batches = train_batches
+        self.model = model.to(self.device)
+        if self.dist.enabled:
+            # A batch may hold one system only: the other head gets no gradient.
+            self.model = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        self.optimizer = torch.optim.AdamW(
+            _unwrap(self.model).parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        steps_per_epoch = len(list(train_batches(0)))
+        self.total_steps = max(1, steps_per_epoch * config.epochs)
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, math.ceil(config.warmup_ratio * self.total_steps), self.total_steps
+        )
+        self.amp_dtype: torch.dtype | None = None
+        if config.amp and self.device.type == "cuda":
+            self.amp_dtype = (
+                torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            )
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp_dtype == torch.float16
+        )
+        self.epoch = 0
+        self.global_step = 0
+        self.best_score = -math.inf
+        self.best_epoch = -1
+        self.bad_epochs = 0
+        self.history: list[dict[str, Any]] = []
+        self._writer = None
+
+    # ------------------------------------------------------------ checkpoints
+    @property
+    def last_path(self) -> Path:
+        return self.output_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.output_dir / "best.pt"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "model": _unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "config": asdict(self.config),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"unsupported checkpoint version {state.get('version')!r}")
+        _unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = state["epoch"]
+        self.global_step = state["global_step"]
+        self.best_score = state["best_score"]
+        self.best_epoch = state["best_epoch"]
+        self.bad_epochs = state["bad_epochs"]
+        self.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def resume(self) -> bool:
+        """Continue from ``last.pt`` in the output directory; ``False`` if there
+        is none. The run then ends exactly where an uninterrupted run would."""
+        if not self.last_path.is_file():
+            return False
+        state = torch.load(self.last_path, map_location=self.device, weights_only=True)
+        self.load_state_dict(state)
+        log.info("resumed from %s at epoch %d", self.last_path, self.epoch)
+        return True
+
+    # --------------------------------------------------------------- training
+    def _loader(self, batches: Iterable[Sequence[int]], dataset: Dataset) -> DataLoader:
+        return DataLoader(dataset, batch_sampler=list(batches), collate_fn=self.collate_fn)
+
+    def _epoch_steps(self, epoch: int) -> list[list[list[int]]]:
+        """The optimiser steps of an epoch: for each, this process's micro-batches."""
+        steps = []
+        dropped = 0
+        for batch in self.train_batches(epoch):
+            batch = list(batch)
+            if self.dist.enabled:
+                keep = len(batch) - len(batch) % self.dist.world_size
+                dropped += len(batch) - keep
+                if keep == 0:
+                    continue
+                batch = shard_batch(batch[:keep], self.dist)
+            parts = np.array_split(np.arange(len(batch)), self.config.grad_accumulation)
+            steps.append([[batch[i] for i in part] for part in parts if len(part)])
+        if dropped and self.dist.is_main:
+            log.warning(
+                "epoch %d: %d documents left out of batches that do not split over %d "
+                "processes", epoch + 1, dropped, self.dist.world_size,
+            )
+        return steps
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def train_epoch(self) -> float:
+        """One pass over the training batches; returns the mean loss."""
+        self.model.train()
+        steps = self._epoch_steps(self.epoch)
+        micro_batches = iter(
+            self._loader([part for step in steps for part in step], self.train_dataset)
+        )
+        total, docs, start = 0.0, 0, time.perf_counter()
+        bar = tqdm(
+            steps, desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+            disable=not (self.config.progress and self.dist.is_main), leave=False,
+        )
+        for step in bar:
+            size = sum(len(part) for part in step)
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for part in step:
+                batch = next(micro_batches).to(self.device)
+                with self._autocast():
+                    logits = self.model(batch.input_ids, batch.attention_mask, batch.system)
+                    # The loss is a mean over documents (equation 3): weighting each
+                    # micro-batch by its share makes the step the whole batch's mean.
+                    loss = self.loss_fn(logits, batch.labels) * (len(part) / size)
+                self.scaler.scale(loss).backward()
+                step_loss += float(loss.detach())
+            if self.config.max_grad_norm is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(_unwrap(self.model).parameters(),
+                                         self.config.max_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.global_step += 1
+            total += step_loss
+            docs += size
+            rate = docs * self.dist.world_size / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{step_loss:.4f}", docs_per_s=f"{rate:.1f}")
+            self._log_scalar("train/loss", step_loss, self.global_step)
+        return total / max(len(steps), 1)
+
+    @torch.no_grad()
+    def predict(self, dataset: Dataset, batch_size: int | None = None) -> Predictions:
+        """Probabilities and targets of every document of ``dataset``, per system."""
+        model = _unwrap(self.model)
+        was_training = model.training
+        model.eval()
+        size = batch_size or self.config.eval_batch_size
+        batches = [list(range(i, min(i + size, len(dataset))))
+                   for i in range(0, len(dataset), size)]
+        probs: dict[str, list[np.ndarray]] = {s: [] for s in self.systems}
+        targets: dict[str, list[np.ndarray]] = {s: [] for s in self.systems}
+        ids: dict[str, list[Any]] = {s: [] for s in self.systems}
+        for batch in self._loader(batches, dataset):
+            batch = batch.to(self.device)
+            with self._autocast():
+                logits = model(batch.input_ids, batch.attention_mask, batch.system)
+            system_ids = batch.system.tolist()
+            for index, system in enumerate(self.systems):
+                if system not in logits or logits[system].shape[0] == 0:
+                    continue
+                probs[system].append(torch.sigmoid(logits[system].float()).cpu().numpy())
+                targets[system].append(batch.labels[system].cpu().numpy())
+                ids[system].extend(d for d, s in zip(batch.ids, system_ids, strict=True)
+                                   if s == index)
+        model.train(was_training)
+        out = Predictions()
+        for system in self.systems:
+            if probs[system]:
+                out.probs[system] = np.concatenate(probs[system])
+                out.targets[system] = np.concatenate(targets[system])
+                out.ids[system] = ids[system]
+        return out
+
+    def validation_score(self, predictions: Predictions) -> dict[str, float]:
+        """The monitored metric per system (threshold-free metrics need no
+        tuning; threshold metrics use 0.5)."""
+        scores = {}
+        for system, probs in predictions.probs.items():
+            metrics = compute_metrics(probs, predictions.targets[system], threshold=0.5)
+            scores[system] = float(metrics[self.config.monitor])
+        return scores
+
+    def fit(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Train until ``epochs`` or early stopping; the model ends with the
+        weights of the best validation epoch. Returns the training summary.
+
+        Args:
+            stop_after: Stop after this many epochs of this call (a time-boxed
+                job); :meth:`resume` in a new process continues exactly.
+        """
+        stop_epoch = self.epoch + stop_after if stop_after is not None else math.inf
+        while (self.epoch < min(self.config.epochs, stop_epoch)
+               and self.bad_epochs < self.config.patience):
+            start = time.perf_counter()
+            train_loss = self.train_epoch()
+            scores = self.validation_score(self.predict(self.val_dataset))
+            score = float(np.mean(list(scores.values()))) if scores else -math.inf
+            improved = score > self.best_score
+            if improved:
+                self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
+                if self.dist.is_main:
+                    atomic_save({"model": _unwrap(self.model).state_dict(),
+                                 "epoch": self.epoch, "score": score}, self.best_path)
+            else:
+                self.bad_epochs += 1
+            record = {
+                "epoch": self.epoch + 1, "train_loss": train_loss,
+                **{f"val_{self.config.monitor}_{s}": v for s, v in scores.items()},
+                f"val_{self.config.monitor}": score,
+                "seconds": time.perf_counter() - start,
+            }
+            self.history.append(record)
+            for key, value in record.items():
+                if key.startswith("val_"):
+                    self._log_scalar(key.replace("val_", "val/"), value, self.epoch + 1)
+            if self.dist.is_main:
+                log.info("epoch %d: loss %.4f, val %s %.4f%s", self.epoch + 1, train_loss,
+                         self.config.monitor, score, " (best)" if improved else "")
+            self.epoch += 1
+            if self.dist.is_main:
+                atomic_save(self.state_dict(), self.last_path)
+        self.load_best()
+        if self._writer is not None:
+            self._writer.close()
+        return {"best_epoch": self.best_epoch + 1, "best_score": self.best_score,
+                "epochs_run": self.epoch, "history": self.history}
+
+    def load_best(self) -> None:
+        """Load the best validation weights (from ``best.pt``)."""
+        if self.best_path.is_file():
+            state = torch.load(self.best_path, map_location=self.device, weights_only=True)
+            _unwrap(self.model).load_state_dict(state["model"])
+
+    # ---------------------------------------------------------------- logging
+    def _log_scalar(self, tag: str, value: float, step: int) -> None:
+        if not (self.config.tensorboard and self.dist.is_main):
+            return
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                self.config.tensorboard = False
+                return
+            self._writer = SummaryWriter(str(self.output_dir / "tensorboard"))
+        self._writer.add_scalar(tag, value, step)
