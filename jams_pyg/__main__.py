@@ -22,6 +22,71 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+PREDICT_DESCRIPTION = """\
+Code clinical notes with a trained model bundle (the folder save_bundle writes, e.g.
+<output_dir>/model of an experiment) and write one JSON object per note (JSONL).
+
+Input (INPUT, or - for standard input):
+  * a text file: one note per line; a blank line is an error; the note's id is its line
+    number (1-based);
+  * a .jsonl / .ndjson file (or --format jsonl): one JSON object per line with a "text"
+    string and an optional "id" (default: the line number); blank lines are skipped.
+Notes are raw text: they are cleaned (Edin et al.'s preprocessing) and truncated to the
+bundle's max_length tokens as in training.
+
+Output (stdout, or --output FILE), one line per note in input order:
+  {"id": ..., "index": 0, "codes": {"icd10": [{"code": "I10.", "title": "...",
+   "probability": 0.93, "predicted": true, ...}, ...], "icd9": [...]},
+   "thresholds": {"icd10": 0.31, ...}, "num_tokens": 812, "truncated": false}
+Codes are sorted by probability; "predicted" is probability > the system's tuned threshold.
+Without --top-k only the predicted codes are listed; with --top-k K the K most probable.
+With --evidence every listed code also has "tokens" (the note's words with the highest
+label-attention weight: {"word", "position", "weight"}) and "linked" (its GEM neighbours in
+the other system: {"code", "system", "title", "gem_weight", "attention"}; "attention" is
+the MAT weight, null for a model without MAT) and "self_attention".
+"""
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from jams_pyg.bundle import BundleError
+    from jams_pyg.predict import JAMSPredictor, read_notes
+
+    try:
+        texts, ids = read_notes(args.input, args.format)
+        predictor = JAMSPredictor.load(args.model, device=args.device)
+        results = predictor.predict(
+            texts,
+            system=args.system,
+            top_k=args.top_k,
+            evidence=args.evidence,
+            batch_size=args.batch_size,
+            ids=ids,
+        )
+    except (BundleError, FileNotFoundError, ValueError, TypeError) as err:
+        print(f"python -m jams_pyg predict: error: {err}", file=sys.stderr)
+        return 1
+    lines = [json.dumps(r.to_dict(), ensure_ascii=False) for r in results]
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m jams_pyg",
@@ -40,6 +105,35 @@ def build_parser() -> argparse.ArgumentParser:
                        help="backward GEM file (ICD-10 -> ICD-9), repeatable")
     graph.add_argument("--save", help="write the graph to this file (GEMGraph.load reads it)")
     graph.set_defaults(handler=_graph)
+
+    predict = commands.add_parser(
+        "predict",
+        help="code notes (ICD-9 and/or ICD-10) with a trained model bundle; JSONL output",
+        description=PREDICT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict.add_argument("input", metavar="INPUT",
+                         help="notes: text file (one per line), .jsonl file, or - for stdin")
+    predict.add_argument("--model", required=True, metavar="DIR",
+                         help="model bundle folder (written by jams_pyg.bundle.save_bundle)")
+    predict.add_argument("--system", default="both", choices=["both", "icd9", "icd10"],
+                         help="coding system(s) to predict; 'both' = every system of the "
+                         "model (default)")
+    predict.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
+                         help="list the K most probable codes per system (default: the codes "
+                         "above the tuned threshold)")
+    predict.add_argument("--evidence", action="store_true",
+                         help="add attention evidence (top words, GEM-linked codes)")
+    predict.add_argument("--batch-size", type=_positive_int, default=16, metavar="N",
+                         help="notes per forward pass (default 16)")
+    predict.add_argument("--device", default=None,
+                         help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if "
+                         "available, else cpu)")
+    predict.add_argument("--format", default="auto", choices=["auto", "text", "jsonl"],
+                         help="input format (default: jsonl for .jsonl/.ndjson, else text)")
+    predict.add_argument("--output", "-o", metavar="FILE",
+                         help="write the JSONL here instead of standard output")
+    predict.set_defaults(handler=_predict)
     return parser
 
 
