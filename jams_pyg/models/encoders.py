@@ -9,7 +9,8 @@ All encoders keep the sequence length (``L' = L``), so token attention weights o
 up with the input tokens (evidence), and all of them are *padding invariant*: appending pad
 tokens to a document changes none of its token representations (pad positions are zeroed
 before every convolution, the BiLSTM runs on packed sequences, the PLM masks pad tokens and
-skips all-pad chunks).  Documents are expected right-padded (tokens first, pads after).
+skips all-pad chunks) and return zeros at pad positions.  Documents are expected
+right-padded (tokens first, pads after).
 
 Hyper-parameters default to Edin et al. (2023): CAML 50 filters of width 10, MultiResCNN
 kernels 3, 5, 9, 15, 19, 25 with 50 filters each, LAAT a BiLSTM with 512 hidden units per
@@ -192,7 +193,7 @@ class CAMLEncoder(_WordEncoder):
         mask = _check_inputs(input_ids, attention_mask)
         x = self._embed(input_ids, mask).transpose(1, 2)
         h = torch.tanh(self.conv(x)).transpose(1, 2)
-        return h, mask
+        return h * mask.unsqueeze(-1).to(h.dtype), mask
 
     def __repr__(self) -> str:
         return (

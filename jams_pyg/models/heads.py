@@ -185,7 +185,7 @@ class LabelAttentionHead(nn.Module):
         queries = self.queries(codes)
         doc = label_attention(queries, keys, x, mask, self.attention)  # [B, C, h]
         out_vec = self.output_vectors(codes, outputs)
-        logits = (doc * out_vec.unsqueeze(0)).sum(-1)
+        logits = torch.einsum("bch,ch->bc", doc, out_vec.to(doc.dtype))
         if bias is not None:
             logits = logits + bias
         if not return_attention:
