@@ -1,0 +1,290 @@
+"""JAMSPredictor and ``python -m jams_pyg predict`` on a model trained for a few steps on
+the synthetic corpus, checked against the in-memory model's own forward pass."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from jams_pyg.__main__ import main
+from jams_pyg.bundle import save_bundle
+from jams_pyg.datasets import JointCodingDataset, WordTokenizer, clean_text, load_edin_dataset
+from jams_pyg.datasets.synthetic import generate_synthetic_corpus
+from jams_pyg.datasets.text import pad_sequences
+from jams_pyg.gem_graph import GEMGraph
+from jams_pyg.models import ModelConfig, build_model, jams_loss
+from jams_pyg.predict import JAMSPredictor, read_notes
+from jams_pyg.titles import code_title
+
+MAX_LEN = 64
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    generate_synthetic_corpus(root / "data", seed=0, size="small")
+    ds = {s: load_edin_dataset(root / "data", s) for s in ("icd9", "icd10")}
+    codes = {s: list(d.codes) for s, d in ds.items()}
+    tok = WordTokenizer.fit([t for d in ds.values() for t in d.train.text], min_df=2,
+                            max_length=MAX_LEN)
+    graph = GEMGraph.from_cms_2018(codes["icd9"], codes["icd10"])
+    torch.manual_seed(0)
+    config = ModelConfig.for_backbone(
+        "laat", vocab_size=tok.vocab_size, embedding_dim=12, rnn_hidden_size=8,
+        projection_size=8, embed_dropout=0.0, rnn_dropout=0.0, mat_heads=2)
+    model = build_model(config, graph, {s: len(c) for s, c in codes.items()})
+    train = JointCodingDataset(ds, "train", tok, max_length=MAX_LEN)
+    collate = train.collator()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    n9 = len(ds["icd9"].train)
+    for step in range(3):  # a few steps, both systems in every batch
+        batch = collate([train[step * 8 + i] for i in range(8)]
+                        + [train[n9 + step * 8 + i] for i in range(8)])
+        loss = jams_loss(model(batch.input_ids, batch.attention_mask, batch.system),
+                         batch.labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    # raw-looking notes: upper case and punctuation, which the predictor must clean
+    notes = [t.upper().replace(" ", ", ", 3) + "!" for t in ds["icd9"].test.text[:4]]
+    notes += list(ds["icd10"].test.text[:4])
+    in_memory = JAMSPredictor.from_model(model, tok, codes, {"icd9": 0.5, "icd10": 0.5},
+                                         graph, MAX_LEN)
+    probs = in_memory.predict_proba(notes)
+    # thresholds that leave a few codes above and a few below for every note
+    thresholds = {s: float(np.quantile(p, 0.97)) for s, p in probs.items()}
+    bundle = save_bundle(root / "model", model, config, tok, codes, thresholds, graph, MAX_LEN,
+                         extra={"run": "test"})
+
+    # a model without MAT (GEM graph kept for evidence)
+    torch.manual_seed(1)
+    plain_config = ModelConfig.for_backbone(
+        "caml", vocab_size=tok.vocab_size, embedding_dim=8, num_filters=8, kernel_size=3,
+        use_mat=False)
+    plain = build_model(plain_config, None, {s: len(c) for s, c in codes.items()}).eval()
+    plain_bundle = save_bundle(root / "plain", plain, plain_config, tok, codes,
+                               {"icd9": 0.5, "icd10": 0.5}, graph, MAX_LEN)
+    return {"model": model, "tok": tok, "codes": codes, "graph": graph, "bundle": bundle,
+            "thresholds": thresholds, "notes": notes, "plain": plain,
+            "plain_bundle": plain_bundle, "root": root, "in_memory": in_memory}
+
+
+@pytest.fixture(scope="module")
+def predictor(trained):
+    return JAMSPredictor.load(trained["bundle"], device="cpu")
+
+
+def reference_probs(model, tok, notes, system):
+    """The in-memory model's own forward pass on the cleaned, tokenised notes."""
+    ids, mask = pad_sequences([tok.encode(clean_text(n), max_length=MAX_LEN) for n in notes])
+    with torch.no_grad():
+        logits = model(ids, mask, [system] * len(notes))[system]
+    return torch.sigmoid(logits).numpy()
+
+
+def test_reload_gives_identical_probabilities(trained, predictor):
+    notes = trained["notes"]
+    loaded = predictor.predict_proba(notes, batch_size=3)
+    before = trained["in_memory"].predict_proba(notes, batch_size=3)
+    for s in ("icd9", "icd10"):
+        np.testing.assert_array_equal(loaded[s], before[s])  # bit for bit after reload
+        ref = reference_probs(trained["model"], trained["tok"], notes, s)
+        np.testing.assert_allclose(loaded[s], ref, rtol=0, atol=2e-6)
+    assert predictor.thresholds == trained["thresholds"]
+    assert predictor.bundle.extra == {"run": "test"}
+    # predict() reports the same probabilities, whatever the batch size
+    result = predictor.predict(notes, top_k=5, batch_size=8)
+    for i, note in enumerate(result):
+        for s in ("icd9", "icd10"):
+            for c in note.codes[s]:
+                j = trained["codes"][s].index(c.code)
+                assert c.probability == pytest.approx(float(loaded[s][i, j]), abs=2e-6)
+
+
+def test_raw_text_is_cleaned_before_tokenising(predictor):
+    raw = "Patient DIAGNOSED with: Hemorrhoids; third-degree (internal)."
+    cleaned = clean_text(raw)
+    a = predictor.predict_proba([raw])
+    b = predictor.predict_proba([cleaned])
+    for s in a:
+        np.testing.assert_array_equal(a[s], b[s])
+
+
+def test_threshold_and_top_k_decisions_match_probabilities(trained, predictor):
+    notes = trained["notes"]
+    probs = predictor.predict_proba(notes)
+    above = predictor.predict(notes, system="both")
+    top = predictor.predict(notes, system="icd10", top_k=7)
+    saw_above = saw_below = False
+    for i in range(len(notes)):
+        for s in ("icd9", "icd10"):
+            p, thr, codes = probs[s][i], trained["thresholds"][s], trained["codes"][s]
+            expected = [codes[j] for j in np.argsort(-p, kind="stable") if p[j] > thr]
+            assert [c.code for c in above[i].codes[s]] == expected
+            assert all(c.predicted for c in above[i].codes[s])
+            saw_above |= bool(expected)
+        assert set(top[i].codes) == {"icd10"}
+        p, thr = probs["icd10"][i], trained["thresholds"]["icd10"]
+        listed = top[i].codes["icd10"]
+        assert [c.code for c in listed] == [trained["codes"]["icd10"][j]
+                                            for j in np.argsort(-p, kind="stable")[:7]]
+        assert [c.predicted for c in listed] == [c.probability > thr for c in listed]
+        saw_below |= not all(c.predicted for c in listed)
+        assert top[i].thresholds == {"icd10": thr}
+        for c in listed:
+            assert c.title == code_title(c.code, "icd10", default="")
+            assert c.tokens is None and c.linked is None
+    assert saw_above and saw_below
+
+
+def test_evidence_tokens_are_the_heads_top_attended_words(trained, predictor):
+    model, tok, notes = trained["model"], trained["tok"], trained["notes"]
+    result = predictor.predict(notes, top_k=3, evidence=True)
+    for i, note in enumerate(notes):
+        words = clean_text(note).split()
+        ids, mask = pad_sequences([tok.encode(clean_text(note), max_length=MAX_LEN)])
+        for s, listed in result[i].codes.items():
+            index = torch.tensor([trained["codes"][s].index(c.code) for c in listed])
+            with torch.no_grad():
+                _, att = model.forward_with_attention(ids, mask, s, {s: index})
+            for k, c in enumerate(listed):
+                assert len(c.tokens) == 5
+                ref_w, ref_pos = torch.topk(att[s][0, k], 5)
+                assert [t.position for t in c.tokens] == ref_pos.tolist()
+                np.testing.assert_allclose([t.weight for t in c.tokens], ref_w.numpy(),
+                                           atol=1e-6)
+                for t in c.tokens:
+                    assert t.word == words[t.position] and t.position < MAX_LEN
+
+
+def test_evidence_neighbours_are_gem_neighbours_with_mat_attention(trained, predictor):
+    graph, model = trained["graph"], trained["model"]
+    with torch.no_grad():
+        out = model.code_embeddings(return_attention_weights=True)
+    edge_index, a9, a10, s9, s10 = out["mat_attention"]
+    alpha = {"icd9": a9.mean(1), "icd10": a10.mean(1)}
+    self_alpha = {"icd9": s9.mean(1), "icd10": s10.mean(1)}
+    result = predictor.predict(trained["notes"], top_k=40, evidence=True)
+    checked = 0
+    for note in result:
+        for s, listed in note.codes.items():
+            other = "icd10" if s == "icd9" else "icd9"
+            row = 0 if s == "icd9" else 1
+            for c in listed:
+                expected = dict(graph.neighbors(c.code, s))
+                assert {n.code: n.gem_weight for n in c.linked} == expected
+                i = graph.index(c.code, s)
+                for n in c.linked:
+                    j = graph.index(n.code, other)
+                    e = ((edge_index[row] == i) & (edge_index[1 - row] == j)).nonzero()
+                    assert n.attention == pytest.approx(float(alpha[s][e.item()]), abs=1e-6)
+                    assert n.system == other
+                    assert n.title == code_title(n.code, other, default="")
+                assert c.self_attention == pytest.approx(float(self_alpha[s][i]), abs=1e-6)
+                # the softmax over self + neighbours sums to one
+                total = c.self_attention + sum(n.attention for n in c.linked)
+                assert total == pytest.approx(1.0, abs=1e-5)
+                attn = [n.attention for n in c.linked]
+                assert attn == sorted(attn, reverse=True)
+                checked += bool(c.linked)
+    assert checked > 10
+
+
+def test_evidence_without_mat_lists_gem_neighbours_with_omega_only(trained):
+    plain = JAMSPredictor.load(trained["plain_bundle"], device="cpu")
+    result = plain.predict(trained["notes"][:3], top_k=30, evidence=True)
+    linked = 0
+    for note in result:
+        for s, listed in note.codes.items():
+            for c in listed:
+                assert {n.code: n.gem_weight for n in c.linked} == dict(
+                    trained["graph"].neighbors(c.code, s))
+                assert all(n.attention is None for n in c.linked)
+                assert c.self_attention is None
+                linked += len(c.linked)
+    assert linked > 0
+
+
+@pytest.mark.parametrize(
+    ("texts", "error", "match"),
+    [
+        (["fine note", ""], ValueError, r"texts\[1\] is empty"),
+        (["fine note", "ok", "   \n\t"], ValueError, r"texts\[2\] is empty"),
+        (["fine note", None], TypeError, r"texts\[1\] is a NoneType"),
+        ([3.5], TypeError, r"texts\[0\] is a float"),
+        (["fine", "?!... ---"], ValueError, r"texts\[1\] has no words"),
+        ("a single string", TypeError, "wrap a single note in a list"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_index(predictor, texts, error, match):
+    with pytest.raises(error, match=match):
+        predictor.predict(texts)
+
+
+def test_bad_options(predictor):
+    with pytest.raises(ValueError, match="top_k"):
+        predictor.predict(["a note"], top_k=0)
+    with pytest.raises(ValueError, match="unknown coding system"):
+        predictor.predict(["a note"], system="icd11")
+    with pytest.raises(ValueError, match="batch_size"):
+        predictor.predict(["a note"], batch_size=0)
+
+
+def test_cli_text_and_jsonl(trained, predictor, tmp_path, capsys):
+    notes = trained["notes"][:3]
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("\n".join(n.replace("\n", " ") for n in notes) + "\n")
+    out = tmp_path / "out.jsonl"
+    rc = main(["predict", "--model", str(trained["bundle"]), str(text_file), "--top-k", "4",
+               "--evidence", "--batch-size", "2", "--device", "cpu", "--output", str(out)])
+    assert rc == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = predictor.predict(notes, top_k=4, evidence=True)
+    assert [r["id"] for r in lines] == [1, 2, 3]
+    for got, want in zip(lines, expected, strict=True):
+        assert got["codes"] == json.loads(json.dumps(want.to_dict()))["codes"]
+        assert len(got["codes"]["icd9"]) == len(got["codes"]["icd10"]) == 4
+        assert "tokens" in got["codes"]["icd10"][0]
+
+    jsonl = tmp_path / "notes.jsonl"
+    jsonl.write_text(json.dumps({"id": "adm-7", "text": notes[0]}) + "\n\n"
+                     + json.dumps({"text": notes[1]}) + "\n")
+    rc = main(["predict", "--model", str(trained["bundle"]), str(jsonl), "--system", "icd9",
+               "--device", "cpu"])
+    assert rc == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in printed] == ["adm-7", 3]
+    probs = predictor.predict_proba(notes[:2], system="icd9")["icd9"]
+    for r, p in zip(printed, probs, strict=True):
+        assert set(r["codes"]) == {"icd9"}
+        assert [c["code"] for c in r["codes"]["icd9"]] == [
+            trained["codes"]["icd9"][j] for j in np.argsort(-p, kind="stable")
+            if p[j] > trained["thresholds"]["icd9"]]
+
+
+def test_cli_errors_name_the_line(trained, tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("first note\n\nthird note\n")
+    assert main(["predict", "--model", str(trained["bundle"]), str(bad)]) == 1
+    assert "bad.txt, line 2: empty note" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"txt": "no text"}\n')
+    assert main(["predict", "--model", str(trained["bundle"]), str(bad)]) == 1
+    assert "bad.jsonl, line 2: expected an object with a 'text' field" in capsys.readouterr().err
+    assert main(["predict", "--model", str(tmp_path / "nowhere"), str(bad)]) == 1
+    with pytest.raises(ValueError, match=r"line 1: 'text' must be a string"):
+        bad.write_text('{"text": 12}\n')
+        read_notes(bad)
+
+
+def test_cli_help_via_subprocess():
+    done = subprocess.run([sys.executable, "-m", "jams_pyg", "predict", "--help"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    for needle in ("--model", "--top-k", "--evidence", "one note per line", ".jsonl",
+                   '"probability"', "threshold"):
+        assert needle in done.stdout
