@@ -1,0 +1,650 @@
+"""A synthetic MIMIC-IV-like corpus linked by the real CMS GEMs.
+
+MIMIC-IV is credentialed data; the embedded default, the examples and the tests
+train on this generator instead. It writes both datasets in Edin et al.'s
+format (:mod:`jams_pyg.datasets.edin`), so the same loader reads real and
+synthetic data.
+
+Generative story
+----------------
+* **Latent clinical concepts shared by both systems.** A *linked* concept is a
+  real ICD-9-CM diagnosis (chapters 240-289 and 390-629) with its real GEM
+  neighbours that still have a 2024 ICD-10-CM title; it keeps 1-3 of them as
+  *variants* (the finer ICD-10 condition), each with a probability. A
+  document of either system that carries the concept draws one variant; an
+  ICD-9 document is coded with the concept's ICD-9 code, an ICD-10 document
+  with the variant's ICD-10 code (one target per document when the GEM offers
+  several). Every such (ICD-9, ICD-10) pair is a GEM edge.
+* **Unlinked codes.** *ICD-9-only* and *ICD-10-only* diagnosis concepts occur
+  in one system only and are chosen so that none of their GEM neighbours is in
+  the other system's vocabulary; *procedure* concepts (an ICD-9 procedure and
+  1-2 ICD-10-PCS codes that share a body part and words) occur in both
+  systems but stay unlinked, since the procedure GEMs are not shipped.
+* **Text.** The same process for both systems: each coded concept is mentioned
+  once (5 % of codes are not mentioned at all) by a positive cue ("diagnosed
+  with", ...) and a random subset of its words: the content words of its
+  ICD-9 title, two concept-specific pseudo-words (synonyms), and the words
+  specific to the drawn variant (its ICD-10 title words and one pseudo-word).
+  Documents also mention 0-2 uncoded *distractor* concepts behind negative
+  cues ("no evidence of", ...), and are filled to 100-250 words with generic
+  clinical words and words of unrelated CMS titles.
+* **Frequencies.** Concept popularity is Zipf-like (exponent 1) over a random
+  ranking, perturbed per system (log-normal, sigma 0.5); patients carry 0-3
+  chronic concepts that recur over their admissions. ICD-10 has fewer
+  documents and, through variants, more codes than ICD-9 (as in the JAMS
+  paper's Table 1). Rare ICD-10 codes with a frequent ICD-9 partner (and vice
+  versa) are what JAMS can learn through the GEM links.
+
+Scale: the default has ~1/85 of MIMIC-IV's training documents; the paper's
+training-frequency buckets 1-100, 101-1,000, 1,001+ map to **1-10, 11-100,
+101+** here (divide by 10; :data:`DEFAULT_BUCKET_EDGES`), all populated.
+
+What it can and cannot show: it checks that the pipeline, the models and the
+GEM-based transfer work and that rare linked codes can gain from the other
+system; its absolute scores say nothing about real MIMIC-IV performance (the
+text is a bag of title words and filler, not clinical language).
+
+CLI::
+
+    python -m jams_pyg.datasets.synthetic OUT_DIR --seed 0 --size default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+import torch
+
+from jams_pyg.codes import format_code, parse_code
+from jams_pyg.datasets.edin import (
+    SPLITS,
+    code_columns,
+    data_filename,
+    load_edin_dataset,
+    split_by_patient,
+    split_filename,
+)
+from jams_pyg.datasets.text import clean_text
+from jams_pyg.gem_graph import GEMGraph
+from jams_pyg.titles import load_titles
+
+PathLike = str | os.PathLike[str]
+
+#: Training-frequency bucket edges for the default size: codes seen 1-10,
+#: 11-100 and 101+ times (the paper's 1-100 / 101-1,000 / 1,001+ divided by 10).
+DEFAULT_BUCKET_EDGES: tuple[int, int] = (10, 100)
+
+SIZES: dict[str, float] = {"small": 0.2, "default": 1.0, "large": 5.0}
+
+# Default-size parameters; documents scale with the size factor, concept
+# counts with its square root.
+_DOCS = {"icd9": 2400, "icd10": 1500}
+_CONCEPTS = {"linked": 150, "only9": 20, "only10": 30, "proc": 28}
+_ZIPF_EXPONENT = 1.1
+_DX_RANGES = ((240, 289), (390, 629))
+_ICD10_PREFIXES = ("D5", "D6", "E", "I", "J", "K", "N")
+_DOCS_PER_PATIENT_P = {"icd9": 0.467, "icd10": 0.537}  # mean 2.14 / 1.86 (Table 1)
+
+_STOPWORDS_TEXT = (
+    "a an and as at by due for from in into its of on or other others the to with without "
+    "not elsewhere classified unspecified specified site sites type nos than more"
+)
+_STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+_POSITIVE_CUES = [
+    "diagnosed with", "found to have", "treated for", "consistent with", "admitted for",
+    "known", "assessment", "significant for", "managed for", "discharge diagnosis",
+]
+_NEGATIVE_CUES = [
+    "no evidence of", "negative for", "ruled out", "denies", "no signs of", "unlikely",
+    "family history of", "low suspicion for",
+]
+_FILLER_TEXT = (
+    "patient admitted hospital discharge history present illness service medicine allergies "
+    "known chief complaint major surgical invasive procedure physical exam vital signs stable "
+    "general alert oriented pleasant comfortable distress heent normocephalic atraumatic neck "
+    "supple lungs clear auscultation bilaterally cardiac regular rate rhythm murmurs abdomen "
+    "soft nontender nondistended extremities warm well perfused edema neuro grossly intact "
+    "pertinent results labs admission blood count glucose sodium potassium chloride "
+    "bicarbonate creatinine urea nitrogen calcium magnesium phosphate imaging chest "
+    "radiograph impression brief course presented emergency department evaluation vitals "
+    "notable started continued held resumed home medications transitional issues follow up "
+    "outpatient primary care provider instructed return worsening symptoms condition mental "
+    "status level consciousness activity ambulatory independent disposition facility "
+    "extended instructions dear mr ms pleasure caring you were why what happened while take "
+    "your please call doctor tablet daily twice day mg po iv as needed bid tid qhs prn "
+    "refills dose once weeks days hours overnight afebrile tolerated diet ambulating voiding "
+    "remained hemodynamically monitored telemetry consult team recommended plan noted "
+    "reviewed family social tobacco alcohol lives wife husband daughter son retired works "
+    "reported initially subsequently improved trend repeat normal limits unremarkable mild "
+    "moderate prior baseline per report the and of to was with in for on at he she his her "
+    "is be had this that given also which after from"
+)
+_FILLER = _FILLER_TEXT.split()
+_SYLLABLES = [c + v for c in "bcdfgklmnprstvz" for v in "aeiou"]
+
+
+@dataclass
+class Concept:
+    """A latent clinical concept of the generator.
+
+    Attributes:
+        name (str): ``"c017"``.
+        group (str): ``"linked"``, ``"only9"``, ``"only10"`` or ``"proc"``.
+        icd9 (str or None): Its ICD-9 code (dotted), None for ICD-10-only.
+        icd10 (list[str]): Its ICD-10 variants (dotted); empty for ICD-9-only.
+        variant_probs (list[float]): Probability of each variant.
+        core_words (list[str]): Words mentioned whatever the variant.
+        variant_words (list[list[str]]): Words specific to each variant.
+        weight (dict[str, float]): Popularity in each system (0 = absent).
+    """
+
+    name: str
+    group: str
+    icd9: str | None
+    icd10: list[str]
+    variant_probs: list[float]
+    core_words: list[str]
+    variant_words: list[list[str]]
+    weight: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "group": self.group, "icd9": self.icd9, "icd10": self.icd10,
+            "variant_probs": [round(p, 6) for p in self.variant_probs],
+            "core_words": self.core_words, "variant_words": self.variant_words,
+            "weight": {k: round(v, 6) for k, v in self.weight.items()},
+        }
+
+
+def _words(title: str) -> list[str]:
+    seen: list[str] = []
+    for word in clean_text(title).split():
+        if word in _STOPWORDS or word.isdigit() or len(word) < 3 or word in seen:
+            continue
+        seen.append(word)
+    return seen
+
+
+def _scale(size: str | float) -> float:
+    if isinstance(size, str):
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r}: expected one of {list(SIZES)} or a number")
+        return SIZES[size]
+    scale = float(size)
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"size must be a positive number, got {size!r}")
+    return scale
+
+
+@lru_cache(maxsize=1)
+def _full_graph() -> tuple[GEMGraph, dict, dict]:
+    graph = GEMGraph.from_cms_2018()
+    keys9 = {parse_code(c, "icd9"): i for i, c in enumerate(graph.icd9_codes)}
+    keys10 = {parse_code(c, "icd10"): i for i, c in enumerate(graph.icd10_codes)}
+    return graph, keys9, keys10
+
+
+def cms_2018_graph(icd9_codes: list[str], icd10_codes: list[str]) -> GEMGraph:
+    """``GEMGraph.from_cms_2018(icd9_codes, icd10_codes)``, cut from a full
+    graph cached in this process (the GEM files are parsed once)."""
+    full, keys9, keys10 = _full_graph()
+    map9 = torch.full((full.num_icd9,), -1, dtype=torch.long)
+    map10 = torch.full((full.num_icd10,), -1, dtype=torch.long)
+    for codes, keys, mapping, system in ((icd9_codes, keys9, map9, "icd9"),
+                                         (icd10_codes, keys10, map10, "icd10")):
+        for i, code in enumerate(codes):
+            j = keys.get(parse_code(code, system))
+            if j is not None:
+                mapping[j] = i
+    row, col = map9[full.edge_index[0]], map10[full.edge_index[1]]
+    keep = (row >= 0) & (col >= 0)
+    row, col, weight = row[keep], col[keep], full.edge_weight[keep]
+    order = torch.argsort(row * max(len(icd10_codes), 1) + col)
+    return GEMGraph(icd9_codes, icd10_codes, torch.stack([row[order], col[order]]),
+                    weight[order])
+
+
+@lru_cache(maxsize=1)
+def _gem_neighbours() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """``(icd9 -> [icd10], icd10 -> [icd9])`` over the full shipped GEM graph,
+    dotted codes."""
+    graph = _full_graph()[0]
+    n9: dict[str, list[str]] = {}
+    n10: dict[str, list[str]] = {}
+    for a, b in zip(graph.edge_index[0].tolist(), graph.edge_index[1].tolist(), strict=True):
+        c9, c10 = graph.icd9_codes[a], graph.icd10_codes[b]
+        n9.setdefault(c9, []).append(c10)
+        n10.setdefault(c10, []).append(c9)
+    return n9, n10
+
+
+class _PseudoWords:
+    def __init__(self, rng: np.random.Generator, taken: set[str]) -> None:
+        self.rng = rng
+        self.taken = set(taken)
+
+    def __call__(self) -> str:
+        while True:
+            n = int(self.rng.integers(2, 4))
+            word = "".join(_SYLLABLES[int(i)] for i in self.rng.integers(0, len(_SYLLABLES), n))
+            word += "xrn"[int(self.rng.integers(0, 3))]
+            if word not in self.taken:
+                self.taken.add(word)
+                return word
+
+
+_BODY_PARTS = ("heart", "colon", "kidney", "lung", "stomach", "liver", "esophagus", "trachea",
+               "gallbladder", "spinal", "small intestine", "bladder", "skin")
+
+
+@cache
+def _pcs_candidates(part: str) -> list[tuple[str, frozenset[str]]]:
+    """ICD-10-PCS codes whose title names ``part``, with their title words."""
+    return [
+        (code, frozenset(_words(title)))
+        for code, title in sorted(load_titles("icd10", "proc").items())
+        if part in title.lower()
+    ]
+
+
+def _in_ranges(code9: str) -> bool:
+    head = code9[:3]
+    if not head.isdigit():
+        return False
+    n = int(head)
+    return any(lo <= n <= hi for lo, hi in _DX_RANGES)
+
+
+def _build_concepts(rng: np.random.Generator, scale: float) -> tuple[list[Concept], list[str]]:
+    """The concepts and the background (filler) words from unrelated titles."""
+    n9, n10 = _gem_neighbours()
+    t9, t10 = load_titles("icd9", "dx"), load_titles("icd10", "dx")
+    t9p, t10p = load_titles("icd9", "proc"), load_titles("icd10", "proc")
+
+    def title9(code: str) -> str | None:
+        return t9.get(parse_code(code, "icd9")[1])
+
+    def title10(code: str) -> str | None:
+        return t10.get(parse_code(code, "icd10")[1])
+
+    factor = math.sqrt(scale)
+    counts = {k: max(3, round(v * factor)) for k, v in _CONCEPTS.items()}
+    candidates = sorted(
+        c for c in n9
+        if _in_ranges(c) and title9(c) and any(title10(x) for x in n9[c])
+    )
+    order = rng.permutation(len(candidates))
+    concepts: list[Concept] = []
+    used9: set[str] = set()
+    used10: set[str] = set()
+    for i in order:
+        if len(concepts) >= counts["linked"]:
+            break
+        c9 = candidates[int(i)]
+        options = sorted(x for x in n9[c9] if title10(x) and x not in used10)
+        if not options:
+            continue
+        k = min(len(options), int(rng.choice([1, 2, 3], p=[0.3, 0.35, 0.35])))
+        variants = sorted(options[int(j)] for j in rng.choice(len(options), k, replace=False))
+        core = _words(title9(c9))
+        vwords = [[w for w in _words(title10(v)) if w not in core] for v in variants]
+        concepts.append(Concept(
+            f"c{len(concepts):03d}", "linked", c9, variants,
+            sorted(rng.dirichlet(np.full(k, 1.5)).tolist(), reverse=True), core, vwords,
+        ))
+        used9.add(c9)
+        used10.update(variants)
+
+    # ICD-10-only: ICD-10-CM codes none of whose GEM partners is an ICD-9 code in use.
+    cands10 = sorted(
+        c for c in n10
+        if c.startswith(_ICD10_PREFIXES) and c not in used10 and title10(c)
+        and not used9.intersection(n10[c])
+    )
+    for i in rng.permutation(len(cands10))[: counts["only10"]]:
+        c10 = cands10[int(i)]
+        concepts.append(Concept(
+            f"c{len(concepts):03d}", "only10", None, [c10], [1.0], _words(title10(c10)), [[]],
+        ))
+        used10.add(c10)
+    # ICD-9-only: ICD-9 codes none of whose GEM partners is an ICD-10 code in use.
+    cands9 = sorted(
+        c for c in n9
+        if _in_ranges(c) and c not in used9 and title9(c) and not used10.intersection(n9[c])
+    )
+    for i in rng.permutation(len(cands9))[: counts["only9"]]:
+        c9 = cands9[int(i)]
+        concepts.append(Concept(
+            f"c{len(concepts):03d}", "only9", c9, [], [], _words(title9(c9)), [],
+        ))
+        used9.add(c9)
+
+    # Procedures: an ICD-9 procedure and the PCS codes sharing most of its words.
+    proc9 = sorted(t9p)
+    for _ in range(counts["proc"] * 20):
+        if sum(c.group == "proc" for c in concepts) >= counts["proc"]:
+            break
+        part = _BODY_PARTS[int(rng.integers(0, len(_BODY_PARTS)))]
+        options = [c for c in proc9 if part in t9p[c].lower()]
+        raw9 = options[int(rng.integers(0, len(options)))]
+        code9 = format_code(raw9, "icd9", "proc")
+        if code9 in used9:
+            continue
+        words9 = set(_words(t9p[raw9]))
+        scored = sorted(
+            (-len(words9 & w) / len(words9 | w), c) for c, w in _pcs_candidates(part)
+        )
+        k = int(rng.choice([1, 2], p=[0.5, 0.5]))
+        variants = sorted(c for _, c in scored[:k] if c not in used10)
+        if not variants:
+            continue
+        core = _words(t9p[raw9])
+        concepts.append(Concept(
+            f"c{len(concepts):03d}", "proc", code9, variants,
+            sorted(rng.dirichlet(np.full(len(variants), 1.5)).tolist(), reverse=True), core,
+            [[w for w in _words(t10p[v]) if w not in core][:6] for v in variants],
+        ))
+        used9.add(code9)
+        used10.update(variants)
+
+    # Synonyms (concept-specific pseudo-words) and one pseudo-word per variant.
+    taken = {w for c in concepts for w in c.core_words} | set(_FILLER)
+    pseudo = _PseudoWords(rng, taken)
+    for c in concepts:
+        c.core_words = [*c.core_words, pseudo(), pseudo()]
+        c.variant_words = [[*ws, pseudo()] for ws in c.variant_words]
+
+    # Popularity: Zipf over a random ranking, perturbed per system.
+    ranks = rng.permutation(len(concepts))
+    for c, r in zip(concepts, ranks, strict=True):
+        base = 1.0 / (int(r) + 1) ** _ZIPF_EXPONENT
+        c.weight = {
+            s: 0.0 if (s == "icd9" and c.group == "only10") or (
+                s == "icd10" and c.group == "only9") else base * float(rng.lognormal(0, 0.5))
+            for s in ("icd9", "icd10")
+        }
+
+    taken_words = {w for c in concepts for w in c.core_words}
+    taken_words.update(w for c in concepts for ws in c.variant_words for w in ws)
+    background = sorted({
+        w for code, t in t9.items()
+        if not _in_ranges(format_code(code, "icd9", "dx")) for w in _words(t)
+    } - taken_words - set(_FILLER))
+    pick = rng.choice(len(background), min(400, len(background)), replace=False)
+    return concepts, [background[int(i)] for i in sorted(pick)]
+
+
+def _mention(rng: np.random.Generator, concept: Concept, variant: int, cue: str) -> list[str]:
+    words = [w for w in concept.core_words if rng.random() < 0.5]
+    if concept.variant_words:
+        words += [w for w in concept.variant_words[variant] if rng.random() < 0.6]
+    if len(words) < 2:
+        pool = concept.core_words + (concept.variant_words[variant] if concept.variant_words
+                                     else [])
+        words += [pool[int(i)] for i in rng.choice(len(pool), min(2, len(pool)), replace=False)]
+    return cue.split() + words
+
+
+def _generate_system(
+    rng: np.random.Generator,
+    system: str,
+    concepts: list[Concept],
+    filler: list[str],
+    filler_p: np.ndarray,
+    n_docs: int,
+    id_base: int,
+    subject_base: int,
+) -> pd.DataFrame:
+    weights = np.array([c.weight[system] for c in concepts])
+    present = np.flatnonzero(weights > 0)
+    probs = weights[present] / weights[present].sum()
+    all_w = np.array([sum(c.weight.values()) for c in concepts])
+    all_p = all_w / all_w.sum()
+    diag_col, proc_col = code_columns(system)
+    rows: dict[str, list] = {k: [] for k in (
+        "_id", "subject_id", "text", diag_col, proc_col, "target", "num_words", "num_targets")}
+    patient = 0
+    while len(rows["_id"]) < n_docs:
+        n_adm = min(8, int(rng.geometric(_DOCS_PER_PATIENT_P[system])))
+        n_chronic = int(rng.integers(0, 4))
+        chronic = rng.choice(present, n_chronic, replace=False, p=probs).tolist()
+        for _ in range(n_adm):
+            if len(rows["_id"]) >= n_docs:
+                break
+            n_codes = int(np.clip(1 + rng.poisson(4.5), 1, 12))
+            chosen = [c for c in chronic if rng.random() < 0.6]
+            extra = rng.choice(present, min(len(present), n_codes + 3), replace=False, p=probs)
+            for c in extra.tolist():
+                if len(chosen) >= n_codes:
+                    break
+                if c not in chosen:
+                    chosen.append(c)
+            sentences: list[list[str]] = []
+            diag: set[str] = set()
+            proc: set[str] = set()
+            for ci in chosen:
+                concept = concepts[ci]
+                variant = (int(rng.choice(len(concept.icd10), p=concept.variant_probs))
+                           if concept.icd10 else 0)
+                code = concept.icd9 if system == "icd9" else concept.icd10[variant]
+                (proc if concept.group == "proc" else diag).add(code)
+                if rng.random() >= 0.05:
+                    cue = _POSITIVE_CUES[int(rng.integers(0, len(_POSITIVE_CUES)))]
+                    sentences.append(_mention(rng, concept, variant, cue))
+            for _ in range(int(rng.choice([0, 1, 2], p=[0.3, 0.45, 0.25]))):
+                ci = int(rng.choice(len(concepts), p=all_p))
+                if ci in chosen:
+                    continue
+                concept = concepts[ci]
+                variant = (int(rng.choice(len(concept.icd10), p=concept.variant_probs))
+                           if concept.icd10 else 0)
+                cue = _NEGATIVE_CUES[int(rng.integers(0, len(_NEGATIVE_CUES)))]
+                sentences.append(_mention(rng, concept, variant, cue))
+            length = int(rng.integers(100, 251))
+            used = sum(len(s) for s in sentences)
+            while used < length:
+                n = int(rng.integers(6, 15))
+                sentences.append([filler[int(i)] for i in rng.choice(len(filler), n, p=filler_p)])
+                used += n
+            order = rng.permutation(len(sentences))
+            text = " ".join(" ".join(sentences[int(i)]) for i in order)
+            diag_list, proc_list = sorted(diag), sorted(proc)
+            target = proc_list + diag_list
+            rows["_id"].append(id_base + len(rows["_id"]))
+            rows["subject_id"].append(subject_base + patient)
+            rows["text"].append(text)
+            rows[diag_col].append(diag_list)
+            rows[proc_col].append(proc_list)
+            rows["target"].append(target)
+            rows["num_words"].append(text.count(" ") + 1)
+            rows["num_targets"].append(len(target))
+        patient += 1
+    return pd.DataFrame(rows)
+
+
+def _write(frame: pd.DataFrame, splits: pd.DataFrame, folder: Path, system: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    diag_col, proc_col = code_columns(system)
+    codes = pa.list_(pa.string())
+    schema = pa.schema([
+        ("_id", pa.int64()), ("subject_id", pa.int64()), ("text", pa.string()),
+        (diag_col, codes), (proc_col, codes), ("target", codes),
+        ("num_words", pa.int64()), ("num_targets", pa.int64()),
+    ])
+    table = pa.Table.from_pydict({name: frame[name].tolist() for name in schema.names}, schema)
+    feather.write_feather(table, folder / data_filename(system), compression="zstd")
+    split_table = pa.Table.from_pydict(
+        {"_id": splits["_id"].tolist(), "split": splits["split"].tolist()},
+        pa.schema([("_id", pa.int64()), ("split", pa.string())]),
+    )
+    feather.write_feather(split_table, folder / split_filename(system), compression="zstd")
+
+
+def generate_synthetic_corpus(
+    out_dir: PathLike, seed: int = 0, size: str | float = "default"
+) -> Path:
+    """Write a synthetic ICD-9 and ICD-10 corpus in Edin et al.'s format.
+
+    Files: ``out_dir/mimiciv_icd9/mimiciv_icd9.feather``,
+    ``.../mimiciv_icd9_split.feather``, the same for ``icd10``, and
+    ``out_dir/synthetic_concepts.json`` (the latent concepts, their codes,
+    words and popularity). :func:`~jams_pyg.datasets.edin.load_edin_dataset`
+    reads ``out_dir`` directly. The same seed and size give the same bytes.
+
+    Args:
+        out_dir (str or os.PathLike): Output folder (created).
+        seed (int): Random seed.
+        size (str or float): ``"small"`` (0.2), ``"default"`` (1.0: 2,400
+            ICD-9 and 1,500 ICD-10 documents, ~150 and ~250 codes),
+            ``"large"`` (5.0), or a scale factor: documents scale linearly,
+            concepts with its square root.
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+    """
+    scale = _scale(size)
+    out = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    concepts, background = _build_concepts(rng, scale)
+    filler = list(_FILLER) + background
+    fr = rng.permutation(len(_FILLER))
+    filler_w = np.concatenate([
+        1.0 / (fr + 1.0) ** 0.5,  # generic words: Zipf-like
+        np.full(len(background), 0.2 / max(1, len(background)) * len(_FILLER) ** 0.3),
+    ])
+    filler_p = filler_w / filler_w.sum()
+    bases = {"icd9": (20_000_000, 10_000_000), "icd10": (25_000_000, 15_000_000)}
+    for system in ("icd9", "icd10"):
+        n_docs = max(20, round(_DOCS[system] * scale))
+        frame = _generate_system(
+            rng, system, concepts, filler, filler_p, n_docs, *bases[system]
+        )
+        splits = split_by_patient(
+            frame["_id"].tolist(), frame["subject_id"].tolist(), frame["target"].tolist(),
+            seed=seed,
+        )
+        _write(frame, splits, out / f"mimiciv_{system}", system)
+    meta = {
+        "generator": "jams_pyg.datasets.synthetic",
+        "seed": seed,
+        "size": size if isinstance(size, str) else float(size),
+        "scale": scale,
+        "bucket_edges": list(DEFAULT_BUCKET_EDGES),
+        "concepts": [c.to_json() for c in concepts],
+    }
+    (out / "synthetic_concepts.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return out
+
+
+def load_concepts(directory: PathLike) -> list[dict]:
+    """The concepts written by :func:`generate_synthetic_corpus` (JSON dicts)."""
+    path = Path(directory) / "synthetic_concepts.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a synthetic corpus directory")
+    return json.loads(path.read_text())["concepts"]
+
+
+# ------------------------------------------------------------------ statistics
+def _bucket_labels(edges: tuple[int, int]) -> list[str]:
+    lo, hi = edges
+    return [f"1-{lo}", f"{lo + 1}-{hi}", f"{hi + 1}+"]
+
+
+def corpus_statistics(
+    directory: PathLike, bucket_edges: tuple[int, int] = DEFAULT_BUCKET_EDGES
+) -> pd.DataFrame:
+    """A table like the JAMS paper's Table 1 for a dataset directory (synthetic
+    or real), with GEM-link and training-frequency statistics.
+
+    Rows: documents, patients, unique codes, split percentages (train/val/test
+    documents), mean words and codes per document, codes with a GEM link to a
+    code of the other system's vocabulary (and without), codes per
+    training-frequency bucket (``1..e0``, ``e0+1..e1``, ``e1+1..``; codes
+    absent from training counted apart), the share of code occurrences carried
+    by the 10 % most frequent codes, and the linked codes among codes of the
+    lowest bucket.
+
+    Returns:
+        A DataFrame indexed by statistic with columns ``MIMIC-IV ICD-9``-style
+        names ``"ICD-9"`` and ``"ICD-10"``.
+    """
+    ds = {s: load_edin_dataset(directory, s) for s in ("icd9", "icd10")}
+    graph = cms_2018_graph(ds["icd9"].codes, ds["icd10"].codes)
+    labels = _bucket_labels(bucket_edges)
+    out: dict[str, dict[str, object]] = {}
+    for system, d in ds.items():
+        frame = pd.concat([d.train, d.val, d.test])
+        n = len(frame)
+        freq = d.code_frequencies("train")
+        every = np.zeros(d.num_codes, dtype=np.int64)
+        index = d.code_index
+        for targets in frame["target"]:
+            for code in targets:
+                every[index[code]] += 1
+        top = np.sort(every)[::-1][: max(1, math.ceil(0.1 * len(every)))]
+        linked = graph.linked(system).numpy()
+        lo, hi = bucket_edges
+        buckets = [(freq >= 1) & (freq <= lo), (freq > lo) & (freq <= hi), freq > hi]
+        col = {
+            "documents": n,
+            "patients": frame["subject_id"].nunique(),
+            "unique codes": d.num_codes,
+            "train/val/test (% docs)": "/".join(
+                f"{100 * len(d.split(s)) / n:.1f}" for s in SPLITS),
+            "mean words per doc": round(float(frame["text"].str.count(" ").mean() + 1), 1),
+            "mean codes per doc": round(float(frame["target"].map(len).mean()), 2),
+            "codes with GEM link": int(linked.sum()),
+            "codes without GEM link": int((~linked).sum()),
+        }
+        for label, mask in zip(labels, buckets, strict=True):
+            col[f"codes, train freq {label}"] = int(mask.sum())
+        col["codes, train freq 0 (val/test only)"] = int((freq == 0).sum())
+        col[f"linked / unlinked in {labels[0]}"] = (
+            f"{int((buckets[0] & linked).sum())}/{int((buckets[0] & ~linked).sum())}")
+        col["top 10% codes' share of occurrences (%)"] = round(
+            100 * float(top.sum()) / max(1, int(every.sum())), 1)
+        out["ICD-9" if system == "icd9" else "ICD-10"] = col
+    return pd.DataFrame(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m jams_pyg.datasets.synthetic",
+        description="Generate the synthetic GEM-linked ICD-9/ICD-10 corpus (Edin format) "
+        "and print its statistics.",
+    )
+    parser.add_argument("out_dir", help="output directory")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--size", default="default",
+        help="small, default, large, or a scale factor (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    size: str | float = args.size
+    if size not in SIZES:
+        try:
+            size = float(size)
+        except ValueError:
+            parser.error(f"--size must be one of {list(SIZES)} or a number, got {args.size!r}")
+    start = time.perf_counter()
+    out = generate_synthetic_corpus(args.out_dir, seed=args.seed, size=size)
+    elapsed = time.perf_counter() - start
+    print(f"wrote {out} (seed {args.seed}, size {args.size}) in {elapsed:.1f} s")
+    print(corpus_statistics(out).to_string())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The synthetic GEM-linked corpus: schema, statistics, GEM links, determinism."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from jams_pyg.datasets.edin import load_edin_dataset
+from jams_pyg.datasets.synthetic import (
+    cms_2018_graph,
+    corpus_statistics,
+    generate_synthetic_corpus,
+    load_concepts,
+    main,
+)
+from jams_pyg.gem_graph import GEMGraph
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = generate_synthetic_corpus(tmp_path_factory.mktemp("syn") / "a", seed=3, size="small")
+    ds9, ds10 = load_edin_dataset(out, "icd9"), load_edin_dataset(out, "icd10")
+    graph = GEMGraph.from_cms_2018(ds9.codes, ds10.codes)
+    return out, ds9, ds10, graph, load_concepts(out)
+
+
+def _all(ds):
+    import pandas as pd
+
+    return pd.concat([ds.train, ds.val, ds.test], ignore_index=True)
+
+
+def test_edin_schema_and_sizes(corpus):
+    out, ds9, ds10, _, _ = corpus
+    assert (out / "mimiciv_icd9" / "mimiciv_icd9.feather").is_file()
+    assert (out / "mimiciv_icd10" / "mimiciv_icd10_split.feather").is_file()
+    for ds, n_docs in ((ds9, 480), (ds10, 300)):
+        frame = _all(ds)
+        assert len(frame) == n_docs
+        assert frame["num_words"].tolist() == [len(t.split()) for t in frame["text"]]
+        assert frame["num_targets"].tolist() == [len(t) for t in frame["target"]]
+        assert frame["num_words"].min() >= 100 and frame["num_words"].max() <= 300
+    # ICD-10: fewer documents and more codes than ICD-9 (the paper's Table 1).
+    assert len(ds10) < len(ds9) and ds10.num_codes > ds9.num_codes
+
+
+def test_splits_are_by_patient(corpus):
+    _, ds9, ds10, _, _ = corpus
+    for ds in (ds9, ds10):
+        subjects = [set(ds.split(s)["subject_id"]) for s in ("train", "val", "test")]
+        assert not (subjects[0] & subjects[1] or subjects[0] & subjects[2]
+                    or subjects[1] & subjects[2])
+        share = len(ds.train) / len(ds)
+        assert 0.65 < share < 0.82
+        assert len(ds.val) > 0 and len(ds.test) > 0
+
+
+def test_frequencies_are_long_tailed(corpus):
+    _, ds9, ds10, _, _ = corpus
+    for ds in (ds9, ds10):
+        counts = np.zeros(ds.num_codes)
+        index = ds.code_index
+        for target in _all(ds)["target"]:
+            for code in target:
+                counts[index[code]] += 1
+        ordered = np.sort(counts)[::-1]
+        top = ordered[: int(np.ceil(0.1 * len(ordered)))].sum() / ordered.sum()
+        assert top > 0.4, f"{ds.system}: top 10% of codes carry only {top:.0%}"
+        assert (counts <= 10).mean() > 0.35  # many rare codes
+        assert ordered[0] > 15 * np.median(counts)
+
+
+def test_gem_links_connect_the_two_systems(corpus):
+    _, ds9, ds10, graph, concepts = corpus
+    codes9, codes10 = set(ds9.codes), set(ds10.codes)
+    checked = 0
+    for concept in concepts:
+        if concept["group"] == "linked":
+            for variant in concept["icd10"]:
+                if concept["icd9"] in codes9 and variant in codes10:
+                    neighbours = {c for c, _ in graph.neighbors(concept["icd9"], "icd9")}
+                    assert variant in neighbours, (concept["icd9"], variant)
+                    checked += 1
+        else:  # ICD-9-only, ICD-10-only and procedure concepts stay unlinked
+            for code in ([concept["icd9"]] if concept["icd9"] in codes9 else []):
+                assert not graph.icd9_linked[graph.index(code, "icd9")], code
+            for code in (c for c in concept["icd10"] if c in codes10):
+                assert not graph.icd10_linked[graph.index(code, "icd10")], code
+    assert checked >= 30
+    # Both groups populated among rare training codes of both systems.
+    # The cached graph of corpus_statistics is the graph GEMGraph builds.
+    cached = cms_2018_graph(ds9.codes, ds10.codes)
+    assert cached.icd9_codes == graph.icd9_codes and cached.icd10_codes == graph.icd10_codes
+    assert torch.equal(cached.edge_index, graph.edge_index)
+    assert torch.equal(cached.edge_weight, graph.edge_weight)
+    for ds in (ds9, ds10):
+        freq = ds.code_frequencies("train")
+        linked = graph.linked(ds.system).numpy()
+        rare = (freq >= 1) & (freq <= 10)
+        assert (rare & linked).sum() >= 5 and (rare & ~linked).sum() >= 3
+    # Rare ICD-10 codes whose ICD-9 partner is frequent exist (what JAMS can use).
+    f9, f10 = ds9.code_frequencies("train"), ds10.code_frequencies("train")
+    src, dst = graph.edge_index
+    assert ((f10[dst.numpy()] <= 5) & (f9[src.numpy()] >= 20)).any()
+
+
+def test_text_carries_concept_and_variant_words(corpus):
+    _, ds9, ds10, _, concepts = corpus
+    docs9, docs10 = _all(ds9), _all(ds10)
+    words9 = [set(t.split()) for t in docs9["text"]]
+    words10 = [set(t.split()) for t in docs10["text"]]
+    rates9, rates10, own, other = [], [], [], []
+    for concept in concepts:
+        if concept["group"] != "linked":
+            continue
+        synonym = concept["core_words"][-1]  # a concept-specific pseudo-word
+        with9 = [w for w, t in zip(words9, docs9["target"], strict=True)
+                 if concept["icd9"] in t]
+        for j, variant in enumerate(concept["icd10"]):
+            marker = concept["variant_words"][j][-1]
+            with10 = [w for w, t in zip(words10, docs10["target"], strict=True) if variant in t]
+            if len(with9) >= 10 and len(with10) >= 10:
+                rates9.append(np.mean([synonym in w for w in with9]))
+                rates10.append(np.mean([synonym in w for w in with10]))
+            for k in range(len(concept["icd10"])):
+                if k != j and with10:
+                    own.append(np.mean([marker in w for w in with10]))
+                    other_marker = concept["variant_words"][k][-1]
+                    other.append(np.mean([other_marker in w for w in with10]))
+    # The same text process for both systems: a concept's words show up as often.
+    assert len(rates9) >= 5
+    assert abs(np.mean(rates9) - np.mean(rates10)) < 0.1
+    assert 0.3 < np.mean(rates9) < 0.9  # noisy: not every concept word is present
+    # An ICD-10 document carries its own variant's words, rarely a sibling's.
+    assert len(own) >= 5 and np.mean(own) > 0.4 and np.mean(other) < 0.15
+
+
+def test_deterministic_for_a_seed_and_cli(corpus, tmp_path, capsys):
+    out = corpus[0]
+    assert main([str(tmp_path / "b"), "--seed", "3", "--size", "0.2"]) == 0
+    printed = capsys.readouterr().out
+    assert "unique codes" in printed and "codes with GEM link" in printed
+    for name in ("mimiciv_icd9/mimiciv_icd9.feather", "mimiciv_icd9/mimiciv_icd9_split.feather",
+                 "mimiciv_icd10/mimiciv_icd10.feather",
+                 "mimiciv_icd10/mimiciv_icd10_split.feather"):
+        assert (out / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    meta_a = json.loads((out / "synthetic_concepts.json").read_text())
+    meta_b = json.loads((tmp_path / "b" / "synthetic_concepts.json").read_text())
+    assert meta_a["concepts"] == meta_b["concepts"]
+    other = generate_synthetic_corpus(tmp_path / "c", seed=4, size="small")
+    assert (other / "mimiciv_icd9/mimiciv_icd9.feather").read_bytes() != (
+        out / "mimiciv_icd9/mimiciv_icd9.feather").read_bytes()
+
+
+def test_statistics_table(corpus):
+    out, ds9, ds10, graph, _ = corpus
+    table = corpus_statistics(out)
+    assert list(table.columns) == ["ICD-9", "ICD-10"]
+    assert table.loc["documents", "ICD-9"] == len(ds9)
+    assert table.loc["unique codes", "ICD-10"] == ds10.num_codes
+    assert table.loc["patients", "ICD-10"] == _all(ds10)["subject_id"].nunique()
+    assert table.loc["codes with GEM link", "ICD-9"] == int(graph.icd9_linked.sum())
+    freq = ds10.code_frequencies("train")
+    assert table.loc["codes, train freq 1-10", "ICD-10"] == int(((freq >= 1) & (freq <= 10)).sum())
+    buckets = [table.loc[f"codes, train freq {b}", "ICD-9"] for b in ("1-10", "11-100", "101+")]
+    assert sum(buckets) + table.loc["codes, train freq 0 (val/test only)", "ICD-9"] == len(
+        ds9.codes)
+
+
+def test_bad_size():
+    with pytest.raises(ValueError, match="unknown size"):
+        generate_synthetic_corpus("/nonexistent", size="huge")
+    with pytest.raises(ValueError, match="positive"):
+        generate_synthetic_corpus("/nonexistent", size=-1)
