@@ -1,0 +1,217 @@
+"""Model bundles: layout, checksums, refusal of incomplete / modified / foreign bundles,
+and a PLM-ICD bundle with a Hugging Face tokenizer."""
+
+import hashlib
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from jams_pyg.bundle import BUNDLE_VERSION, BundleError, load_bundle, save_bundle
+from jams_pyg.datasets import WordTokenizer, clean_text, train_hf_tokenizer
+from jams_pyg.gem_graph import GEMGraph
+from jams_pyg.models import ModelConfig, build_model
+from jams_pyg.predict import JAMSPredictor
+
+CODES = {"icd9": ["405.11", "576.2", "749.11"], "icd10": ["I15.0", "K83.1", "Q36.9", "Z99.89"]}
+TEXTS = [
+    "patient admitted with renovascular hypertension and bile duct obstruction",
+    "cleft lip unilateral repaired, dependence on machine",
+    "bile duct obstruction treated; renovascular hypertension stable",
+    "no cleft lip; hypertension renovascular; discharged home",
+]
+THRESHOLDS = {"icd9": 0.4, "icd10": 0.6}
+
+
+def make_model(config=None):
+    tok = WordTokenizer.fit([clean_text(t) for t in TEXTS], min_df=1, max_length=32)
+    graph = GEMGraph.from_cms_2018(CODES["icd9"], CODES["icd10"])
+    config = config or ModelConfig.for_backbone(
+        "caml", vocab_size=tok.vocab_size, embedding_dim=8, num_filters=8, kernel_size=3)
+    torch.manual_seed(0)
+    model = build_model(config, graph, {s: len(c) for s, c in CODES.items()})
+    with torch.no_grad():  # move away from the initialisation
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval(), config, tok, graph
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    model, config, tok, graph = make_model()
+    path = save_bundle(tmp_path_factory.mktemp("bundle") / "model", model, config, tok, CODES,
+                       THRESHOLDS, graph, 32, extra={"f1_micro": 0.5})
+    return path, model, config, tok, graph
+
+
+@pytest.fixture
+def copy(saved, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(saved[0], target)
+    return target
+
+
+def test_layout_checksums_and_contents(saved):
+    path, model, config, tok, graph = saved
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["format_version"] == BUNDLE_VERSION
+    assert cfg["systems"] == ["icd9", "icd10"] and cfg["max_length"] == 32
+    assert cfg["thresholds"] == THRESHOLDS and cfg["extra"] == {"f1_micro": 0.5}
+    assert cfg["model_config"] == config.to_dict()
+    listed = set(cfg["files"])
+    on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
+    assert listed == on_disk - {"config.json"}
+    assert listed == {"weights.safetensors", "codes.json", "vocab.json", "graph.safetensors",
+                      "graph_codes.json"}
+    for name, digest in cfg["files"].items():
+        assert hashlib.sha256((path / name).read_bytes()).hexdigest() == digest
+    weights = load_file(str(path / "weights.safetensors"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(weights[k], v)
+    assert json.loads((path / "codes.json").read_text()) == CODES
+
+
+def test_load_rebuilds_everything_without_pickle(saved, monkeypatch):
+    path, model, config, tok, graph = saved
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("loading a bundle must not unpickle")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    bundle = load_bundle(path)
+    assert not bundle.model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(bundle.model.state_dict()[k], v)
+    assert bundle.codes == CODES and bundle.thresholds == THRESHOLDS
+    assert bundle.max_length == 32 and bundle.extra == {"f1_micro": 0.5}
+    assert bundle.model_config == config
+    assert bundle.tokenizer.vocab.itos == tok.vocab.itos
+    assert bundle.graph.icd9_codes == graph.icd9_codes
+    assert bundle.graph.icd10_codes == graph.icd10_codes
+    assert torch.equal(bundle.graph.edge_index, graph.edge_index)
+    assert torch.equal(bundle.graph.edge_weight, graph.edge_weight)
+    a = JAMSPredictor(bundle).predict_proba(TEXTS)
+    b = JAMSPredictor.from_model(model, tok, CODES, THRESHOLDS, graph, 32).predict_proba(TEXTS)
+    for s in CODES:
+        np.testing.assert_array_equal(a[s], b[s])
+
+
+def test_tampered_weights_are_refused(copy):
+    data = bytearray((copy / "weights.safetensors").read_bytes())
+    data[-3] ^= 0x01  # one bit of one weight
+    (copy / "weights.safetensors").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"weights\.safetensors: checksum mismatch"):
+        JAMSPredictor.load(copy, device="cpu")
+
+
+def test_tampered_vocabulary_is_refused(copy):
+    vocab = json.loads((copy / "vocab.json").read_text())
+    vocab["tokens"][2], vocab["tokens"][3] = vocab["tokens"][3], vocab["tokens"][2]
+    (copy / "vocab.json").write_text(json.dumps(vocab))
+    with pytest.raises(BundleError, match=r"vocab\.json: checksum mismatch"):
+        load_bundle(copy)
+
+
+@pytest.mark.parametrize("name", ["codes.json", "weights.safetensors", "graph.safetensors",
+                                  "vocab.json"])
+def test_missing_file_is_refused(copy, name):
+    (copy / name).unlink()
+    with pytest.raises(BundleError, match=f"incomplete bundle, file '{name}' is missing"):
+        load_bundle(copy)
+
+
+def test_missing_config_or_folder(copy, tmp_path):
+    (copy / "config.json").unlink()
+    with pytest.raises(BundleError, match=r"not a jams_pyg model bundle \(config.json"):
+        load_bundle(copy)
+    with pytest.raises(BundleError, match="no such model bundle folder"):
+        load_bundle(tmp_path / "absent")
+
+
+def edit_config(path, change):
+    cfg = json.loads((path / "config.json").read_text())
+    change(cfg)
+    (path / "config.json").write_text(json.dumps(cfg))
+
+
+def test_unknown_format_version_is_refused(copy):
+    edit_config(copy, lambda c: c.update(format_version=BUNDLE_VERSION + 1))
+    with pytest.raises(BundleError, match=f"format version {BUNDLE_VERSION + 1} is not "
+                                          "supported"):
+        load_bundle(copy)
+
+
+def test_config_that_does_not_fit_the_weights_is_refused(copy):
+    edit_config(copy, lambda c: c["model_config"].update(num_filters=6))
+    with pytest.raises(BundleError, match="weights do not fit the model.*shape mismatch"):
+        load_bundle(copy)
+
+
+def test_files_outside_the_bundle_are_refused(copy):
+    edit_config(copy, lambda c: c["files"].update({"../secret": "0" * 64}))
+    with pytest.raises(BundleError, match="outside the bundle folder"):
+        load_bundle(copy)
+
+
+def test_save_checks_its_arguments(tmp_path):
+    model, config, tok, graph = make_model()
+    args = dict(model=model, model_config=config, tokenizer=tok, codes=CODES,
+                thresholds=THRESHOLDS, graph=graph, max_length=32)
+    cases = [
+        ({"codes": {"icd9": CODES["icd9"][:2], "icd10": CODES["icd10"]}},
+         ValueError, "has 2 codes but the model has 3"),
+        ({"thresholds": {"icd9": 0.5}}, ValueError, "thresholds has no 'icd10'"),
+        ({"thresholds": {"icd9": 0.5, "icd10": 1.5}}, ValueError, r"in \[0, 1\]"),
+        ({"graph": None}, ValueError, "needs its GEM graph"),
+        ({"max_length": 0}, ValueError, "max_length"),
+        ({"extra": {"x": object()}}, TypeError, "JSON-serialisable"),
+        ({"tokenizer": object()}, TypeError, "WordTokenizer or a Hugging Face tokenizer"),
+    ]
+    for change, error, match in cases:
+        with pytest.raises(error, match=match):
+            save_bundle(tmp_path / "b", **{**args, **change})
+
+
+def test_plm_icd_bundle_with_hf_tokenizer(tmp_path):
+    texts = [clean_text(t) for t in TEXTS] * 3
+    hf = train_hf_tokenizer(texts, vocab_size=120, min_frequency=1)
+    plm = {"model_type": "bert", "hidden_size": 16, "num_hidden_layers": 1,
+           "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 64,
+           "vocab_size": len(hf), "pad_token_id": hf.pad_token_id}
+    config = ModelConfig.for_backbone("plm_icd", plm_path_or_config=plm, chunk_size=8,
+                                      projection_size=8, systems=("icd10",), use_mat=False)
+    torch.manual_seed(0)
+    model = build_model(config, None, {"icd10": len(CODES["icd10"])}).eval()
+    path = save_bundle(tmp_path / "plm", model, config, hf, {"icd10": CODES["icd10"]},
+                       {"icd10": 0.5}, None, 24)
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["tokenizer"]["kind"] == "huggingface" and "tokenizer/tokenizer.json" in cfg["files"]
+    loaded = JAMSPredictor.load(path, device="cpu")
+    notes = [TEXTS[0] + " " + " ".join(["stable"] * 30), TEXTS[1]]  # the first is truncated
+    a = loaded.predict_proba(notes)["icd10"]
+    b = JAMSPredictor.from_model(model, hf, {"icd10": CODES["icd10"]}, {"icd10": 0.5},
+                                 None, 24).predict_proba(notes)["icd10"]
+    np.testing.assert_array_equal(a, b)
+    ids = hf(clean_text(notes[1]), truncation=True, max_length=24, return_tensors="pt")
+    with torch.no_grad():
+        ref = torch.sigmoid(model(ids["input_ids"], ids["attention_mask"].bool())["icd10"])
+    np.testing.assert_allclose(a[1], ref[0].numpy(), atol=1e-6)
+    result = loaded.predict(notes, system="icd10", top_k=2, evidence=True)
+    assert result[0].truncated and not result[1].truncated
+    assert result[0].num_tokens == 24
+    for note, r in zip(notes, result, strict=True):
+        words = clean_text(note).split()
+        for c in r.codes["icd10"]:
+            assert c.linked == [] and 1 <= len(c.tokens) <= 5
+            for t in c.tokens:
+                assert t.word == words[t.position]
+            weights = [t.weight for t in c.tokens]
+            assert weights == sorted(weights, reverse=True)
+    with pytest.raises(ValueError, match="codes only"):
+        loaded.predict(notes, system="icd9")
