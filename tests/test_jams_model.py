@@ -435,3 +435,28 @@ def test_mat_on_every_backbone_fits(name):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+def test_runs_under_bfloat16_autocast(attention):
+    torch.manual_seed(10)
+    model = build_model(_config("laat", attention=attention), None, NUM_CODES).eval()
+    ids, mask, system = _batch()
+    with torch.no_grad():
+        ref = model(ids, mask, system)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(ids, mask, system)
+    for s in ref:
+        torch.testing.assert_close(out[s].float(), ref[s], atol=2e-2, rtol=2e-2)
+
+
+@needs_mat
+def test_multi_head_mat():
+    torch.manual_seed(11)
+    model = build_model(_config("caml", use_mat=True, mat_heads=2), _TinyGraph(), NUM_CODES)
+    assert model.mat.heads == 2
+    tables = model.code_embeddings()
+    assert tables["icd9"].shape == (4, 6) and tables["icd10"].shape == (5, 6)
+    ids, mask, system = _batch()
+    out = model(ids, mask, system)
+    assert out["icd9"].shape == (2, 4) and out["icd10"].shape == (3, 5)

@@ -71,6 +71,8 @@ def label_attention(
         weights = torch.softmax(scores, dim=-1).to(values.dtype)
         out = weights @ values
     elif impl == "sdpa":
+        # one dtype for the fused kernel (autocast may leave the code table in float32)
+        queries, keys = queries.to(values.dtype), keys.to(values.dtype)
         q = queries.unsqueeze(-3)  # [1|B, 1, C, d]
         if q.dim() == 3:
             q = q.unsqueeze(0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -120,7 +120,6 @@ class ModelConfig:
     edge_weighting: bool = True
     output_layer: Literal["code_table", "separate"] = "code_table"
     attention: Literal["sdpa", "explicit"] = "sdpa"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.model = str(self.model).lower().replace("-", "_")
