@@ -1,0 +1,435 @@
+"""End-to-end experiment: data → tokenizer → GEM graph → model → training →
+threshold tuning → test metrics → frequency/linkage analysis → outputs.
+
+``examples/train_laat.py`` and the benchmarks call :func:`run_experiment`;
+``python examples/train_laat.py --help`` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jams_pyg.analysis import bucket_macro_f1, bucket_table, compare_table, plot_buckets
+from jams_pyg.bundle import save_bundle
+from jams_pyg.codes import SYSTEMS
+from jams_pyg.datasets import (
+    BucketBatchSampler,
+    CodingDataset,
+    JointCodingDataset,
+    WordTokenizer,
+    load_edin_dataset,
+    train_hf_tokenizer,
+    train_word2vec,
+)
+from jams_pyg.datasets.synthetic import generate_synthetic_corpus
+from jams_pyg.distributed import DistInfo, barrier, cleanup, init_distributed
+from jams_pyg.gem_graph import GEMGraph
+from jams_pyg.metrics import compute_metrics, per_code_f1, tune_threshold
+from jams_pyg.models import ModelConfig, build_model, jams_loss
+from jams_pyg.training import Predictions, TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+BACKBONES = ("laat", "caml", "multirescnn", "plm_icd")
+#: ``jams``: the full method. ``backbone``: the plain backbone, one model per
+#: system. Ablations: ``no_mat`` (joint training and shared encoder, code
+#: tables not linked), ``unweighted`` (MAT with ω = 1 for every link).
+VARIANTS = ("jams", "backbone", "no_mat", "unweighted")
+DISPLAY = {"laat": "LAAT", "caml": "CAML", "multirescnn": "MultiResCNN", "plm_icd": "PLM-ICD"}
+#: Training-set-size-dependent defaults for the embedded synthetic corpus
+#: (the CPU default must finish in a few minutes).
+SYNTHETIC_TRAIN = {"epochs": 12, "batch_size": 16, "lr": 2e-3, "patience": 3}
+SYNTHETIC_MODEL: dict[str, dict[str, Any]] = {
+    "laat": {"embedding_dim": 100, "rnn_hidden_size": 128, "projection_size": 128},
+    "caml": {},
+    "multirescnn": {},
+    "plm_icd": {},
+}
+#: A small RoBERTa trained from scratch when no pretrained model is given
+#: (nothing can be downloaded); a real run passes --plm-path.
+SMALL_PLM = {"model_type": "roberta", "hidden_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "intermediate_size": 256,
+             "max_position_embeddings": 160, "type_vocab_size": 1}
+
+
+@dataclass
+class ExperimentConfig:
+    """What to train and where the results go.
+
+    Args:
+        model: Backbone: ``laat``, ``caml``, ``multirescnn`` or ``plm_icd``.
+        variant: ``jams`` (default), ``backbone`` (no JAMS: one plain model
+            per system) or an ablation, ``no_mat`` / ``unweighted``.
+        data_dir: Folder with Edin et al.'s preprocessed MIMIC-IV files
+            (``mimiciv_icd9.feather`` ... or sub-folders ``mimiciv_icd9/``,
+            ``mimiciv_icd10/``); ``None`` generates the synthetic corpus.
+        synthetic_size: Size of the synthetic corpus (``small``, ``default``,
+            ``large`` or a scale factor).
+        data_seed: Seed of the synthetic corpus (the same for every training
+            seed, so runs compare on the same data).
+        synthetic_dir: Where the synthetic corpus is written (default
+            ``<output_dir>/data``).
+        systems: Coding systems to train on.
+        output_dir: Where metrics, plots, checkpoints and the config go.
+        seed: Seed of model initialisation and training.
+        max_length: Maximum tokens per document.
+        min_df: Minimum document frequency of a word (word backbones).
+        word2vec: Initialise word embeddings with word2vec trained on the
+            training texts (Edin et al. do).
+        plm_path: Local folder of a pretrained RoBERTa-style model and its
+            tokenizer for PLM-ICD (e.g. RoBERTa-PM); ``None`` trains a small
+            tokenizer and a small randomly initialised model locally.
+        icd9_gems, icd10_gems: Extra GEM files (e.g. the procedure GEMs) added
+            to the shipped CMS 2018 diagnosis GEMs.
+        bucket_scale: Frequency buckets are (1-100, 101-1000, 1001+) × this
+            scale; ``None``: 1 for real data, the corpus' own scale for
+            synthetic data.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        resume: Continue a stopped run from its last checkpoint (else a folder
+            holding one is an error).
+        train: Optimisation settings.
+        model_overrides: Extra :class:`~jams_pyg.models.ModelConfig` fields.
+    """
+
+    model: str = "laat"
+    variant: str = "jams"
+    data_dir: str | None = None
+    synthetic_size: str = "default"
+    data_seed: int = 0
+    synthetic_dir: str | None = None
+    systems: tuple[str, ...] = SYSTEMS
+    output_dir: str = "outputs/laat"
+    seed: int = 0
+    max_length: int = 4000
+    min_df: int = 3
+    word2vec: bool = False
+    plm_path: str | None = None
+    icd9_gems: tuple[str, ...] = ()
+    icd10_gems: tuple[str, ...] = ()
+    bucket_scale: float | None = None
+    device: str = "auto"
+    resume: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.model not in BACKBONES:
+            raise ValueError(f"unknown model {self.model!r}: expected one of {BACKBONES}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}: expected one of {VARIANTS}")
+        self.systems = tuple(self.systems)
+        for system in self.systems:
+            if system not in SYSTEMS:
+                raise ValueError(f"unknown system {system!r}: expected icd9 and/or icd10")
+        if self.variant != "backbone" and len(self.systems) != 2:
+            raise ValueError(f"variant {self.variant!r} trains both systems jointly")
+
+    @property
+    def label(self) -> str:
+        name = DISPLAY[self.model]
+        return {"jams": f"{name}+JAMS", "backbone": name}.get(
+            self.variant, f"{name}+JAMS ({self.variant})")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and info is not None and info.enabled:
+        device = torch.device("cuda", info.local_rank)
+    return device
+
+
+def load_data(config: ExperimentConfig) -> tuple[dict[str, CodingDataset], float]:
+    """The datasets of the configured systems and the frequency-bucket scale."""
+    if config.data_dir is None:
+        directory = Path(config.synthetic_dir or Path(config.output_dir) / "data")
+        generate_synthetic_corpus(directory, seed=config.data_seed, size=config.synthetic_size)
+        # The corpus records the bucket edges that match its size (e.g. 10/100
+        # for 1-100/101-1000 at the default size).
+        meta = json.loads((directory / "synthetic_concepts.json").read_text())
+        scale = config.bucket_scale or meta["bucket_edges"][0] / 100
+    else:
+        directory = Path(config.data_dir)
+        scale = config.bucket_scale or 1.0
+    return {s: load_edin_dataset(directory, s) for s in config.systems}, scale
+
+
+def build_graph(config: ExperimentConfig, datasets: dict[str, CodingDataset]) -> GEMGraph:
+    from jams_pyg.gem import cms_2018_gem_paths
+
+    forward, backward = cms_2018_gem_paths()
+    return GEMGraph.from_gem_files(
+        [forward, *config.icd9_gems], [backward, *config.icd10_gems],
+        icd9_codes=datasets["icd9"].codes if "icd9" in datasets else None,
+        icd10_codes=datasets["icd10"].codes if "icd10" in datasets else None,
+    )
+
+
+def _tokenizer(config: ExperimentConfig, datasets: dict[str, CodingDataset], out: Path):
+    texts = [t for ds in datasets.values() for t in ds.train["text"].tolist()]
+    if config.model == "plm_icd":
+        if config.plm_path is not None:
+            from jams_pyg.datasets import load_hf_tokenizer
+
+            return load_hf_tokenizer(config.plm_path)
+        return train_hf_tokenizer(texts, save_dir=out / "tokenizer", vocab_size=4000)
+    tokenizer = WordTokenizer.fit(texts, min_df=config.min_df, max_length=config.max_length)
+    tokenizer.save(out / "vocab.json")
+    return tokenizer
+
+
+def _model_config(config: ExperimentConfig, tokenizer, systems: Sequence[str],
+                  synthetic: bool) -> ModelConfig:
+    overrides: dict[str, Any] = {}
+    if synthetic:
+        overrides.update(SYNTHETIC_MODEL[config.model])
+    overrides.update(config.model_overrides)
+    if config.model == "plm_icd":
+        overrides.setdefault("plm_path_or_config", config.plm_path or {
+            **SMALL_PLM, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+        })
+    else:
+        overrides["vocab_size"] = tokenizer.vocab_size
+    return ModelConfig.for_backbone(
+        config.model,
+        systems=tuple(systems),
+        use_mat=config.variant in ("jams", "unweighted"),
+        edge_weighting=config.variant != "unweighted",
+        **overrides,
+    )
+
+
+def _evaluate(val: Predictions, test: Predictions, train_counts: dict[str, np.ndarray],
+              linked: dict[str, np.ndarray], scale: float) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for system, probs in test.probs.items():
+        threshold = tune_threshold(val.probs[system], val.targets[system])
+        targets = test.targets[system]
+        metrics = compute_metrics(probs, targets, threshold=threshold)
+        f1 = per_code_f1(probs, targets, threshold)
+        results[system] = {
+            "threshold": threshold,
+            "metrics": metrics,
+            "buckets": bucket_macro_f1(f1, train_counts[system], linked=linked.get(system),
+                                       scale=scale),
+            "num_test_documents": int(probs.shape[0]),
+        }
+    return results
+
+
+def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
+               systems: Sequence[str], out: Path, device: torch.device,
+               info: DistInfo, synthetic: bool, scale: float, joint_graph: GEMGraph | None,
+               ) -> tuple[dict[str, Any], Trainer, Any, GEMGraph | None]:
+    selected = {s: datasets[s] for s in systems}
+    tokenizer = _tokenizer(config, selected, out)
+    use_graph = config.variant in ("jams", "unweighted") and len(systems) == 2
+    graph = joint_graph if use_graph else None
+    seed_everything(config.seed)
+    model_config = _model_config(config, tokenizer, systems, synthetic)
+    num_codes = {s: selected[s].num_codes for s in systems}
+    embeddings = None
+    if config.word2vec and config.model != "plm_icd":
+        texts = [t for ds in selected.values() for t in ds.train["text"].tolist()]
+        embeddings = train_word2vec(texts, tokenizer.vocab, dim=model_config.embedding_dim,
+                                    seed=config.seed)
+    model = build_model(model_config, graph, num_codes, embeddings=embeddings)
+    train = JointCodingDataset(selected, "train", tokenizer, max_length=config.max_length)
+    val = JointCodingDataset(selected, "val", tokenizer, max_length=config.max_length)
+    test = JointCodingDataset(selected, "test", tokenizer, max_length=config.max_length)
+    sampler = BucketBatchSampler(train.lengths, config.train.batch_size, shuffle=True,
+                                 seed=config.seed)
+
+    def batches(epoch: int) -> list[list[int]]:
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    trainer = Trainer(model, jams_loss, train, val, train.collator(), batches, config.train,
+                      out, device=device, dist_info=info, systems=systems)
+    if config.resume:
+        trainer.resume()
+    elif trainer.last_path.exists():
+        raise FileExistsError(
+            f"{out} holds a previous run; resume it (--resume) or choose another output folder"
+        )
+    summary = trainer.fit()
+    linked = {s: joint_graph.linked(s).numpy() for s in systems} if joint_graph else {}
+    results = _evaluate(trainer.predict(val), trainer.predict(test),
+                        {s: selected[s].code_frequencies("train") for s in systems},
+                        linked, scale)
+    if info.is_main:
+        # The prediction bundle: weights, config, vocabularies, tokenizer, graph and
+        # the tuned thresholds; JAMSPredictor.load(out / "model") reads it.
+        save_bundle(out / "model", trainer.model, model_config, tokenizer,
+                    {s: selected[s].codes for s in systems},
+                    {s: results[s]["threshold"] for s in systems}, graph,
+                    config.max_length, extra={"label": config.label, "seed": config.seed})
+    results_meta = {"training": summary, "model_config": model_config.to_dict()}
+    return {**results, "_meta": results_meta}, trainer, tokenizer, graph
+
+
+def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
+    """Train and evaluate one configuration; writes ``metrics.json``,
+    ``config.json``, ``buckets.png`` and checkpoints to ``config.output_dir``
+    and returns the metrics."""
+    info = init_distributed(resolve_device(config.device))
+    device = resolve_device(config.device, info)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if info.is_main:
+        datasets, scale = load_data(config)
+    barrier(info)
+    if not info.is_main:
+        datasets, scale = load_data(config)
+    synthetic = config.data_dir is None
+    # Whether a code has a GEM link to the other dataset's codes: the same
+    # grouping for JAMS and the plain backbone (which never sees the graph).
+    joint_graph = build_graph(config, datasets) if len(config.systems) == 2 else None
+    if joint_graph is not None and info.is_main:
+        log.info("%s", joint_graph.summary())
+    results: dict[str, Any] = {"label": config.label, "model": config.model,
+                               "variant": config.variant, "seed": config.seed,
+                               "bucket_scale": scale, "systems": {}}
+    if config.variant == "backbone":
+        groups = [(s,) for s in config.systems]
+    else:
+        groups = [tuple(config.systems)]
+    meta = {}
+    for systems in groups:
+        sub = out if len(groups) == 1 else out / systems[0]
+        sub.mkdir(parents=True, exist_ok=True)
+        group_results, _, _, _ = _train_one(config, datasets, systems, sub, device, info,
+                                            synthetic, scale, joint_graph)
+        meta["+".join(systems)] = group_results.pop("_meta")
+        results["systems"].update(group_results)
+    results["training"] = meta
+    results["seconds"] = time.perf_counter() - start
+    if info.is_main:
+        (out / "metrics.json").write_text(json.dumps(results, indent=2, default=float))
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
+        write_report([results], out, systems=config.systems)
+    cleanup(info)
+    return results
+
+
+def write_report(runs: Sequence[dict[str, Any]], out: Path,
+                 systems: Sequence[str] = SYSTEMS) -> str:
+    """Table 2-style table, the Figure 2/3 table and plot (``buckets.png``) of
+    one or more runs (several runs of one label are shown as mean ± std);
+    written to ``out/report.md`` and returned."""
+    metrics: dict[str, dict[str, list[Any]]] = {}
+    buckets: dict[str, dict[str, list[Any]]] = {}
+    for run in runs:
+        for system, result in run["systems"].items():
+            metrics.setdefault(run["label"], {}).setdefault(system, []).append(result["metrics"])
+            buckets.setdefault(run["label"], {}).setdefault(system, []).append(result["buckets"])
+    plot_buckets(buckets, out / "buckets.png", systems=systems)
+    report = (
+        "Test metrics (x100; thresholds tuned on validation)\n\n"
+        f"{compare_table(metrics, systems=systems)}\n\n"
+        "Macro-F1 (x100) by training frequency and, for the rarest codes, by GEM link\n\n"
+        f"{bucket_table(buckets, systems=systems)}\n"
+    )
+    (out / "report.md").write_text(report)
+    print(report)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train JAMS and the plain backbone and report Edin et al.'s metrics for "
+        "ICD-9 and ICD-10 side by side. Without --data it runs on the embedded synthetic "
+        "corpus built from the real CMS GEMs and code titles.",
+    )
+    parser.add_argument("--model", choices=BACKBONES, default="laat")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--no-jams", dest="variants", action="store_const", const=["backbone"],
+                      help="train only the plain backbone (one model per system)")
+    runs.add_argument("--jams-only", dest="variants", action="store_const", const=["jams"],
+                      help="train only JAMS")
+    runs.add_argument("--variants", nargs="+", choices=VARIANTS,
+                      help="runs to compare (default: backbone jams); ablations: no_mat, "
+                      "unweighted")
+    parser.add_argument("--data", dest="data_dir", default=None,
+                        help="folder with Edin et al.'s MIMIC-IV ICD-9/ICD-10 feather files")
+    parser.add_argument("--synthetic-size", default="default",
+                        help="small, default, large or a scale factor")
+    parser.add_argument("--output-dir", default=None,
+                        help="default: outputs/<model>; one sub-folder per variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--grad-accumulation", type=int)
+    parser.add_argument("--patience", type=int)
+    parser.add_argument("--max-length", type=int, default=4000)
+    parser.add_argument("--word2vec", action="store_true",
+                        help="initialise word embeddings with word2vec on the training texts")
+    parser.add_argument("--plm-path", help="local pretrained model folder for plm_icd")
+    parser.add_argument("--icd9-gem", action="append", default=[],
+                        help="extra forward GEM file, e.g. gem_i9pcs.txt (repeatable)")
+    parser.add_argument("--icd10-gem", action="append", default=[],
+                        help="extra backward GEM file, e.g. gem_pcsi9.txt (repeatable)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the runs in --output-dir from their last checkpoints")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, variant: str, output_dir: Path
+                     ) -> ExperimentConfig:
+    synthetic = args.data_dir is None
+    train_kwargs: dict[str, Any] = dict(SYNTHETIC_TRAIN) if synthetic else {}
+    if args.model == "plm_icd" and not synthetic:
+        train_kwargs.update(lr=5e-5, weight_decay=0.0, batch_size=16)
+    for name in ("epochs", "batch_size", "lr", "grad_accumulation", "patience"):
+        value = getattr(args, name)
+        if value is not None:
+            train_kwargs[name] = value
+    train_kwargs["seed"] = args.seed
+    train_kwargs["progress"] = not args.no_progress
+    return ExperimentConfig(
+        model=args.model, variant=variant, data_dir=args.data_dir,
+        synthetic_size=args.synthetic_size, output_dir=str(output_dir), seed=args.seed,
+        max_length=args.max_length, word2vec=args.word2vec, plm_path=args.plm_path,
+        icd9_gems=tuple(args.icd9_gem), icd10_gems=tuple(args.icd10_gem),
+        device=args.device, resume=args.resume, train=TrainConfig(**train_kwargs),
+        synthetic_dir=str(output_dir.parent / "data") if synthetic else None,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Command line of ``examples/train_laat.py``: train each variant (default:
+    the plain backbone and JAMS) and write the side-by-side report."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    variants = args.variants or ["backbone", "jams"]
+    base = Path(args.output_dir or f"outputs/{args.model}")
+    runs = [run_experiment(config_from_args(args, v, base / v)) for v in variants]
+    if len(runs) > 1 and int(os.environ.get("RANK", "0")) == 0:
+        write_report(runs, base)
+        (base / "metrics.json").write_text(json.dumps(runs, indent=2, default=float))
+    return runs
