@@ -305,8 +305,6 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     # Whether a code has a GEM link to the other dataset's codes: the same
     # grouping for JAMS and the plain backbone (which never sees the graph).
     joint_graph = build_graph(config, datasets) if len(config.systems) == 2 else None
-    if joint_graph is not None and info.is_main:
-        log.info("%s", joint_graph.summary())
     results: dict[str, Any] = {"label": config.label, "model": config.model,
                                "variant": config.variant, "seed": config.seed,
                                "bucket_scale": scale, "systems": {}}
