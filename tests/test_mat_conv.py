@@ -112,20 +112,18 @@ def test_matches_dense_reference_values_and_gradients(heads, fused, duplicates):
         torch.testing.assert_close(a, b, **TOL, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
-def test_fused_aggregation_gradcheck():
-    x9, x10, edge_index, _ = random_graph(n=5, m=6, num_edges=7, seed=3)
-    csr = build_bipartite_csr(edge_index, 5, 6)
-    g = torch.Generator().manual_seed(0)
-    inputs = [
-        torch.rand(7, generator=g, dtype=DT),
-        torch.rand(7, generator=g, dtype=DT),
-        torch.rand(5, generator=g, dtype=DT),
-        torch.rand(6, generator=g, dtype=DT),
-        x9,
-        x10,
-    ]
-    inputs = [t.requires_grad_() for t in inputs]
-    assert torch.autograd.gradcheck(lambda *a: mat_aggregate(*a, csr), inputs)
+@pytest.mark.parametrize("with_weight", [True, False])
+@pytest.mark.parametrize("sizes", [(5, 6), (6, 4)])  # both buffer-reuse orders
+def test_fused_aggregation_gradcheck(with_weight, sizes):
+    n, m = sizes
+    x9, x10, edge_index, weight = random_graph(n=n, m=m, num_edges=6, seed=3)
+    csr = build_bipartite_csr(edge_index, n, m)
+    alpha = torch.rand(2 * 6 + n + m, generator=torch.Generator().manual_seed(0), dtype=DT)
+    inputs = [alpha, weight if with_weight else None, x9, x10]
+    for t in inputs:
+        if t is not None:
+            t.requires_grad_()
+    assert torch.autograd.gradcheck(lambda *a: mat_aggregate(*a, csr), inputs, fast_mode=True)
 
 
 def test_edge_weight_none_is_all_ones():
@@ -231,6 +229,9 @@ def test_structure_cache_follows_edge_index():
     x9, x10, edge_index, weight = random_graph(seed=9)
     conv = make_conv()
     conv((x9, x10), edge_index, weight)
+    structure = conv._cache[2]
+    conv((x9, x10), edge_index, weight * 0.5)
+    assert conv._cache[2] is structure  # the same tensor again: built once
     other = random_graph(seed=10)[2][:, : edge_index.size(1)]
     assert other.shape == edge_index.shape and not torch.equal(other, edge_index)
     got = conv((x9, x10), other, weight)
@@ -257,6 +258,17 @@ def test_torch_compile_gives_same_output():
     (g_eager,) = torch.autograd.grad(eager[0].sum() + eager[1].sum(), x9)
     (g_comp,) = torch.autograd.grad(out[0].sum() + out[1].sum(), x9)
     torch.testing.assert_close(g_comp, g_eager, **TOL)
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor_gives_same_output():
+    # The default backend (inductor, C++ code generation on CPU): about 30 s.
+    x9, x10, edge_index, weight = random_graph(seed=11)
+    conv = make_conv(heads=2).eval()
+    with torch.no_grad():
+        eager = conv((x9, x10), edge_index, weight)
+        out = torch.compile(conv, fullgraph=False, dynamic=False)((x9, x10), edge_index, weight)
+    torch.testing.assert_close(out, eager, **TOL)
 
 
 # ------------------------------------------------------------ bad input
@@ -383,6 +395,7 @@ def test_real_gem_graph_plugs_in():
 
 
 # ------------------------------------------------------------------ CUDA
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 @pytest.mark.parametrize("heads", [1, 2])
 def test_cuda_matches_cpu(heads):

@@ -190,9 +190,9 @@ class MATConv(MessagePassing):
                 )
 
     @staticmethod
-    def _check_edge_weight(edge_weight: Any, num_edges: int, x: Tensor) -> Tensor:
+    def _check_edge_weight(edge_weight: Any, num_edges: int, x: Tensor) -> Tensor | None:
         if edge_weight is None:
-            return torch.ones(num_edges, dtype=x.dtype, device=x.device)
+            return None
         if not isinstance(edge_weight, Tensor):
             raise TypeError(
                 f"edge_weight must be a Tensor or None, got {type(edge_weight).__name__}"
@@ -256,55 +256,58 @@ class MATConv(MessagePassing):
         if edge_index.device != x9.device:
             raise ValueError(f"edge_index is on {edge_index.device} but x is on {x9.device}")
         csr = self._structure(edge_index, n, m)
-        num_edges = csr.num_edges
-        weight = self._check_edge_weight(edge_weight, num_edges, x9)[csr.perm]
-        heads, row, col = self.heads, csr.row, csr.col
+        num_edges, heads = csr.num_edges, self.heads
+        weight = self._check_edge_weight(edge_weight, num_edges, x9)
+        if weight is not None:
+            weight = weight[csr.perm]
 
-        # Per-node scores: att[:, :d] · (code being updated), att[:, d:] · (other).
+        # Per-node scores, one mat-vec per table and head: [:, :H] multiplies
+        # the code being updated (att[:, :d]), [:, H:] the attended code.
         att = self.att.view(heads, 2, self.channels).transpose(0, 1).reshape(2 * heads, -1)
-        score9 = x9 @ att.t()  # [n, 2H]: [:, :H] as updated code, [:, H:] as neighbour/self
-        score10 = x10 @ att.t()
-        dst9, src9 = score9[:, :heads], score9[:, heads:]
-        dst10, src10 = score10[:, :heads], score10[:, heads:]
-
-        # Per-edge scalars; the self terms are appended as extra softmax entries.
-        e9 = torch.cat([dst9[row] + src10[col], dst9 + src9], dim=0)  # [E + n, H]
-        e10 = torch.cat([dst10[col] + src9[row], dst10 + src10], dim=0)  # [E + m, H]
-        e9 = F.leaky_relu(e9, self.negative_slope)
-        e10 = F.leaky_relu(e10, self.negative_slope)
-        alpha9 = softmax(e9, csr.softmax_index9, num_nodes=n)
-        alpha10 = softmax(e10, csr.softmax_index10, num_nodes=m)
-        alpha9 = F.dropout(alpha9, p=self.dropout, training=self.training)
-        alpha10 = F.dropout(alpha10, p=self.dropout, training=self.training)
-
+        score = torch.cat([x9 @ att.t(), x10 @ att.t()], dim=0)  # [n + m, 2H]
+        # Per-entry scalars, layout [2E + n + m] (see BipartiteCSR): the edges
+        # seen from both ends, then the self terms, one softmax over all.
+        e = score[:, :heads][csr.att_dst] + score[:, heads:][csr.att_src]
+        e = F.leaky_relu(e, self.negative_slope)
+        alpha = softmax(e, csr.att_dst, num_nodes=n + m)  # [2E + n + m, H]
+        if self.training and self.dropout > 0.0:
+            alpha = F.dropout(alpha, p=self.dropout, training=True)
         # Averaging the heads commutes with the (head-independent) aggregation.
-        mean9 = alpha9.mean(dim=1)
-        mean10 = alpha10.mean(dim=1)
-        v9, s9 = mean9[:num_edges] * weight, mean9[num_edges:]
-        v10, s10 = mean10[:num_edges] * weight, mean10[num_edges:]
+        mean = alpha.mean(dim=1) if heads > 1 else alpha.view(-1)
 
         if self.fused:
-            out9, out10 = mat_aggregate(v9, v10, s9, s10, x9, x10, csr)
+            out9, out10 = mat_aggregate(mean, weight, x9, x10, csr)
         else:
-            # Reference path: PyG message passing, messages of shape [E, d].
-            to9 = torch.stack([col, row])  # ICD-10 source -> ICD-9 target
-            to10 = torch.stack([row, col])  # ICD-9 source -> ICD-10 target
-            agg9 = self.propagate(to9, x=(x10, x9), alpha=v9, size=(m, n))
-            agg10 = self.propagate(to10, x=(x9, x10), alpha=v10, size=(n, m))
-            out9 = F.elu(s9.unsqueeze(-1) * x9 + agg9)
-            out10 = F.elu(s10.unsqueeze(-1) * x10 + agg10)
+            out9, out10 = self._propagate_both(mean, weight, x9, x10, csr)
 
         if not return_attention_weights:
             return out9, out10
-        inv = csr.inv_perm
+        inv, e2 = csr.inv_perm, 2 * num_edges
         weights = (
             edge_index,
-            alpha9[:num_edges][inv],
-            alpha10[:num_edges][inv],
-            alpha9[num_edges:],
-            alpha10[num_edges:],
+            alpha[:num_edges][inv],
+            alpha[num_edges:e2][inv],
+            alpha[e2 : e2 + n],
+            alpha[e2 + n :],
         )
         return (out9, out10), weights
+
+    def _propagate_both(
+        self, mean: Tensor, weight: Tensor | None, x9: Tensor, x10: Tensor, csr: BipartiteCSR
+    ) -> tuple[Tensor, Tensor]:
+        """Reference path: PyG message passing, messages of shape [E, d]."""
+        n, m, num_edges = csr.num_icd9, csr.num_icd10, csr.num_edges
+        v9, v10 = mean[:num_edges], mean[num_edges : 2 * num_edges]
+        if weight is not None:
+            v9, v10 = v9 * weight, v10 * weight
+        s9, s10 = mean[2 * num_edges : 2 * num_edges + n], mean[2 * num_edges + n :]
+        to9 = torch.stack([csr.col, csr.row])  # ICD-10 source -> ICD-9 target
+        to10 = torch.stack([csr.row, csr.col])  # ICD-9 source -> ICD-10 target
+        agg9 = self.propagate(to9, x=(x10, x9), alpha=v9, size=(m, n))
+        agg10 = self.propagate(to10, x=(x9, x10), alpha=v10, size=(n, m))
+        out9 = F.elu(s9.unsqueeze(-1) * x9 + agg9)
+        out10 = F.elu(s10.unsqueeze(-1) * x10 + agg10)
+        return out9, out10
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * x_j
