@@ -249,18 +249,19 @@ def _worker_main(job: dict) -> Any:
 
 def markdown_table(results: list[dict]) -> str:
     lines = [
-        "| case | ICD-9 / ICD-10 nodes | edges | d | method | fwd+bwd wall median (ms) "
+        "| case | ICD-9 / ICD-10 nodes | edges | d | threads | method | fwd+bwd median (ms) "
         "| speed-up vs GAT | CPU time median (ms) | peak memory (MiB) | memory vs GAT |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+        "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|",
     ]
-    gat = {r["case"]: r for r in results if r["method"] == "gat"}
+    gat = {(r["case"], r["threads"]): r for r in results if r["method"] == "gat"}
     for r in results:
-        base = gat.get(r["case"])
+        base = gat.get((r["case"], r["threads"]))
         speed = f"{base['median_ms'] / r['median_ms']:.2f}×" if base else "–"
         mem = f"{r['peak_mb'] / base['peak_mb']:.2f}×" if base and base["peak_mb"] > 0 else "–"
         lines.append(
             f"| {r['case']} | {r['num_icd9']:,} / {r['num_icd10']:,} | {r['num_edges']:,} "
-            f"| {r['channels']} | {r['label']} | {r['median_ms']:.0f} (n={len(r['times_ms'])}) "
+            f"| {r['channels']} | {r['threads']} | {r['label']} "
+            f"| {r['median_ms']:.0f} (n={len(r['times_ms'])}) "
             f"| {speed} | {r['cpu_median_ms']:.0f} | {r['peak_mb']:.0f} | {mem} |"
         )
     return "\n".join(lines)
@@ -285,6 +286,7 @@ def run_case(case: str, methods: list[str], device: str, graph_file: str, args: 
                 "num_icd10": graph["num_icd10"],
                 "num_edges": int(graph["edge_index"].size(1)),
                 "channels": CASES[case]["channels"],
+                "threads": args["threads"],
                 "median_ms": 1e3 * statistics.median(wall),
                 "min_ms": 1e3 * min(wall),
                 "times_ms": [1e3 * t for t in wall],
@@ -295,8 +297,8 @@ def run_case(case: str, methods: list[str], device: str, graph_file: str, args: 
         )
         r = results[-1]
         print(
-            f"{case:>7} {method:>14}: {r['median_ms']:9.1f} ms wall, {r['cpu_median_ms']:9.1f} ms "
-            f"CPU (n={len(wall)}), peak {r['peak_mb']:8.1f} MiB",
+            f"{case:>7} {args['threads']}t {method:>14}: {r['median_ms']:9.1f} ms wall, "
+            f"{r['cpu_median_ms']:9.1f} ms CPU (n={len(wall)}), peak {r['peak_mb']:8.1f} MiB",
             flush=True,
         )
     return results
@@ -314,7 +316,11 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds of timed steps per method; slower methods stop early (at least 1 step)",
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[torch.get_num_threads()],
+        help="torch CPU thread counts to run, each a separate measurement (default: torch's)",
     )
     parser.add_argument("--sizes", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -322,7 +328,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="only print the table")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    suffix = f"_{args.threads}thread" if args.threads else ""
 
     if args.worker:
         print(json.dumps(_worker_main(json.loads(args.worker))))
@@ -330,14 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch.cuda.is_available() is False")
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    worker_args = {
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "budget": args.budget,
-        "threads": args.threads,
-    }
+    worker_args = {"repeats": args.repeats, "warmup": args.warmup, "budget": args.budget}
     load_before = os.getloadavg()
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -347,7 +345,9 @@ def main(argv: list[str] | None = None) -> None:
             if kind not in graph_files:
                 graph_files[kind] = str(Path(tmp) / f"{kind}.pt")
                 torch.save(build_graph(kind), graph_files[kind])
-            results += run_case(case, args.methods, args.device, graph_files[kind], worker_args)
+            for threads in args.threads:
+                job_args = {**worker_args, "threads": threads}
+                results += run_case(case, args.methods, args.device, graph_files[kind], job_args)
     load_after = os.getloadavg()
     table = markdown_table(results)
     print()
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": args.threads,
         "python": platform.python_version(),
         "repeats": args.repeats,
         "warmup": args.warmup,
@@ -378,13 +378,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     if not args.no_write:
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        (args.out_dir / f"mat_vs_gat{suffix}.json").write_text(
+        (args.out_dir / "mat_vs_gat.json").write_text(
             json.dumps({"meta": meta, "results": results}, indent=2) + "\n"
         )
-        (args.out_dir / f"mat_vs_gat{suffix}.md").write_text(
+        (args.out_dir / "mat_vs_gat.md").write_text(
             f"MATConv vs GATConv, forward + backward on {args.device} "
-            f"({meta['device_name']}, {meta['cpu_count']} cores, {meta['torch_threads']} torch "
-            f"threads, torch {meta['torch']}), {meta['date']}; load average before/after "
+            f"({meta['device_name']}, {meta['cpu_count']} cores, torch {meta['torch']}), "
+            f"{meta['date']}; load average before/after "
             f"{load_before[0]:.2f} / {load_after[0]:.2f} (the machine is shared).\n\n"
             f"Time: {meta['timing']}. Peak memory: {meta['memory']}.\n\n{table}\n"
         )
