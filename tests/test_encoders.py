@@ -108,15 +108,28 @@ def test_caml_equals_a_plain_convolution():
     torch.testing.assert_close(h, ref.transpose(1, 2))
 
 
-def test_lstm_equals_an_unpacked_lstm_per_document():
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_lstm_equals_torch_bidirectional_lstm_per_document(num_layers):
     torch.manual_seed(3)
-    enc = LSTMEncoder(VOCAB, 8, hidden_size=5, embed_dropout=0.0)
+    enc = LSTMEncoder(VOCAB, 8, hidden_size=5, num_layers=num_layers, embed_dropout=0.0,
+                      rnn_dropout=0.0)
+    # Reference: PyTorch's own bidirectional LSTM with the same weights, run on
+    # each document alone (no padding at all).
+    ref_rnn = torch.nn.LSTM(8, 5, num_layers=num_layers, bidirectional=True, batch_first=True)
+    with torch.no_grad():
+        for layer in range(num_layers):
+            for direction, rnn in (("", enc.forward_rnns[layer]),
+                                   ("_reverse", enc.backward_rnns[layer])):
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(ref_rnn, f"{name}_l{layer}{direction}").copy_(
+                        getattr(rnn, f"{name}_l0"))
     ids, mask = _batch()
     h, _ = enc(ids, mask)
     for b in range(3):
         n = int(mask[b].sum())
-        ref, _ = enc.rnn(enc.embed(ids[b : b + 1, :n]))
+        ref, _ = ref_rnn(enc.embed(ids[b : b + 1, :n]))
         torch.testing.assert_close(h[b : b + 1, :n], ref, atol=1e-6, rtol=1e-5)
+        assert torch.all(h[b, n:] == 0)
 
 
 def test_lstm_rejects_left_padding():
