@@ -25,12 +25,14 @@ note module lives elsewhere) and writes ``OUT_DIR/mimiciv_icd9/`` and
   files with :func:`~jams_pyg.datasets.edin.load_edin_dataset`.
 
 Streaming: Edin et al.'s script holds every table in memory (about 128 GB on
-the full data). Here the CSVs are read in chunks: a first pass over the notes
-keeps admission and patient ids and an 8-byte hash per note, the code files
-keep ``(admission, code id)`` integer pairs and per-code counts; a second pass
-over the notes cleans each chunk's texts and appends them to Arrow IPC
+the full data). Here the CSVs are parsed row by row (:mod:`csv` over
+:mod:`gzip`) into chunks of ``block_size`` characters: a first pass over the
+notes keeps admission and patient ids and an 8-byte hash per note; the code
+files keep ``(admission, code id)`` integer pairs and per-code counts; a second
+pass over the notes cleans each chunk's texts and appends them to Arrow IPC
 (feather v2) writers batch by batch. Peak memory depends on the chunk size,
-not on the number of notes (``benchmarks/prepare_memory.py``).
+not on the number of notes (``benchmarks/prepare_memory.py``: 10x the notes,
++3 % peak RSS).
 
 Deviations from Edin et al., each to keep the output well-formed: several
 different discharge notes of one admission are joined (in file order) into one
@@ -42,15 +44,17 @@ cleaning is dropped with a warning (the loader rejects empty texts).
 from __future__ import annotations
 
 import argparse
+import csv
+import gzip
 import hashlib
 import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from itertools import compress
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 
@@ -69,6 +73,7 @@ log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 
 MIN_TARGET_COUNT = 10
+DEFAULT_BLOCK_SIZE = 4 << 20
 DEFAULT_SEED = 10
 NOTE_COLUMNS = ["note_id", "subject_id", "hadm_id", "text"]
 CODE_COLUMNS = ["subject_id", "hadm_id", "icd_code", "icd_version"]
@@ -93,38 +98,95 @@ def edin_format(code: str, version: int, kind: Kind) -> str:
     raise ValueError(f"icd_version must be 9 or 10, got {version!r}")
 
 
+class _Chunk:
+    """Some rows of a CSV: ``{column: list of str or None}``."""
+
+    def __init__(self, columns: dict[str, list]) -> None:
+        self.columns = columns
+        self.num_rows = len(next(iter(columns.values()))) if columns else 0
+
+    def column(self, name: str) -> list:
+        return self.columns[name]
+
+    def filter(self, mask: np.ndarray) -> _Chunk:
+        return _Chunk({k: list(compress(v, mask.tolist())) for k, v in self.columns.items()})
+
+
 def _read_chunks(
-    path: Path, columns: Sequence[str], chunksize: int, dtype: dict | None = None
-) -> Iterator[tuple[int, pd.DataFrame]]:
-    """``(first data row number, chunk)`` of a CSV, only ``columns``."""
+    path: Path, columns: Sequence[str], block_size: int, max_rows: int = 50_000
+) -> Iterator[tuple[int, _Chunk]]:
+    """``(first data row number, chunk)`` of a (gzipped) CSV, only ``columns``
+    (strings; empty fields are None), each chunk about ``block_size``
+    characters of fields or ``max_rows`` rows, whichever comes first.
+
+    Parsed row by row with the :mod:`csv` module (quoted fields may hold
+    newlines), so memory holds one chunk at a time. (Chunked
+    ``pandas.read_csv`` lets the peak creep up over the chunks of a gzipped
+    file, and :func:`pyarrow.csv.open_csv` reads ahead without bound when the
+    consumer is slower than the parser.)
+    """
     if not path.is_file():
         raise FileNotFoundError(f"MIMIC-IV file not found: {path}")
-    header = pd.read_csv(path, nrows=0).columns.tolist()
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; found {header}")
-    row = 1
-    with pd.read_csv(path, usecols=list(columns), dtype=dtype, chunksize=chunksize) as reader:
-        for chunk in reader:
-            yield row, chunk
-            row += len(chunk)
+    opener = gzip.open if path.suffix == ".gz" else open
+    # MIMIC-IV notes exceed the csv module's default 131,072-character field limit.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None) or []
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; found {header}")
+        positions = [header.index(c) for c in columns]
+        width = len(header)
+        first = row = 1
+        buffer: list[list] = [[] for _ in columns]
+        size = 0
+        try:
+            for record in reader:
+                if len(record) != width:
+                    if not record:
+                        continue
+                    raise ValueError(
+                        f"{path}, data row {row}: {len(record)} fields, expected {width}")
+                for store, position in zip(buffer, positions, strict=True):
+                    value = record[position]
+                    store.append(value if value != "" else None)
+                    size += len(value)
+                row += 1
+                if size >= block_size or row - first >= max_rows:
+                    yield first, _Chunk(dict(zip(columns, buffer, strict=True)))
+                    first, buffer, size = row, [[] for _ in columns], 0
+        except csv.Error as err:
+            raise ValueError(f"{path}, data row {row}: {err}") from err
+        if buffer[0]:
+            yield first, _Chunk(dict(zip(columns, buffer, strict=True)))
+
+
+def _valid(chunk: _Chunk, *columns: str) -> np.ndarray:
+    """Mask of the rows where all ``columns`` are non-null."""
+    mask = np.ones(chunk.num_rows, dtype=bool)
+    for column in columns:
+        mask &= np.fromiter((v is not None for v in chunk.column(column)), bool,
+                            chunk.num_rows)
+    return mask
 
 
 def _text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def _ids(values: pd.Series, path: Path, column: str, rows: np.ndarray) -> np.ndarray:
-    """Integer ids of a column; ``rows`` are the data row numbers (1-based)."""
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = (numbers.isna() | (numbers != np.floor(numbers))).to_numpy()
-    if bad.any():
-        pos = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"{path}, data row {int(rows[pos])}: {column} {values.iloc[pos]!r} is not an "
-            "integer id"
-        )
-    return numbers.to_numpy().astype(np.int64)
+def _ids(values: list, path: Path, column: str, rows: np.ndarray) -> np.ndarray:
+    """Integer ids of a (non-null) column; ``rows`` are the data row numbers
+    (1-based) for the error message."""
+    out = np.empty(len(values), dtype=np.int64)
+    for pos, value in enumerate(values):
+        try:
+            out[pos] = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{path}, data row {int(rows[pos])}: {column} {value!r} is not an integer id"
+            ) from None
+    return out
 
 
 def _member(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -139,19 +201,19 @@ class _Notes:
     """Pass 1 over the notes: sorted unique admissions, their patient, and
     how many note rows each has."""
 
-    def __init__(self, path: Path, chunksize: int) -> None:
+    def __init__(self, path: Path, block_size: int) -> None:
         hadms, subjects, hashes = [], [], []
         self.missing_text = 0
-        for first, chunk in _read_chunks(path, NOTE_COLUMNS, chunksize,
-                                         dtype={"text": str, "note_id": str}):
-            keep = (chunk["text"].notna() & chunk["hadm_id"].notna()).to_numpy()
+        for first, batch in _read_chunks(path, NOTE_COLUMNS, block_size):
+            keep = _valid(batch, "text", "hadm_id", "subject_id")
             self.missing_text += int((~keep).sum())
             rows = first + np.flatnonzero(keep)
-            chunk = chunk.loc[keep]
-            hadms.append(_ids(chunk["hadm_id"], path, "hadm_id", rows))
-            subjects.append(_ids(chunk["subject_id"], path, "subject_id", rows))
-            hashes.append(np.fromiter((_text_hash(t) for t in chunk["text"]), np.uint64,
-                                      len(chunk)))
+            batch = batch.filter(keep)
+            hadms.append(_ids(batch.column("hadm_id"), path, "hadm_id", rows))
+            subjects.append(_ids(batch.column("subject_id"), path, "subject_id", rows))
+            texts = batch.column("text")
+            hashes.append(np.fromiter((_text_hash(t) for t in texts), np.uint64, len(texts)))
+            del texts
         hadm = np.concatenate(hadms) if hadms else np.zeros(0, np.int64)
         subject = np.concatenate(subjects) if subjects else np.zeros(0, np.int64)
         digest = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
@@ -169,7 +231,7 @@ class _Notes:
 
 
 def _collect_codes(
-    paths: dict[Kind, Path], note_hadm: np.ndarray, chunksize: int, invalid_codes: str
+    paths: dict[Kind, Path], note_hadm: np.ndarray, block_size: int, invalid_codes: str
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
     """``(hadm, code id)`` pairs of the admissions with a note, de-duplicated,
     and the code table ``[(column index, dotted code)]``."""
@@ -178,19 +240,19 @@ def _collect_codes(
     hadm_parts, code_parts = [], []
     dropped: dict[str, list[str]] = {}
     for kind, path in paths.items():
-        formatted: dict[tuple[int, str], str | None] = {}
-        for first, chunk in _read_chunks(path, CODE_COLUMNS, chunksize,
-                                         dtype={"icd_code": str}):
-            codes_ok = chunk["icd_code"].notna().to_numpy()  # Edin et al.: dropna(icd_code)
-            chunk = chunk.loc[codes_ok]
+        formatted: dict[tuple[object, str], tuple[int, str] | None] = {}
+        for first, batch in _read_chunks(path, CODE_COLUMNS, block_size):
+            codes_ok = _valid(batch, "icd_code")  # Edin et al.: dropna(subset=["icd_code"])
+            batch = batch.filter(codes_ok)
             rows = first + np.flatnonzero(codes_ok)
-            hadm = _ids(chunk["hadm_id"], path, "hadm_id", rows)
+            hadm = _ids(batch.column("hadm_id"), path, "hadm_id", rows)
             keep = _member(note_hadm, hadm)
             if not keep.any():
                 continue
             hadm, rows = hadm[keep], rows[keep]
-            versions = chunk["icd_version"].to_numpy()[keep]
-            raw = chunk["icd_code"].to_numpy()[keep]
+            batch = batch.filter(keep)
+            versions = np.array(batch.column("icd_version"), dtype=object)
+            raw = np.array(batch.column("icd_code"), dtype=object)
             ids = np.empty(len(hadm), dtype=np.int64)
             for i, (version, code) in enumerate(zip(versions.tolist(), raw.tolist(),
                                                     strict=True)):
@@ -198,11 +260,11 @@ def _collect_codes(
                 if key not in formatted:
                     formatted[key] = _format_checked(path, int(rows[i]), version, code, kind,
                                                      invalid_codes, dropped)
-                dotted = formatted[key]
-                if dotted is None:
+                checked = formatted[key]
+                if checked is None:
                     ids[i] = -1
                     continue
-                column = _COLUMNS.index(("icd9" if version == 9 else "icd10", kind))
+                column, dotted = checked
                 code_id = table.get((column, dotted))
                 if code_id is None:
                     code_id = table[(column, dotted)] = len(names)
@@ -222,16 +284,17 @@ def _collect_codes(
     return pairs[:, 0], pairs[:, 1], names
 
 
-def _format_checked(path: Path, row: int, version, code: str, kind: Kind, invalid_codes: str,
-                    dropped: dict[str, list[str]]) -> str | None:
+def _format_checked(path: Path, row: int, version: object, code: str, kind: Kind,
+                    invalid_codes: str, dropped: dict[str, list[str]]) -> tuple[int, str] | None:
+    """``(column index, dotted code)``, or None for a dropped malformed code."""
     try:
-        version = int(version)
-        if version not in (9, 10):
+        number = float(str(version))
+        if number not in (9.0, 10.0):
             raise ValueError(f"icd_version must be 9 or 10, got {version!r}")
-        system: System = "icd9" if version == 9 else "icd10"
-        dotted = edin_format(code, version, kind)
+        system: System = "icd9" if number == 9.0 else "icd10"
+        dotted = edin_format(code, int(number), kind)
         parse_code(dotted, system, kind)
-        return dotted
+        return _COLUMNS.index((system, kind)), dotted
     except (ValueError, TypeError) as err:
         if invalid_codes == "drop":
             dropped.setdefault(str(path), []).append(f"{code!r} (v{version})")
@@ -321,8 +384,7 @@ def prepare_mimiciv(
     min_count: int = MIN_TARGET_COUNT,
     seed: int = DEFAULT_SEED,
     ratios: Sequence[float] = (0.75, 0.10, 0.15),
-    note_chunksize: int = 2_000,
-    code_chunksize: int = 200_000,
+    block_size: int = DEFAULT_BLOCK_SIZE,
     invalid_codes: str = "error",
 ) -> dict[str, dict[str, object]]:
     """Build MIMIC-IV ICD-9 and ICD-10 in Edin et al.'s format (see the module
@@ -338,8 +400,8 @@ def prepare_mimiciv(
         min_count (int): Minimum number of documents per code (10).
         seed (int): Seed of the split (10).
         ratios: Train/val/test shares of the patients (0.75/0.10/0.15).
-        note_chunksize (int): Notes per chunk (bounds the peak memory).
-        code_chunksize (int): Code rows per chunk.
+        block_size (int): Characters of CSV fields per chunk (4 Mi); bounds
+            the peak memory.
         invalid_codes (str): ``"error"`` (default) to stop at a malformed
             code naming file and row, ``"drop"`` to skip such codes with a
             warning.
@@ -369,10 +431,10 @@ def prepare_mimiciv(
     out = Path(out_dir)
 
     # Pass 1: admissions with a note.
-    notes = _Notes(notes_path, note_chunksize)
+    notes = _Notes(notes_path, block_size)
     log.info("%s: %d admissions with a discharge note", notes_path, len(notes.hadm))
     # Codes of those admissions, min-count filter.
-    hadm, code, names = _collect_codes(code_paths, notes.hadm, code_chunksize, invalid_codes)
+    hadm, code, names = _collect_codes(code_paths, notes.hadm, block_size, invalid_codes)
     code, names = _sort_codes(code, names)
     hadm, code, report = _filter_min_count(hadm, code, names, min_count)
     docs = {s: _SystemDocs(s, hadm, code, names) for s in ("icd9", "icd10")}
@@ -408,19 +470,24 @@ def prepare_mimiciv(
     dropped_empty = {s: 0 for s in docs}
     pending: dict[int, list[tuple[int, str, str]]] = {}  # multi-note admissions
     try:
-        for _, chunk in _read_chunks(notes_path, NOTE_COLUMNS, note_chunksize,
-                                     dtype={"text": str, "note_id": str}):
-            chunk = chunk.loc[chunk["text"].notna() & chunk["hadm_id"].notna()]
-            hadm_ids = chunk["hadm_id"].to_numpy().astype(np.int64)
-            wanted = np.zeros(len(chunk), dtype=bool)
+        for first, batch in _read_chunks(notes_path, NOTE_COLUMNS, block_size):
+            keep = _valid(batch, "text", "hadm_id", "subject_id")
+            batch = batch.filter(keep)
+            hadm_ids = _ids(batch.column("hadm_id"), notes_path, "hadm_id",
+                            first + np.flatnonzero(keep))
+            wanted = np.zeros(len(hadm_ids), dtype=bool)
             for d in docs.values():
                 wanted |= _member(d.hadm, hadm_ids)
-            batch: dict[str, dict[str, list]] = {
+            batch = batch.filter(wanted)
+            hadm_ids = hadm_ids[wanted]
+            chunk_texts = batch.column("text")
+            chunk_note_ids = batch.column("note_id")
+            out_rows: dict[str, dict[str, list]] = {
                 s: {name: [] for name in _schema(s).names} for s in docs}
             note_index = np.searchsorted(notes.hadm, hadm_ids)
-            for i in np.flatnonzero(wanted).tolist():
+            for i in range(len(hadm_ids)):
                 h = int(hadm_ids[i])
-                text, note_id = chunk["text"].iat[i], chunk["note_id"].iat[i]
+                text, note_id = chunk_texts[i], chunk_note_ids[i]
                 n_rows = int(notes.rows[note_index[i]])
                 if n_rows > 1:
                     parts = pending.setdefault(h, [])
@@ -435,11 +502,12 @@ def prepare_mimiciv(
                             texts.append(part)
                             note_ids.append(nid)
                     text, note_id = "\n".join(texts), "+".join(note_ids)
-                _emit(h, int(notes.subject[note_index[i]]), str(note_id), text, docs, batch,
-                      written, dropped_empty)
+                _emit(h, int(notes.subject[note_index[i]]), str(note_id), text, docs,
+                      out_rows, written, dropped_empty)
+            del chunk_texts, chunk_note_ids
             for system, writer in writers.items():
-                if batch[system]["_id"]:
-                    writer.write_batch(pa.RecordBatch.from_pydict(batch[system],
+                if out_rows[system]["_id"]:
+                    writer.write_batch(pa.RecordBatch.from_pydict(out_rows[system],
                                                                   schema=_schema(system)))
     finally:
         for writer in writers.values():
@@ -508,15 +576,15 @@ def main(argv: list[str] | None = None) -> int:
                        "(default: RAW_DIR)")
     mimic.add_argument("--min-count", type=int, default=MIN_TARGET_COUNT)
     mimic.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    mimic.add_argument("--note-chunksize", type=int, default=2_000)
-    mimic.add_argument("--code-chunksize", type=int, default=200_000)
+    mimic.add_argument("--block-size-mb", type=float, default=DEFAULT_BLOCK_SIZE / 2**20,
+                       help="MiB of CSV parsed at a time (default: %(default)s)")
     mimic.add_argument("--invalid-codes", choices=["error", "drop"], default="error")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     summary = prepare_mimiciv(
         args.raw_dir, args.out_dir, note_dir=args.note_dir, min_count=args.min_count,
-        seed=args.seed, note_chunksize=args.note_chunksize,
-        code_chunksize=args.code_chunksize, invalid_codes=args.invalid_codes,
+        seed=args.seed, block_size=int(args.block_size_mb * 2**20),
+        invalid_codes=args.invalid_codes,
     )
     for system in ("icd9", "icd10"):
         s = summary[system]

@@ -96,8 +96,8 @@ def _write_raw(root, codes=None, notes=None, diag_cols=DIAG_COLS):
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("prep")
     raw = _write_raw(root / "raw")
-    # Tiny chunks so that every pass really streams over several chunks.
-    summary = prepare_mimiciv(raw, root / "out", note_chunksize=4, code_chunksize=7)
+    # 256-byte blocks: every pass streams over many chunks.
+    summary = prepare_mimiciv(raw, root / "out", block_size=256)
     return root / "out", summary
 
 
@@ -164,11 +164,11 @@ def test_splits_are_patient_disjoint(prepared):
 def test_deterministic_and_min_count_parameter(prepared, tmp_path):
     out, _ = prepared
     raw = _write_raw(tmp_path / "raw")
-    prepare_mimiciv(raw, tmp_path / "same", note_chunksize=1000)
+    prepare_mimiciv(raw, tmp_path / "same")
     for name in ("mimiciv_icd9/mimiciv_icd9.feather", "mimiciv_icd10/mimiciv_icd10_split.feather"):
         a = pd.read_feather(out / name)
         b = pd.read_feather(tmp_path / "same" / name)
-        pd.testing.assert_frame_equal(a, b)  # chunk sizes change nothing
+        pd.testing.assert_frame_equal(a, b)  # the block size changes nothing
     prepare_mimiciv(raw, tmp_path / "low", min_count=1)
     assert "250.00" in load_edin_dataset(tmp_path / "low", "icd9").codes
     assert "584.9" in load_edin_dataset(tmp_path / "low", "icd9").codes
@@ -206,6 +206,10 @@ def test_errors(tmp_path):
         prepare_mimiciv(raw, tmp_path / "out")
     summary = prepare_mimiciv(raw, tmp_path / "dropped", invalid_codes="drop")
     assert summary["icd9"]["documents"] == 13
+    with gzip.open(raw / "hosp" / "procedures_icd.csv.gz", "at") as handle:
+        handle.write("1,2,3\n")  # a truncated row
+    with pytest.raises(ValueError, match=r"procedures_icd.csv.gz, data row \d+: 3 fields"):
+        prepare_mimiciv(raw, tmp_path / "out", invalid_codes="drop")
     with pytest.raises(ValueError, match="invalid_codes"):
         prepare_mimiciv(raw, tmp_path / "out", invalid_codes="ignore")
 
