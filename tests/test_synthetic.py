@@ -8,6 +8,7 @@ import torch
 
 from jams_pyg.datasets.edin import load_edin_dataset
 from jams_pyg.datasets.synthetic import (
+    bucket_edges_for,
     cms_2018_graph,
     corpus_statistics,
     generate_synthetic_corpus,
@@ -156,14 +157,19 @@ def test_deterministic_for_a_seed_and_cli(corpus, tmp_path, capsys):
 def test_statistics_table(corpus):
     out, ds9, ds10, graph, _ = corpus
     table = corpus_statistics(out)
+    f9 = ds9.code_frequencies("train")
+    explicit = corpus_statistics(out, bucket_edges=(10, 100))
+    assert explicit.loc["codes, train freq 11-100", "ICD-9"] == int(((f9 > 10) & (f9 <= 100)).sum())
     assert list(table.columns) == ["ICD-9", "ICD-10"]
     assert table.loc["documents", "ICD-9"] == len(ds9)
     assert table.loc["unique codes", "ICD-10"] == ds10.num_codes
     assert table.loc["patients", "ICD-10"] == _all(ds10)["subject_id"].nunique()
     assert table.loc["codes with GEM link", "ICD-9"] == int(graph.icd9_linked.sum())
+    # Bucket edges scale with the size: small (0.2) -> 1-2, 3-20, 21+.
+    assert bucket_edges_for("small") == (2, 20) and bucket_edges_for("default") == (10, 100)
     freq = ds10.code_frequencies("train")
-    assert table.loc["codes, train freq 1-10", "ICD-10"] == int(((freq >= 1) & (freq <= 10)).sum())
-    buckets = [table.loc[f"codes, train freq {b}", "ICD-9"] for b in ("1-10", "11-100", "101+")]
+    assert table.loc["codes, train freq 3-20", "ICD-10"] == int(((freq >= 3) & (freq <= 20)).sum())
+    buckets = [table.loc[f"codes, train freq {b}", "ICD-9"] for b in ("1-2", "3-20", "21+")]
     assert sum(buckets) + table.loc["codes, train freq 0 (val/test only)", "ICD-9"] == len(
         ds9.codes)
 

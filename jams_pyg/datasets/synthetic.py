@@ -37,7 +37,9 @@ Generative story
 
 Scale: the default has ~1/85 of MIMIC-IV's training documents; the paper's
 training-frequency buckets 1-100, 101-1,000, 1,001+ map to **1-10, 11-100,
-101+** here (divide by 10; :data:`DEFAULT_BUCKET_EDGES`), all populated.
+101+** here (divide by 10; :data:`DEFAULT_BUCKET_EDGES`), all populated. Other
+sizes scale the edges with the number of documents (:func:`bucket_edges_for`;
+recorded as ``bucket_edges`` in ``synthetic_concepts.json``).
 
 What it can and cannot show: it checks that the pipeline, the models and the
 GEM-based transfer work and that rare linked codes can gain from the other
@@ -85,6 +87,8 @@ PathLike = str | os.PathLike[str]
 #: Training-frequency bucket edges for the default size: codes seen 1-10,
 #: 11-100 and 101+ times (the paper's 1-100 / 101-1,000 / 1,001+ divided by 10).
 DEFAULT_BUCKET_EDGES: tuple[int, int] = (10, 100)
+#: The paper's bucket edges (real MIMIC-IV).
+PAPER_BUCKET_EDGES: tuple[int, int] = (100, 1000)
 
 SIZES: dict[str, float] = {"small": 0.2, "default": 1.0, "large": 5.0}
 
@@ -541,11 +545,20 @@ def generate_synthetic_corpus(
         "seed": seed,
         "size": size if isinstance(size, str) else float(size),
         "scale": scale,
-        "bucket_edges": list(DEFAULT_BUCKET_EDGES),
+        "bucket_edges": list(bucket_edges_for(scale)),
         "concepts": [c.to_json() for c in concepts],
     }
     (out / "synthetic_concepts.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out
+
+
+def bucket_edges_for(size: str | float) -> tuple[int, int]:
+    """Training-frequency bucket edges matching a corpus size: the paper's
+    (100, 1000) divided by 10 at the default size, and scaled with the number
+    of documents otherwise (``small``: (2, 20); ``large``: (50, 500))."""
+    scale = _scale(size)
+    lo = max(1, round(DEFAULT_BUCKET_EDGES[0] * scale))
+    return lo, max(lo + 1, round(DEFAULT_BUCKET_EDGES[1] * scale))
 
 
 def load_concepts(directory: PathLike) -> list[dict]:
@@ -563,7 +576,7 @@ def _bucket_labels(edges: tuple[int, int]) -> list[str]:
 
 
 def corpus_statistics(
-    directory: PathLike, bucket_edges: tuple[int, int] = DEFAULT_BUCKET_EDGES
+    directory: PathLike, bucket_edges: tuple[int, int] | None = None
 ) -> pd.DataFrame:
     """A table like the JAMS paper's Table 1 for a dataset directory (synthetic
     or real), with GEM-link and training-frequency statistics.
@@ -576,10 +589,20 @@ def corpus_statistics(
     by the 10 % most frequent codes, and the linked codes among codes of the
     lowest bucket.
 
+    Args:
+        directory: A dataset directory (:func:`~jams_pyg.datasets.edin.load_edin_dataset`).
+        bucket_edges: ``(e0, e1)``; default: those recorded by the generator
+            in ``synthetic_concepts.json`` (:func:`bucket_edges_for`), else the
+            paper's ``(100, 1000)``.
+
     Returns:
-        A DataFrame indexed by statistic with columns ``MIMIC-IV ICD-9``-style
-        names ``"ICD-9"`` and ``"ICD-10"``.
+        A DataFrame indexed by statistic with columns ``"ICD-9"`` and
+        ``"ICD-10"``.
     """
+    if bucket_edges is None:
+        meta = Path(directory) / "synthetic_concepts.json"
+        bucket_edges = (tuple(json.loads(meta.read_text())["bucket_edges"]) if meta.is_file()
+                        else PAPER_BUCKET_EDGES)
     ds = {s: load_edin_dataset(directory, s) for s in ("icd9", "icd10")}
     graph = cms_2018_graph(ds["icd9"].codes, ds["icd10"].codes)
     labels = _bucket_labels(bucket_edges)
