@@ -64,7 +64,7 @@ def _predict(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             ids=ids,
         )
-    except (BundleError, FileNotFoundError, ValueError, TypeError) as err:
+    except (BundleError, OSError, ValueError, TypeError, RuntimeError) as err:
         print(f"python -m jams_pyg predict: error: {err}", file=sys.stderr)
         return 1
     lines = [json.dumps(r.to_dict(), ensure_ascii=False) for r in results]

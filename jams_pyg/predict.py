@@ -178,6 +178,7 @@ class JAMSPredictor:
         pad = getattr(self.tokenizer, "pad_token_id", PAD_ID)
         self.pad_id = PAD_ID if pad is None else int(pad)
         self._titles = {s: _titles(c, s) for s, c in self.codes.items()}
+        self._index_of = {s: {c: i for i, c in enumerate(v)} for s, v in self.codes.items()}
         if self.graph is not None:
             for s in SYSTEMS:
                 if s not in self._titles:
@@ -199,6 +200,9 @@ class JAMSPredictor:
         """
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
         return cls(load_bundle(path, device=device))
 
     @classmethod
@@ -512,7 +516,7 @@ class JAMSPredictor:
         chosen: list[list[CodePrediction]],
         num_tokens: int,
     ) -> None:
-        index_of = {c: i for i, c in enumerate(self.codes[system])}
+        index_of = self._index_of[system]
         k = max((len(c) for c in chosen), default=0)
         if k > 0:
             index = torch.zeros(len(chosen), k, dtype=torch.long)

@@ -56,7 +56,7 @@ def copy(saved, tmp_path):
 
 
 def test_layout_checksums_and_contents(saved):
-    path, model, config, tok, graph = saved
+    path, model, config, _tok, _graph = saved
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["format_version"] == BUNDLE_VERSION
     assert cfg["systems"] == ["icd9", "icd10"] and cfg["max_length"] == 32

@@ -288,3 +288,21 @@ def test_cli_help_via_subprocess():
     for needle in ("--model", "--top-k", "--evidence", "one note per line", ".jsonl",
                    '"probability"', "threshold"):
         assert needle in done.stdout
+
+
+def test_graph_subcommand_still_works(tmp_path, capsys):
+    assert main(["graph", "--save", str(tmp_path / "g.pt")]) == 0
+    out = capsys.readouterr().out
+    graph = GEMGraph.load(tmp_path / "g.pt")
+    assert graph.summary() in out and graph.num_edges > 10000
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_without_cuda_is_a_clear_error(trained, capsys):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        JAMSPredictor.load(trained["bundle"], device="cuda")
+    notes = trained["root"] / "one.txt"
+    notes.write_text("a note\n")
+    assert main(["predict", "--model", str(trained["bundle"]), str(notes), "--device",
+                 "cuda"]) == 1
+    assert "CUDA is not available" in capsys.readouterr().err
