@@ -384,16 +384,20 @@ class JAMSPredictor:
         self_alpha = None if info["self"] is None else float(info["self"][index])
         return out, self_alpha
 
-    def _head(self, system: str, h: Tensor, mask: Tensor, index: Tensor | None = None):
+    def _head(self, system: str, h: Tensor, mask: Tensor) -> Tensor:
         model = self.model
         outputs = model.outputs[system] if model.output_layer == "separate" else None
         tables = self._code_tables()
-        if index is None:
-            return model.heads[system](h, mask, tables[system], model.biases[system], outputs)
-        return model.heads[system](
-            h, mask, tables[system], model.biases[system], outputs,
-            return_attention=True, attention_index=index,
-        )
+        return model.heads[system](h, mask, tables[system], model.biases[system], outputs)
+
+    def _token_attention(self, system: str, h: Tensor, mask: Tensor, index: Tensor) -> Tensor:
+        """Label-attention weights ``[B, K, L]`` of the codes ``index [B, K]`` only (the
+        head's own softmax, without recomputing the logits of every code)."""
+        head = self.model.heads[system]
+        queries = head.queries(self._code_tables()[system])[index]  # [B, K, d]
+        scores = torch.einsum("bkd,bld->bkl", queries, head.keys(h)).float()
+        scores = scores.masked_fill(~mask.bool()[:, None, :], float("-inf"))
+        return torch.softmax(scores, dim=-1)
 
     def _batches(self, encoded: list[_Encoded], batch_size: int) -> list[list[int]]:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -523,8 +527,7 @@ class JAMSPredictor:
             for b, codes in enumerate(chosen):
                 for j, c in enumerate(codes):
                     index[b, j] = index_of[c.code]
-            _, weights = self._head(system, h, mask, index.to(h.device))
-            weights = weights.float().cpu()
+            weights = self._token_attention(system, h, mask, index.to(h.device)).cpu()
         for b, codes in enumerate(chosen):
             enc = encoded[b]
             if not codes:

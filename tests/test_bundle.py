@@ -27,6 +27,16 @@ TEXTS = [
 THRESHOLDS = {"icd9": 0.4, "icd10": 0.6}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread avoids stalls of the LSTM's many small parallel regions on
+    a busy machine (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_model(config=None):
     tok = WordTokenizer.fit([clean_text(t) for t in TEXTS], min_df=1, max_length=32)
     graph = GEMGraph.from_cms_2018(CODES["icd9"], CODES["icd10"])
