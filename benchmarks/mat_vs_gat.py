@@ -17,12 +17,19 @@ Methods (``--methods``):
 * ``gat``: ``GATConv(d, d, heads=1)`` on the same codes as one homogeneous
   graph (ICD-10 nodes shifted by n, both directions, ``add_self_loops=True``).
 
-Every (case, method) runs in its own subprocess, so allocations of one cannot
-help or hurt another. Inputs are leaf tensors requiring grad (embedding tables
-are trained); one step = forward, ``sum`` of the outputs, backward.
+Inputs are leaf tensors requiring grad (embedding tables are trained); one
+step = forward, ``sum`` of the outputs, backward.
 
-Time: median over ``--repeats`` steps after ``--warmup`` steps (slow methods
-run fewer repeats, see ``--budget``). Peak memory:
+Time: the methods of a case run round-robin in one subprocess (a change of
+machine load hits all alike); reported is the median wall time over
+``--repeats`` steps after ``--warmup`` steps (slow methods run fewer repeats,
+see ``--budget``), plus the process CPU time per step. ``--threads`` runs the
+whole comparison once per torch thread count. Subprocesses get
+``OMP_WAIT_POLICY=PASSIVE`` by default (``--omp-wait-policy``): on a shared,
+oversubscribed machine OpenMP's spin-waiting makes each multi-threaded op wait
+for a scheduler slice.
+
+Peak memory, each (case, method) in its own fresh subprocess:
 
 * CPU: the process's peak resident set size (``VmHWM``) during one cold step,
   minus the resident size just before it; the peak is reset by writing ``5`` to
@@ -35,7 +42,7 @@ run fewer repeats, see ``--budget``). Peak memory:
 
 Example::
 
-    python benchmarks/mat_vs_gat.py --device cpu --repeats 5
+    python benchmarks/mat_vs_gat.py --device cpu --threads 1 2 --repeats 5
 """
 
 from __future__ import annotations
@@ -231,7 +238,10 @@ def timing_worker(
 # ------------------------------------------------------------------- driver
 def run_subprocess(job: dict) -> Any:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    if job["args"].get("omp_wait_policy", "inherit") != "inherit":
+        env["OMP_WAIT_POLICY"] = job["args"]["omp_wait_policy"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"worker {job} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -322,6 +332,16 @@ def main(argv: list[str] | None = None) -> None:
         default=[torch.get_num_threads()],
         help="torch CPU thread counts to run, each a separate measurement (default: torch's)",
     )
+    parser.add_argument(
+        "--omp-wait-policy",
+        default="PASSIVE",
+        choices=["PASSIVE", "ACTIVE", "inherit"],
+        help=(
+            "OMP_WAIT_POLICY of the measuring subprocesses. PASSIVE (default): on a shared, "
+            "oversubscribed machine OpenMP's spin-waiting makes every multi-threaded op wait "
+            "for a scheduler slice (about 12 ms per op was measured on the 2-core dev box)"
+        ),
+    )
     parser.add_argument("--sizes", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
@@ -335,7 +355,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch.cuda.is_available() is False")
 
-    worker_args = {"repeats": args.repeats, "warmup": args.warmup, "budget": args.budget}
+    worker_args = {
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "budget": args.budget,
+        "omp_wait_policy": args.omp_wait_policy,
+    }
     load_before = os.getloadavg()
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -367,6 +392,7 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": args.repeats,
         "warmup": args.warmup,
         "budget_s": args.budget,
+        "omp_wait_policy": args.omp_wait_policy,
         "loadavg_before": load_before,
         "loadavg_after": load_after,
         "timing": (
@@ -384,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
         (args.out_dir / "mat_vs_gat.md").write_text(
             f"MATConv vs GATConv, forward + backward on {args.device} "
             f"({meta['device_name']}, {meta['cpu_count']} cores, torch {meta['torch']}), "
-            f"{meta['date']}; load average before/after "
+            f"{meta['date']}; OMP_WAIT_POLICY={args.omp_wait_policy}; load average before/after "
             f"{load_before[0]:.2f} / {load_after[0]:.2f} (the machine is shared).\n\n"
             f"Time: {meta['timing']}. Peak memory: {meta['memory']}.\n\n{table}\n"
         )

@@ -18,9 +18,10 @@ AttentionWeights = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
 
 class MATConv(MessagePassing):
-    r"""The medical code attention network (MAT) of JAMS (`"Joint Automated
-    Medical coding with GEMs"`, section 2.1), a graph attention layer between
-    the ICD-9 and ICD-10 code-embedding tables
+    r"""The medical code attention network (MAT) of JAMS, from the `"Bridging
+    the Code Gap: A Joint Learning Framework Across Medical Coding Systems"`
+    paper (section 2.1): a graph attention layer between the ICD-9 and ICD-10
+    code-embedding tables
     :math:`\mathbf{U} \in \mathbb{R}^{n \times d}` and
     :math:`\mathbf{V} \in \mathbb{R}^{m \times d}`, linked by the GEMs.
 
