@@ -1,0 +1,361 @@
+"""JAMS vs the plain backbone on the embedded synthetic corpus (Table 2, Figures 2 and 3).
+
+For every backbone × variant × seed this calls :func:`jams_pyg.experiment.run_experiment`
+(the same code path as ``examples/train_laat.py``) on ONE shared synthetic corpus (same
+``data_seed`` and size for every run), with ``SYNTHETIC_TRAIN``'s budget and the run's seed
+for model initialisation, dropout and batch order. It then writes to ``--results-dir``:
+
+* ``report.md``: the Table 2-style table and the Figure 2/3 table, mean ± std over seeds
+  (:func:`jams_pyg.experiment.write_report`), followed by the paired JAMS − backbone deltas;
+* ``buckets.png``: macro-F1 by training-frequency bucket and GEM link (Figures 2 and 3);
+* ``results.json``: the settings, every run's metrics and buckets, and the deltas.
+
+Deltas pair runs by seed: for each seed, (variant − backbone) on the same data; reported as
+mean and sample std over seeds, for macro-F1, micro-F1, MAP and the macro-F1 of every
+frequency bucket and of the rarest bucket's codes with / without a GEM link.
+
+A finished run (its ``metrics.json`` exists in ``--output-dir``) is reused, so the ablations
+can be added later next to the existing backbone/JAMS runs; ``--no-reuse`` refuses that.
+
+Examples::
+
+    python benchmarks/jams_vs_backbone.py                       # LAAT, backbone + jams, 3 seeds
+    python benchmarks/jams_vs_backbone.py --variants backbone jams --ablations --seeds 0 \\
+        --results-dir benchmarks/results/jams_ablations
+    python benchmarks/jams_vs_backbone.py --models laat caml --synthetic-size large \\
+        --device cuda                                          # larger run on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DELTA_METRICS = ("f1_macro", "f1_micro", "map")
+ABLATIONS = ("no_mat", "unweighted")
+SYSTEM_NAMES = {"icd9": "ICD-9", "icd10": "ICD-10"}
+METRIC_NAMES = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "map": "MAP"}
+
+
+# ------------------------------------------------------------------------------------------
+# arguments
+# ------------------------------------------------------------------------------------------
+
+
+def parse_size(value: str) -> str | float:
+    """``small``/``default``/``large`` stay names; anything else must be a positive number."""
+    if value in ("small", "default", "large"):
+        return value
+    try:
+        scale = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--synthetic-size must be small, default, large or a number, got {value!r}"
+        ) from None
+    if not math.isfinite(scale) or scale <= 0:
+        raise argparse.ArgumentTypeError(f"--synthetic-size must be positive, got {value!r}")
+    return scale
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jams_pyg.experiment import BACKBONES, VARIANTS
+
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--models", nargs="+", choices=BACKBONES, default=["laat"])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["backbone", "jams"])
+    parser.add_argument("--ablations", action="store_true",
+                        help="add the ablations no_mat and unweighted to --variants")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--synthetic-size", "--size", dest="synthetic_size", type=parse_size,
+                        default="default", help="small, default, large or a scale factor")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="seed of the synthetic corpus (shared by every run)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: SYNTHETIC_TRAIN's epochs")
+    parser.add_argument("--output-dir", default="benchmarks/runs",
+                        help="runs and the shared corpus (gitignored)")
+    parser.add_argument("--results-dir", default="benchmarks/results/jams_vs_backbone")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-reuse", dest="reuse", action="store_false",
+                        help="fail instead of reusing a finished run found in --output-dir")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    variants = list(dict.fromkeys(args.variants + (list(ABLATIONS) if args.ablations else [])))
+    args.variants = variants
+    args.seeds = list(dict.fromkeys(args.seeds))
+    args.models = list(dict.fromkeys(args.models))
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    return args
+
+
+def size_name(size: str | float) -> str:
+    return size if isinstance(size, str) else f"x{size:g}"
+
+
+def corpus_dir(args: argparse.Namespace) -> Path:
+    return Path(args.output_dir) / "data" / f"{size_name(args.synthetic_size)}-seed{args.data_seed}"
+
+
+def run_dir(args: argparse.Namespace, model: str, variant: str, seed: int) -> Path:
+    # The corpus size is part of the path so that runs of different sizes never mix.
+    base = Path(args.output_dir)
+    if args.synthetic_size != "default" or args.data_seed != 0:
+        base = base / f"{size_name(args.synthetic_size)}-seed{args.data_seed}"
+    return base / model / variant / f"seed{seed}"
+
+
+def train_settings(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    from jams_pyg.experiment import SYNTHETIC_TRAIN
+
+    settings = dict(SYNTHETIC_TRAIN)
+    if args.epochs is not None:
+        settings["epochs"] = args.epochs
+    return {**settings, "seed": seed, "progress": False, "tensorboard": False}
+
+
+def make_config(args: argparse.Namespace, model: str, variant: str, seed: int):
+    from jams_pyg.experiment import ExperimentConfig
+    from jams_pyg.training import TrainConfig
+
+    return ExperimentConfig(
+        model=model, variant=variant, seed=seed, synthetic_size=args.synthetic_size,
+        data_seed=args.data_seed, synthetic_dir=str(corpus_dir(args)),
+        output_dir=str(run_dir(args, model, variant, seed)), device=args.device,
+        train=TrainConfig(**train_settings(args, seed)),
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# aggregation
+# ------------------------------------------------------------------------------------------
+
+
+def group_scores(system_result: Mapping[str, Any]) -> dict[str, float | None]:
+    """The compared numbers of one system of one run: ``DELTA_METRICS`` and the macro-F1 of
+    every frequency bucket (``"bucket 1-10"``) and linkage group (``"1-10 w/ link"``)."""
+    scores: dict[str, float | None] = {k: system_result["metrics"][k] for k in DELTA_METRICS}
+    buckets = system_result["buckets"]
+    for label, group in buckets["buckets"].items():
+        scores[f"bucket {label}"] = group["macro_f1"]
+    linkage = buckets.get("linkage")
+    if linkage is not None:
+        scores[f"{linkage['bucket']} w/ link"] = linkage["with_link"]["macro_f1"]
+        scores[f"{linkage['bucket']} w/o link"] = linkage["without_link"]["macro_f1"]
+    return scores
+
+
+def _stats(values: Sequence[float]) -> dict[str, Any]:
+    return {
+        "mean": float(np.mean(values)) if values else None,
+        "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+        "per_seed": [float(v) for v in values],
+    }
+
+
+def summarize_deltas(runs: Sequence[Mapping[str, Any]], reference: str = "backbone"
+                     ) -> dict[str, Any]:
+    """Paired (variant − ``reference``) deltas per model, variant, system and score.
+
+    Runs pair by (model, seed); a seed without both runs, or a score that is ``None`` in
+    either, is left out of that score (its ``seeds`` list says which seeds count).
+
+    Returns:
+        ``{model: {variant: {system: {score: {"mean", "std", "per_seed", "seeds"}}}}}``,
+        fractions (not × 100); ``std`` is the sample std over seeds (``None`` for one seed).
+    """
+    by_key: dict[tuple[str, str, int], Mapping[str, Any]] = {}
+    for run in runs:
+        key = (run["model"], run["variant"], int(run["seed"]))
+        if key in by_key:
+            raise ValueError(f"two runs of model {key[0]!r} variant {key[1]!r} seed {key[2]}")
+        by_key[key] = run
+    summary: dict[str, Any] = {}
+    for (model, variant, seed), run in sorted(by_key.items()):
+        if variant == reference:
+            continue
+        base = by_key.get((model, reference, seed))
+        if base is None:
+            continue
+        for system, result in run["systems"].items():
+            if system not in base["systems"]:
+                continue
+            ours, theirs = group_scores(result), group_scores(base["systems"][system])
+            target = summary.setdefault(model, {}).setdefault(variant, {}).setdefault(system, {})
+            for score, value in ours.items():
+                other = theirs.get(score)
+                entry = target.setdefault(score, {"values": [], "seeds": []})
+                if value is None or other is None:
+                    continue
+                entry["values"].append(value - other)
+                entry["seeds"].append(seed)
+    for variants in summary.values():
+        for systems in variants.values():
+            for scores in systems.values():
+                for score, entry in scores.items():
+                    scores[score] = {**_stats(entry["values"]), "seeds": entry["seeds"]}
+    return summary
+
+
+def _fmt(stats: Mapping[str, Any]) -> str:
+    if stats["mean"] is None:
+        return "–"
+    text = f"{100 * stats['mean']:+.1f}"
+    if stats["std"] is not None:
+        text += f" ± {100 * stats['std']:.1f}"
+    return text
+
+
+def delta_table(summary: Mapping[str, Any], display: Mapping[str, str] | None = None) -> str:
+    """Markdown table of :func:`summarize_deltas`, × 100: one row per (model, variant,
+    system), one column per score; mean ± std over seeds, ``n`` = paired seeds."""
+    display = display or {}
+    scores: list[str] = []
+    for variants in summary.values():
+        for systems in variants.values():
+            for per_score in systems.values():
+                scores += [s for s in per_score if s not in scores]
+    names = [METRIC_NAMES.get(s, s.replace("bucket ", "macro-F1 ")) for s in scores]
+    lines = ["| Delta vs backbone | System | n | " + " | ".join(names) + " |",
+             "|:---|:---|---:|" + "---:|" * len(scores)]
+    for model, variants in summary.items():
+        for variant, systems in variants.items():
+            for system, per_score in systems.items():
+                n = max((len(v["per_seed"]) for v in per_score.values()), default=0)
+                cells = [_fmt(per_score[s]) if s in per_score else "–" for s in scores]
+                name = f"{display.get(model, model)} {variant}"
+                lines.append(f"| {name} | {SYSTEM_NAMES.get(system, system)} | {n} | "
+                             + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def delta_text(summary: Mapping[str, Any]) -> str:
+    """Plain-text summary: per model, variant and system the deltas (× 100) and the scores
+    where the variant is worse than the backbone on average."""
+    lines = []
+    for model, variants in summary.items():
+        for variant, systems in variants.items():
+            for system, per_score in systems.items():
+                parts = [f"{METRIC_NAMES.get(s, s)} {_fmt(v)}" for s, v in per_score.items()]
+                worse = [s for s, v in per_score.items() if v["mean"] is not None and v["mean"] < 0]
+                lines.append(f"{model} {variant} - backbone, {SYSTEM_NAMES.get(system, system)}: "
+                             + "; ".join(parts))
+                lines.append("    not better than the backbone (mean delta < 0): "
+                             + (", ".join(worse) if worse else "none"))
+    return "\n".join(lines) if lines else "no variant/backbone pairs to compare"
+
+
+# ------------------------------------------------------------------------------------------
+# main
+# ------------------------------------------------------------------------------------------
+
+
+def _same_config(path: Path, config) -> bool:
+    if not path.is_file():
+        return False
+    saved = json.loads(path.read_text())
+    current = json.loads(json.dumps(asdict(config), default=str))
+    return saved == current
+
+
+def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from jams_pyg.experiment import run_experiment
+
+    runs = []
+    plan = [(m, v, s) for m in args.models for v in args.variants for s in args.seeds]
+    for position, (model, variant, seed) in enumerate(plan, 1):
+        config = make_config(args, model, variant, seed)
+        out = Path(config.output_dir)
+        metrics_path = out / "metrics.json"
+        if metrics_path.is_file():
+            if not args.reuse:
+                raise FileExistsError(f"{out} holds a finished run and --no-reuse was given")
+            if not _same_config(out / "config.json", config):
+                raise ValueError(
+                    f"{out} holds a finished run with other settings (config.json differs); "
+                    "choose another --output-dir"
+                )
+            print(f"[{position}/{len(plan)}] reusing {metrics_path}", flush=True)
+            runs.append(json.loads(metrics_path.read_text()))
+            continue
+        print(f"[{position}/{len(plan)}] {model} {variant} seed {seed} -> {out}", flush=True)
+        start = time.perf_counter()
+        runs.append(run_experiment(config))
+        print(f"[{position}/{len(plan)}] done in {time.perf_counter() - start:.0f} s", flush=True)
+    return runs
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = parse_args(argv)
+    from jams_pyg.experiment import DISPLAY, SYNTHETIC_MODEL, write_report
+
+    start = time.perf_counter()
+    runs = run_all(args)
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    report = write_report(runs, results_dir)
+    deltas = summarize_deltas(runs)
+    text = delta_text(deltas)
+    settings = {
+        "models": args.models, "variants": args.variants, "seeds": args.seeds,
+        "synthetic_size": args.synthetic_size, "data_seed": args.data_seed,
+        "train": train_settings(args, seed=-1) | {"seed": "per run"},
+        "synthetic_model": {m: SYNTHETIC_MODEL[m] for m in args.models},
+        "bucket_scale": sorted({r["bucket_scale"] for r in runs}),
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None
+                                                      else sys.argv[1:])]),
+        "environment": environment(),
+    }
+    header = (
+        f"# JAMS vs backbone on the synthetic corpus\n\n"
+        f"Models {', '.join(args.models)}; variants {', '.join(args.variants)}; seeds "
+        f"{', '.join(map(str, args.seeds))}; corpus size {args.synthetic_size} "
+        f"(data seed {args.data_seed}); training {json.dumps(settings['train'])}.\n"
+        f"Command: `python benchmarks/{settings['command']}`\n\n"
+    )
+    (results_dir / "report.md").write_text(
+        header + report
+        + "\nPaired deltas (variant − backbone, same seed and data; x100; mean ± std over "
+        "seeds)\n\n" + delta_table(deltas, DISPLAY) + "\n"
+    )
+    payload = {"settings": settings, "runs": runs, "deltas": deltas,
+               "seconds": time.perf_counter() - start}
+    (results_dir / "results.json").write_text(json.dumps(payload, indent=2, default=float))
+    print("\nDeltas (x100, mean ± std over seeds):\n" + text)
+    print(f"\nwrote {results_dir}/report.md, buckets.png, results.json")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
