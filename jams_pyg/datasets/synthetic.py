@@ -26,7 +26,7 @@ Generative story
   ICD-9 title, two concept-specific pseudo-words (synonyms), and the words
   specific to the drawn variant (its ICD-10 title words and one pseudo-word).
   Documents also mention 0-2 uncoded *distractor* concepts behind negative
-  cues ("no evidence of", ...), and are filled to 100-250 words with generic
+  cues ("no evidence of", ...), and are filled to 60-120 words with generic
   clinical words and words of unrelated CMS titles.
 * **Frequencies.** Concept popularity is Zipf-like (exponent 1) over a random
   ranking, perturbed per system (log-normal, sigma 0.5); patients carry 0-3
@@ -99,6 +99,9 @@ _CONCEPTS = {"linked": 150, "only9": 20, "only10": 30, "proc": 28}
 _ZIPF_EXPONENT = 1.1
 _DX_RANGES = ((240, 289), (390, 629))
 _ICD10_PREFIXES = ("D5", "D6", "E", "I", "J", "K", "N")
+#: Words per document (mentions, then filler up to this length). Short enough
+#: that the embedded LAAT default trains on the CPU in minutes.
+_DOC_WORDS = (60, 120)
 _DOCS_PER_PATIENT_P = {"icd9": 0.467, "icd10": 0.537}  # mean 2.14 / 1.86 (Table 1)
 
 _STOPWORDS_TEXT = (
@@ -456,7 +459,7 @@ def _generate_system(
                            if concept.icd10 else 0)
                 cue = _NEGATIVE_CUES[int(rng.integers(0, len(_NEGATIVE_CUES)))]
                 sentences.append(_mention(rng, concept, variant, cue))
-            length = int(rng.integers(100, 251))
+            length = int(rng.integers(_DOC_WORDS[0], _DOC_WORDS[1] + 1))
             used = sum(len(s) for s in sentences)
             while used < length:
                 n = int(rng.integers(6, 15))
