@@ -1,0 +1,208 @@
+"""Smoke tests of benchmarks/jams_vs_backbone.py and benchmarks/overhead.py: argument
+parsing and the aggregation helpers on tiny hand-made inputs (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+jvb = _load("jams_vs_backbone")
+overhead = _load("overhead")
+
+
+# ------------------------------------------------------------------------------------------
+# jams_vs_backbone: arguments and configs
+# ------------------------------------------------------------------------------------------
+
+
+def test_jvb_defaults_and_flags():
+    from jams_pyg.experiment import SYNTHETIC_TRAIN
+
+    args = jvb.parse_args([])
+    assert args.models == ["laat"]
+    assert args.variants == ["backbone", "jams"]
+    assert args.seeds == [0, 1, 2]
+    assert args.synthetic_size == "default"
+    assert args.results_dir == "benchmarks/results/jams_vs_backbone"
+    assert jvb.train_settings(args, 2) == {**SYNTHETIC_TRAIN, "seed": 2, "progress": False,
+                                           "tensorboard": False}
+
+    args = jvb.parse_args(["--models", "laat", "caml", "--ablations", "--seeds", "0",
+                           "--size", "2.5", "--epochs", "1"])
+    assert args.models == ["laat", "caml"]
+    assert args.variants == ["backbone", "jams", "no_mat", "unweighted"]
+    assert args.seeds == [0]
+    assert args.synthetic_size == 2.5
+    assert jvb.train_settings(args, 0)["epochs"] == 1
+    assert jvb.parse_args(["--variants", "no_mat", "--ablations"]).variants == [
+        "no_mat", "unweighted"]
+
+
+@pytest.mark.parametrize("argv", [["--size", "huge"], ["--size", "-1"], ["--models", "bert"],
+                                  ["--variants", "gat"], ["--epochs", "0"]])
+def test_jvb_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit):
+        jvb.parse_args(argv)
+
+
+def test_jvb_configs_share_one_corpus(tmp_path):
+    args = jvb.parse_args(["--output-dir", str(tmp_path), "--device", "cpu"])
+    configs = [jvb.make_config(args, "laat", v, s) for v in args.variants for s in args.seeds]
+    assert {c.synthetic_dir for c in configs} == {str(tmp_path / "data" / "default-seed0")}
+    assert len({c.output_dir for c in configs}) == 6
+    c = configs[-1]
+    assert (c.variant, c.seed, c.train.seed) == ("jams", 2, 2)
+    assert Path(c.output_dir) == tmp_path / "laat" / "jams" / "seed2"
+    assert not c.train.progress and not c.train.tensorboard
+    large = jvb.parse_args(["--output-dir", str(tmp_path), "--size", "3"])
+    assert Path(jvb.make_config(large, "caml", "backbone", 0).output_dir) == (
+        tmp_path / "x3-seed0" / "caml" / "backbone" / "seed0")
+    assert not list(tmp_path.iterdir())  # nothing trained or written
+
+
+# ------------------------------------------------------------------------------------------
+# jams_vs_backbone: deltas
+# ------------------------------------------------------------------------------------------
+
+
+def _system(f1_macro, f1_micro, mapv, rare, freq, linked, unlinked):
+    group = {"num_codes": 3, "num_absent": 0}
+    return {
+        "metrics": {"f1_macro": f1_macro, "f1_micro": f1_micro, "map": mapv, "auc_micro": 0.9},
+        "buckets": {
+            "scale": 0.1,
+            "buckets": {"1-10": {"low": 1, "high": 10, "macro_f1": rare, **group},
+                        "11+": {"low": 11, "high": None, "macro_f1": freq, **group}},
+            "unseen": {"macro_f1": None, "num_codes": 0, "num_absent": 2},
+            "linkage": {"bucket": "1-10", "with_link": {"macro_f1": linked, **group},
+                        "without_link": {"macro_f1": unlinked, **group}},
+        },
+    }
+
+
+def _run(variant, seed, icd9, icd10=None):
+    systems = {"icd9": _system(*icd9)}
+    if icd10 is not None:
+        systems["icd10"] = _system(*icd10)
+    return {"label": variant, "model": "laat", "variant": variant, "seed": seed,
+            "bucket_scale": 0.1, "systems": systems}
+
+
+RUNS = [
+    _run("backbone", 0, (0.30, 0.50, 0.60, 0.10, 0.70, 0.20, 0.05), (0.2, 0.4, 0.5, 0, 0, 0, 0)),
+    _run("backbone", 1, (0.32, 0.52, 0.62, 0.12, 0.72, 0.22, None)),
+    _run("jams", 0, (0.34, 0.49, 0.63, 0.15, 0.69, 0.30, 0.04), (0.3, 0.4, 0.5, 0, 0, 0, 0)),
+    _run("jams", 1, (0.38, 0.52, 0.64, 0.19, 0.72, 0.30, 0.06)),
+    _run("jams", 2, (0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99)),  # no backbone seed 2: unpaired
+]
+
+
+def test_summarize_deltas_pairs_by_seed():
+    d = jvb.summarize_deltas(RUNS)["laat"]["jams"]
+    icd9 = d["icd9"]
+    # macro-F1: seed 0 +0.04, seed 1 +0.06 -> mean 0.05, sample std sqrt(2)*0.01
+    assert icd9["f1_macro"]["per_seed"] == pytest.approx([0.04, 0.06])
+    assert icd9["f1_macro"]["mean"] == pytest.approx(0.05)
+    assert icd9["f1_macro"]["std"] == pytest.approx(math.sqrt(2) * 0.01)
+    assert icd9["f1_macro"]["seeds"] == [0, 1]
+    assert icd9["f1_micro"]["mean"] == pytest.approx(-0.005)
+    assert icd9["bucket 1-10"]["mean"] == pytest.approx(0.06)
+    assert icd9["bucket 11+"]["mean"] == pytest.approx(-0.005)
+    assert icd9["1-10 w/ link"]["per_seed"] == pytest.approx([0.10, 0.08])
+    # the backbone's seed-1 value is None: only seed 0 counts, no std from one value
+    assert icd9["1-10 w/o link"] == {"mean": pytest.approx(-0.01), "std": None,
+                                     "per_seed": [pytest.approx(-0.01)], "seeds": [0]}
+    assert d["icd10"]["f1_macro"]["per_seed"] == pytest.approx([0.1])
+    assert set(icd9) == {"f1_macro", "f1_micro", "map", "bucket 1-10", "bucket 11+",
+                         "1-10 w/ link", "1-10 w/o link"}
+
+
+def test_summarize_deltas_rejects_duplicates_and_needs_backbone():
+    with pytest.raises(ValueError, match="two runs"):
+        jvb.summarize_deltas([*RUNS, RUNS[0]])
+    assert jvb.summarize_deltas([r for r in RUNS if r["variant"] == "jams"]) == {}
+
+
+def test_delta_table_and_text():
+    summary = jvb.summarize_deltas(RUNS)
+    table = jvb.delta_table(summary, {"laat": "LAAT"})
+    lines = table.splitlines()
+    assert lines[0].startswith("| Delta vs backbone | System | n | macro-F1 | micro-F1 | MAP |")
+    assert "| LAAT jams | ICD-9 | 2 | +5.0 ± 1.4 | -0.5 ± 0.7 |" in table
+    assert lines[-1].startswith("| LAAT jams | ICD-10 | 1 | +10.0 |")
+    text = jvb.delta_text(summary)
+    assert "laat jams - backbone, ICD-9: macro-F1 +5.0 ± 1.4" in text
+    assert "(mean delta < 0): f1_micro, bucket 11+, 1-10 w/o link" in text
+    assert jvb.delta_text({}) == "no variant/backbone pairs to compare"
+
+
+# ------------------------------------------------------------------------------------------
+# overhead
+# ------------------------------------------------------------------------------------------
+
+
+def test_overhead_defaults():
+    args = overhead.parse_args([])
+    assert (args.icd9_codes, args.icd10_codes) == (6150, 7942)
+    assert (args.tokens, args.batch, args.embedding_dim, args.rnn_hidden, args.projection) == (
+        1000, 8, 200, 512, 512)
+    assert args.device == "cpu" and args.memory and args.memory_child is None
+    assert overhead.parse_args(["--tokens", "64", "--no-memory"]).tokens == 64
+    for argv in (["--batch", "1"], ["--tokens", "0"], ["--warmup", "-1"]):
+        with pytest.raises(SystemExit):
+            overhead.parse_args(argv)
+
+
+def test_choose_codes_prefers_linked_codes():
+    icd9 = ["a", "b", "c", "d"]           # d has no link
+    icd10 = ["V", "W", "X", "Y", "Z"]     # Z has no link
+    edge_index = np.array([[0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 1, 3]])
+    for seed in range(5):
+        nine, ten = overhead.choose_codes(icd9, icd10, edge_index, 3, 1, seed=seed)
+        assert nine == ["a", "b", "c"]        # all linked ICD-9 codes before unlinked d
+        assert ten == ["W"]                   # W has 3 links into {a, b, c}
+        nine, ten = overhead.choose_codes(icd9, icd10, edge_index, 4, 5, seed=seed)
+        assert (nine, ten) == (icd9, icd10)   # node order kept, unlinked ones fill up
+    # one linked ICD-9 code is sampled; its two ICD-10 neighbours come first
+    nine, ten = overhead.choose_codes(icd9, icd10, edge_index, 1, 2, seed=0)
+    links = {("abcd"[i], "VWXYZ"[j]) for i, j in edge_index.T}
+    assert len(nine) == 1 and nine[0] != "d"
+    assert all((nine[0], t) in links for t in ten)
+    with pytest.raises(ValueError, match="asked for 5 ICD-9"):
+        overhead.choose_codes(icd9, icd10, edge_index, 5, 1)
+
+
+def test_overhead_summary_and_markdown():
+    timing = {"backbone": {"median_s": 2.0}, "jams": {"median_s": 2.1},
+              "matconv": {"median_s": 0.05}}
+    memory = {"backbone": {"peak_mb": 1000.0, "increase_mb": 400.0},
+              "jams": {"peak_mb": 1050.0, "increase_mb": 420.0}}
+    s = overhead.summarize(timing, memory)
+    assert s["added_fraction"] == pytest.approx(0.05)
+    assert s["matconv_fraction_of_backbone"] == pytest.approx(0.025)
+    assert s["added_peak_fraction"] == pytest.approx(0.05)
+    assert s["target_met"] is True
+    assert overhead.summarize({**timing, "jams": {"median_s": 2.3}}, None)["target_met"] is False
+    settings = {"embedding_dim": 200, "rnn_hidden": 512, "projection": 512, "vocab": 50000,
+                "batch": 8, "tokens": 1000, "device": "cpu", "torch_threads": 2,
+                "repeats": 5, "warmup": 1, "memory_measure": "ru_maxrss"}
+    graph = {"icd9_codes": 6150, "icd10_codes": 7942, "links": 12345, "exact_links": 10,
+             "icd9_linked": 6000, "icd10_linked": 7000}
+    md = overhead.markdown(settings, graph, s)
+    assert "| step time (s): fwd + bwd + AdamW | 2.000 | 2.100 | +0.100 (+5.0%) |" in md
+    assert "| peak memory (MiB, ru_maxrss) | 1000 | 1050 | +50 (+5.0%) |" in md
+    assert "**met**" in md and "12,345 GEM links" in md
