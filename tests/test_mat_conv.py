@@ -224,6 +224,17 @@ def test_dropout_only_in_training():
     torch.testing.assert_close(alphas[alphas > 0], 2.0 * kept, **TOL)
 
 
+def test_bfloat16_tables_use_the_propagate_path():
+    x9, x10, edge_index, weight = random_graph(seed=13)
+    conv = make_conv(heads=2)
+    want = conv((x9, x10), edge_index, weight)
+    low = conv.to(torch.bfloat16)
+    got = low((x9.bfloat16(), x10.bfloat16()), edge_index, weight)  # ω stays float64
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == torch.bfloat16
+        torch.testing.assert_close(a.double(), b, rtol=0.05, atol=0.05)
+
+
 # ----------------------------------------------------------------- caching
 def test_structure_cache_follows_edge_index():
     x9, x10, edge_index, weight = random_graph(seed=9)

@@ -17,6 +17,12 @@ from jams_pyg.nn.sparse_aggr import BipartiteCSR, build_bipartite_csr, mat_aggre
 AttentionWeights = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
 
+def _fused_supports(x: Tensor) -> bool:
+    # PyTorch's sparse CSR kernels (MKL on CPU, cuSPARSE on CUDA) take float32
+    # and float64; other dtypes (bfloat16 / float16 tables) use propagate.
+    return x.dtype in (torch.float32, torch.float64)
+
+
 class MATConv(MessagePassing):
     r"""The medical code attention network (MAT) of JAMS, from the `"Bridging
     the Code Gap: A Joint Learning Framework Across Medical Coding Systems"`
@@ -82,7 +88,9 @@ class MATConv(MessagePassing):
         fused (bool, optional): If :obj:`False`, aggregate with PyG message
             passing (:meth:`propagate`), which builds an
             :math:`|\mathcal{E}| \times d` message tensor: a slower reference
-            path, numerically the same. (default: :obj:`True`)
+            path, numerically the same. Tables that are neither float32 nor
+            float64 always take this path (the sparse CSR kernels support
+            only those). (default: :obj:`True`)
         cached (bool, optional): If :obj:`True`, keep the CSR structure of the
             last :obj:`edge_index` and reuse it while the same, unmodified
             tensor (same storage and version) and node counts come again.
@@ -260,7 +268,7 @@ class MATConv(MessagePassing):
         num_edges, heads = csr.num_edges, self.heads
         weight = self._check_edge_weight(edge_weight, num_edges, x9)
         if weight is not None:
-            weight = weight[csr.perm]
+            weight = weight[csr.perm].to(x9.dtype)
 
         # Per-node scores, one mat-vec per table and head: [:, :H] multiplies
         # the code being updated (att[:, :d]), [:, H:] the attended code.
@@ -276,7 +284,7 @@ class MATConv(MessagePassing):
         # Averaging the heads commutes with the (head-independent) aggregation.
         mean = alpha.mean(dim=1) if heads > 1 else alpha.view(-1)
 
-        if self.fused:
+        if self.fused and _fused_supports(x9):
             out9, out10 = mat_aggregate(mean, weight, x9, x10, csr)
         else:
             out9, out10 = self._propagate_both(mean, weight, x9, x10, csr)
