@@ -126,6 +126,20 @@ def test_fused_aggregation_gradcheck(with_weight, sizes):
     assert torch.autograd.gradcheck(lambda *a: mat_aggregate(*a, csr), inputs, fast_mode=True)
 
 
+def test_double_backward_needs_the_propagate_path():
+    x9, x10, edge_index, weight = random_graph(seed=14)
+    x9.requires_grad_()
+    conv = make_conv()
+    out9, out10 = conv((x9, x10), edge_index, weight)
+    with pytest.raises(RuntimeError, match=r"differentiable once.*fused=False"):
+        torch.autograd.grad(out9.sum() + out10.sum(), x9, create_graph=True)
+    conv.fused = False  # plain autograd: second derivatives work
+    out9, out10 = conv((x9, x10), edge_index, weight)
+    (g,) = torch.autograd.grad(out9.sum() + out10.sum(), x9, create_graph=True)
+    g.pow(2).sum().backward()
+    assert x9.grad is not None and torch.isfinite(x9.grad).all()
+
+
 def test_edge_weight_none_is_all_ones():
     x9, x10, edge_index, _ = random_graph()
     conv = make_conv()

@@ -88,9 +88,10 @@ class MATConv(MessagePassing):
         fused (bool, optional): If :obj:`False`, aggregate with PyG message
             passing (:meth:`propagate`), which builds an
             :math:`|\mathcal{E}| \times d` message tensor: a slower reference
-            path, numerically the same. Tables that are neither float32 nor
-            float64 always take this path (the sparse CSR kernels support
-            only those). (default: :obj:`True`)
+            path, numerically the same, and the one for double backward (the
+            fused path is differentiable once). Tables that are neither
+            float32 nor float64 always take this path (the sparse CSR kernels
+            support only those). (default: :obj:`True`)
         cached (bool, optional): If :obj:`True`, keep the CSR structure of the
             last :obj:`edge_index` and reuse it while the same, unmodified
             tensor (same storage and version) and node counts come again.

@@ -168,6 +168,7 @@ class MATAggregate(torch.autograd.Function):
     With attention entries ``alpha = [a9 (E), a10 (E), s9 (n), s10 (m)]``
     (sorted edge order, heads already averaged) and GEM weights ``w`` (E):
     ``out9 = ELU(s9 ⊙ U + A9(a9 ⊙ w) V)``, ``out10 = ELU(s10 ⊙ V + A10(a10 ⊙ w) U)``.
+    Differentiable once (no double backward; use ``MATConv(fused=False)`` for that).
     """
 
     @staticmethod
@@ -201,6 +202,11 @@ class MATAggregate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad9: Tensor, grad10: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative is asked for
+            raise RuntimeError(
+                "MATConv's fused sparse aggregation is differentiable once only; for "
+                "double backward (create_graph=True) use MATConv(..., fused=False)"
+            )
         out9, out10, alpha, weight, v9, v10, x9, x10 = ctx.saved_tensors
         csr: BipartiteCSR = ctx.csr
         n, m, num_edges = csr.num_icd9, csr.num_icd10, csr.num_edges
