@@ -109,7 +109,7 @@ class ExperimentConfig:
     model: str = "laat"
     variant: str = "jams"
     data_dir: str | None = None
-    synthetic_size: str = "default"
+    synthetic_size: str | float = "default"
     data_seed: int = 0
     synthetic_dir: str | None = None
     systems: tuple[str, ...] = SYSTEMS
@@ -356,6 +356,13 @@ def write_report(runs: Sequence[dict[str, Any]], out: Path,
     return report
 
 
+def _size(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Train JAMS and the plain backbone and report Edin et al.'s metrics for "
@@ -373,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "unweighted")
     parser.add_argument("--data", dest="data_dir", default=None,
                         help="folder with Edin et al.'s MIMIC-IV ICD-9/ICD-10 feather files")
-    parser.add_argument("--synthetic-size", default="default",
+    parser.add_argument("--synthetic-size", default="default", type=_size,
                         help="small, default, large or a scale factor")
     parser.add_argument("--output-dir", default=None,
                         help="default: outputs/<model>; one sub-folder per variant")

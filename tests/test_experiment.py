@@ -1,0 +1,75 @@
+"""End to end: examples/train_laat.py's entry point on a tiny synthetic corpus."""
+
+import json
+
+import pytest
+
+from jams_pyg.analysis import FREQUENCY_BUCKETS, METRIC_LABELS, bucket_label, scale_buckets
+from jams_pyg.experiment import ExperimentConfig, main
+from jams_pyg.predict import JAMSPredictor
+
+ARGS = ["--model", "caml", "--synthetic-size", "0.05", "--epochs", "1", "--batch-size", "8",
+        "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp")
+    return out, main([*ARGS, "--output-dir", str(out)])
+
+
+def test_backbone_and_jams_side_by_side(runs):
+    out, results = runs
+    assert [r["variant"] for r in results] == ["backbone", "jams"]
+    assert [r["label"] for r in results] == ["CAML", "CAML+JAMS"]
+    for variant in ("backbone", "jams"):
+        metrics = json.loads((out / variant / "metrics.json").read_text())
+        for system in ("icd9", "icd10"):
+            entry = metrics["systems"][system]
+            assert set(entry["metrics"]) == set(METRIC_LABELS)
+            assert 0.0 < entry["threshold"] < 1.0
+            # The paper's buckets scaled to the corpus size (the corpus records it).
+            expected = [bucket_label(b) for b in
+                        scale_buckets(FREQUENCY_BUCKETS, metrics["bucket_scale"])]
+            assert list(entry["buckets"]["buckets"]) == expected
+            assert {"with_link", "without_link"} <= set(entry["buckets"]["linkage"])
+        config = json.loads((out / variant / "config.json").read_text())
+        assert config["variant"] == variant and config["model"] == "caml"
+    # The plain backbone is one model per system; JAMS is one joint model.
+    assert (out / "backbone" / "icd9" / "best.pt").is_file()
+    assert (out / "backbone" / "icd10" / "best.pt").is_file()
+    assert (out / "jams" / "best.pt").is_file()
+    report = (out / "report.md").read_text()
+    assert "| CAML |" in report and "| CAML+JAMS |" in report
+    assert (out / "buckets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Linkage groups are the same for both (a property of the GEMs, not the model).
+    link = [json.loads((out / v / "metrics.json").read_text())["systems"]["icd9"]["buckets"]
+            ["linkage"]["with_link"]["num_codes"] for v in ("backbone", "jams")]
+    assert link[0] == link[1]
+
+
+def test_bundle_written_with_tuned_thresholds(runs):
+    out, results = runs
+    predictor = JAMSPredictor.load(out / "jams" / "model")
+    jams = results[1]["systems"]
+    assert predictor.thresholds == pytest.approx(
+        {s: jams[s]["threshold"] for s in ("icd9", "icd10")})
+
+
+def test_rerun_needs_resume(runs):
+    out, results = runs
+    with pytest.raises(FileExistsError, match="resume it"):
+        main([*ARGS, "--output-dir", str(out), "--jams-only"])
+    again = main([*ARGS, "--output-dir", str(out), "--jams-only", "--resume"])
+    # Training had finished: resuming only re-evaluates the best checkpoint.
+    assert again[0]["systems"]["icd9"]["metrics"] == pytest.approx(
+        results[1]["systems"]["icd9"]["metrics"])
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="unknown model 'bert'"):
+        ExperimentConfig(model="bert")
+    with pytest.raises(ValueError, match="unknown variant 'xyz'"):
+        ExperimentConfig(variant="xyz")
+    with pytest.raises(ValueError, match="trains both systems jointly"):
+        ExperimentConfig(systems=("icd9",))
