@@ -15,7 +15,8 @@ mean and sample std over seeds, for macro-F1, micro-F1, MAP and the macro-F1 of 
 frequency bucket and of the rarest bucket's codes with / without a GEM link.
 
 A finished run (its ``metrics.json`` exists in ``--output-dir``) is reused, so the ablations
-can be added later next to the existing backbone/JAMS runs; ``--no-reuse`` refuses that.
+can be added later next to the existing backbone/JAMS runs, and an interrupted one resumes
+from its last checkpoint; ``--no-reuse`` refuses both.
 
 Examples::
 
@@ -274,6 +275,8 @@ def _same_config(path: Path, config) -> bool:
         return False
     saved = json.loads(path.read_text())
     current = json.loads(json.dumps(asdict(config), default=str))
+    saved.pop("resume", None)  # whether a run was resumed does not change its result
+    current.pop("resume", None)
     return saved == current
 
 
@@ -297,7 +300,14 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(f"[{position}/{len(plan)}] reusing {metrics_path}", flush=True)
             runs.append(json.loads(metrics_path.read_text()))
             continue
-        print(f"[{position}/{len(plan)}] {model} {variant} seed {seed} -> {out}", flush=True)
+        # An interrupted run (a checkpoint but no metrics) continues from its last
+        # checkpoint; the Trainer's resume ends where an uninterrupted run would.
+        config.resume = any(out.glob("**/last.pt"))
+        if config.resume and not args.reuse:
+            raise FileExistsError(f"{out} holds an interrupted run and --no-reuse was given")
+        action = "resuming" if config.resume else "training"
+        print(f"[{position}/{len(plan)}] {action} {model} {variant} seed {seed} -> {out}",
+              flush=True)
         start = time.perf_counter()
         runs.append(run_experiment(config))
         print(f"[{position}/{len(plan)}] done in {time.perf_counter() - start:.0f} s", flush=True)
