@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from jams_pyg.distributed import unwrap_model
 from jams_pyg.gem_graph import GEMGraph
 from jams_pyg.models import ModelConfig, build_model
 
@@ -107,17 +108,6 @@ def _read_json(path: Path, what: str) -> Any:
         raise BundleError(f"{path}: missing {what}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BundleError(f"{path}: cannot read {what} ({err})") from err
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The plain model under DistributedDataParallel / DataParallel / torch.compile."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        else:
-            return model
 
 
 def _is_word_tokenizer(tokenizer: Any) -> bool:
@@ -211,7 +201,7 @@ def save_bundle(
         The bundle folder as a :class:`~pathlib.Path`.
     """
     directory = Path(directory)
-    model = _unwrap(model)
+    model = unwrap_model(model)
     if not isinstance(model_config, ModelConfig):
         raise TypeError(f"model_config must be a ModelConfig, got {type(model_config).__name__}")
     systems = tuple(model_config.systems)

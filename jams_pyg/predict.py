@@ -218,9 +218,10 @@ class JAMSPredictor:
     ) -> JAMSPredictor:
         """A predictor over an in-memory model (same arguments as
         :func:`jams_pyg.bundle.save_bundle`); the model is put in ``eval()`` mode."""
-        from jams_pyg.bundle import _check_codes, _check_thresholds, _unwrap
+        from jams_pyg.bundle import _check_codes, _check_thresholds
+        from jams_pyg.distributed import unwrap_model
 
-        model = _unwrap(model)
+        model = unwrap_model(model)
         systems = tuple(model.systems)
         bundle = Bundle(
             path=None,

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from jams_pyg.distributed import DistInfo, shard_batch
+from jams_pyg.distributed import DistInfo, shard_batch, unwrap_model
 from jams_pyg.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,6 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 class Trainer:
     """Train and evaluate a coding model.
 
@@ -162,7 +158,7 @@ class Trainer:
                 find_unused_parameters=True,
             )
         self.optimizer = torch.optim.AdamW(
-            _unwrap(self.model).parameters(), lr=config.lr, weight_decay=config.weight_decay
+            unwrap_model(self.model).parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         steps_per_epoch = len(list(train_batches(0)))
         self.total_steps = max(1, steps_per_epoch * config.epochs)
@@ -197,7 +193,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
-            "model": _unwrap(self.model).state_dict(),
+            "model": unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -215,7 +211,7 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"unsupported checkpoint version {state.get('version')!r}")
-        _unwrap(self.model).load_state_dict(state["model"])
+        unwrap_model(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -296,7 +292,7 @@ class Trainer:
                 step_loss += float(loss.detach())
             if self.config.max_grad_norm is not None:
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(_unwrap(self.model).parameters(),
+                nn.utils.clip_grad_norm_(unwrap_model(self.model).parameters(),
                                          self.config.max_grad_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -312,7 +308,7 @@ class Trainer:
     @torch.no_grad()
     def predict(self, dataset: Dataset, batch_size: int | None = None) -> Predictions:
         """Probabilities and targets of every document of ``dataset``, per system."""
-        model = _unwrap(self.model)
+        model = unwrap_model(self.model)
         was_training = model.training
         model.eval()
         size = batch_size or self.config.eval_batch_size
@@ -370,7 +366,7 @@ class Trainer:
             if improved:
                 self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
                 if self.dist.is_main:
-                    atomic_save({"model": _unwrap(self.model).state_dict(),
+                    atomic_save({"model": unwrap_model(self.model).state_dict(),
                                  "epoch": self.epoch, "score": score}, self.best_path)
             else:
                 self.bad_epochs += 1
@@ -400,7 +396,7 @@ class Trainer:
         """Load the best validation weights (from ``best.pt``)."""
         if self.best_path.is_file():
             state = torch.load(self.best_path, map_location=self.device, weights_only=True)
-            _unwrap(self.model).load_state_dict(state["model"])
+            unwrap_model(self.model).load_state_dict(state["model"])
 
     # ---------------------------------------------------------------- logging
     def _log_scalar(self, tag: str, value: float, step: int) -> None:
