@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -273,7 +274,8 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
         trainer.resume()
     elif trainer.last_path.exists():
         raise FileExistsError(
-            f"{out} holds a previous run; resume it (--resume) or choose another output folder"
+            f"{out} holds a previous run; resume it (--resume), replace it (--overwrite) or "
+            "choose another output folder (--output-dir)"
         )
     summary = trainer.fit()
     linked = {s: joint_graph.linked(s).numpy() for s in systems} if joint_graph else {}
@@ -402,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true",
                         help="continue the runs in --output-dir from their last checkpoints")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the runs already in --output-dir and start afresh")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -437,6 +441,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = build_parser().parse_args(argv)
     variants = args.variants or ["backbone", "jams"]
     base = Path(args.output_dir or f"outputs/{args.model}")
+    if args.overwrite and args.resume:
+        raise SystemExit("--overwrite and --resume exclude each other")
+    if args.overwrite and int(os.environ.get("RANK", "0")) == 0:
+        for variant in variants:
+            shutil.rmtree(base / variant, ignore_errors=True)
     runs = [run_experiment(config_from_args(args, v, base / v)) for v in variants]
     if len(runs) > 1 and int(os.environ.get("RANK", "0")) == 0:
         write_report(runs, base)

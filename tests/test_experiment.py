@@ -64,6 +64,10 @@ def test_rerun_needs_resume(runs):
     # Training had finished: resuming only re-evaluates the best checkpoint.
     assert again[0]["systems"]["icd9"]["metrics"] == pytest.approx(
         results[1]["systems"]["icd9"]["metrics"])
+    # --overwrite starts afresh; the same seed gives the same run.
+    fresh = main([*ARGS, "--output-dir", str(out), "--jams-only", "--overwrite"])
+    assert fresh[0]["systems"]["icd10"]["metrics"] == pytest.approx(
+        results[1]["systems"]["icd10"]["metrics"])
 
 
 def test_config_errors():
