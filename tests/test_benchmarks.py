@@ -135,6 +135,9 @@ def test_summarize_deltas_rejects_duplicates_and_needs_backbone():
     with pytest.raises(ValueError, match="two runs"):
         jvb.summarize_deltas([*RUNS, RUNS[0]])
     assert jvb.summarize_deltas([r for r in RUNS if r["variant"] == "jams"]) == {}
+    # another reference (as for deltas_vs_no_mat): the signs flip
+    flipped = jvb.summarize_deltas(RUNS, reference="jams")["laat"]["backbone"]["icd9"]
+    assert flipped["f1_macro"]["per_seed"] == pytest.approx([-0.04, -0.06])
 
 
 def test_delta_table_and_text():
