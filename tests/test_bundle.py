@@ -27,14 +27,7 @@ TEXTS = [
 THRESHOLDS = {"icd9": 0.4, "icd10": 0.6}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids stalls of the LSTM's many small parallel regions on
-    a busy machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(config=None):
