@@ -163,11 +163,18 @@ def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
     return device
 
 
-def load_data(config: ExperimentConfig) -> tuple[dict[str, CodingDataset], float]:
-    """The datasets of the configured systems and the frequency-bucket scale."""
+def load_data(config: ExperimentConfig, generate: bool = True
+              ) -> tuple[dict[str, CodingDataset], float]:
+    """The datasets of the configured systems and the frequency-bucket scale.
+
+    Without ``data_dir`` the synthetic corpus is written first when
+    ``generate`` (under DDP only rank 0 writes it; the others read it).
+    """
     if config.data_dir is None:
         directory = Path(config.synthetic_dir or Path(config.output_dir) / "data")
-        generate_synthetic_corpus(directory, seed=config.data_seed, size=config.synthetic_size)
+        if generate:
+            generate_synthetic_corpus(directory, seed=config.data_seed,
+                                      size=config.synthetic_size)
         # The corpus records the bucket edges that match its size (e.g. 10/100
         # for 1-100/101-1000 at the default size).
         meta = json.loads((directory / "synthetic_concepts.json").read_text())
@@ -244,7 +251,8 @@ def _evaluate(val: Predictions, test: Predictions, train_counts: dict[str, np.nd
 def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
                systems: Sequence[str], out: Path, device: torch.device,
                info: DistInfo, synthetic: bool, scale: float, joint_graph: GEMGraph | None,
-               ) -> tuple[dict[str, Any], Trainer, Any, GEMGraph | None]:
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train one model on ``systems``; its per-system results and training summary."""
     selected = {s: datasets[s] for s in systems}
     tokenizer = _tokenizer(config, selected, out)
     use_graph = config.variant in ("jams", "unweighted") and len(systems) == 2
@@ -289,8 +297,7 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
                     {s: selected[s].codes for s in systems},
                     {s: results[s]["threshold"] for s in systems}, graph,
                     config.max_length, extra={"label": config.label, "seed": config.seed})
-    results_meta = {"training": summary, "model_config": model_config.to_dict()}
-    return {**results, "_meta": results_meta}, trainer, tokenizer, graph
+    return results, {"training": summary, "model_config": model_config.to_dict()}
 
 
 def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
@@ -306,7 +313,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         datasets, scale = load_data(config)
     barrier(info)
     if not info.is_main:
-        datasets, scale = load_data(config)
+        datasets, scale = load_data(config, generate=False)
     synthetic = config.data_dir is None
     # Whether a code has a GEM link to the other dataset's codes: the same
     # grouping for JAMS and the plain backbone (which never sees the graph).
@@ -322,9 +329,8 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     for systems in groups:
         sub = out if len(groups) == 1 else out / systems[0]
         sub.mkdir(parents=True, exist_ok=True)
-        group_results, _, _, _ = _train_one(config, datasets, systems, sub, device, info,
-                                            synthetic, scale, joint_graph)
-        meta["+".join(systems)] = group_results.pop("_meta")
+        group_results, meta["+".join(systems)] = _train_one(
+            config, datasets, systems, sub, device, info, synthetic, scale, joint_graph)
         results["systems"].update(group_results)
     results["training"] = meta
     results["seconds"] = time.perf_counter() - start
