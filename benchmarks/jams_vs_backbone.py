@@ -2,8 +2,9 @@
 
 For every backbone × variant × seed this calls :func:`jams_pyg.experiment.run_experiment`
 (the same code path as ``examples/train_laat.py``) on ONE shared synthetic corpus (same
-``data_seed`` and size for every run), with ``SYNTHETIC_TRAIN``'s budget and the run's seed
-for model initialisation, dropout and batch order. It then writes to ``--results-dir``:
+``data_seed`` and size for every run), with the backbone's
+:func:`~jams_pyg.experiment.synthetic_train_settings` budget and the run's seed for model
+initialisation, dropout and batch order. It then writes to ``--results-dir``:
 
 * ``report.md``: the Table 2-style table and the Figure 2/3 table, mean ± std over seeds
   (:func:`jams_pyg.experiment.write_report`), followed by the paired JAMS − backbone deltas;
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-seed", type=int, default=0,
                         help="seed of the synthetic corpus (shared by every run)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="default: SYNTHETIC_TRAIN's epochs")
+                        help="default: synthetic_train_settings' epochs")
     parser.add_argument("--output-dir", default="benchmarks/runs",
                         help="runs and the shared corpus (gitignored)")
     parser.add_argument("--results-dir", default="benchmarks/results/jams_vs_backbone")
@@ -126,10 +127,10 @@ def run_dir(args: argparse.Namespace, model: str, variant: str, seed: int) -> Pa
     return base / model / variant / f"seed{seed}"
 
 
-def train_settings(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    from jams_pyg.experiment import SYNTHETIC_TRAIN
+def train_settings(args: argparse.Namespace, model: str, seed: int) -> dict[str, Any]:
+    from jams_pyg.experiment import synthetic_train_settings
 
-    settings = dict(SYNTHETIC_TRAIN)
+    settings = synthetic_train_settings(model)
     if args.epochs is not None:
         settings["epochs"] = args.epochs
     return {**settings, "seed": seed, "progress": False, "tensorboard": False}
@@ -143,7 +144,7 @@ def make_config(args: argparse.Namespace, model: str, variant: str, seed: int):
         model=model, variant=variant, seed=seed, synthetic_size=args.synthetic_size,
         data_seed=args.data_seed, synthetic_dir=str(corpus_dir(args)),
         output_dir=str(run_dir(args, model, variant, seed)), device=args.device,
-        train=TrainConfig(**train_settings(args, seed)),
+        train=TrainConfig(**train_settings(args, model, seed)),
     )
 
 
@@ -341,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     settings = {
         "models": args.models, "variants": args.variants, "seeds": args.seeds,
         "synthetic_size": args.synthetic_size, "data_seed": args.data_seed,
-        "train": train_settings(args, seed=-1) | {"seed": "per run"},
+        "train": {m: train_settings(args, m, seed=-1) | {"seed": "per run"}
+                  for m in args.models},
         "synthetic_model": {m: SYNTHETIC_MODEL[m] for m in args.models},
         "bucket_scale": sorted({r["bucket_scale"] for r in runs}),
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None

@@ -38,8 +38,10 @@ def test_jvb_defaults_and_flags():
     assert args.seeds == [0, 1, 2]
     assert args.synthetic_size == "default"
     assert args.results_dir == "benchmarks/results/jams_vs_backbone"
-    assert jvb.train_settings(args, 2) == {**SYNTHETIC_TRAIN, "seed": 2, "progress": False,
-                                           "tensorboard": False}
+    assert jvb.train_settings(args, "laat", 2) == {**SYNTHETIC_TRAIN, "seed": 2,
+                                                   "progress": False, "tensorboard": False}
+    # PLM-ICD's small transformer needs a smaller step than the word-level backbones.
+    assert jvb.train_settings(args, "plm_icd", 0)["lr"] == 1e-3
 
     args = jvb.parse_args(["--models", "laat", "caml", "--ablations", "--seeds", "0",
                            "--size", "2.5", "--epochs", "1"])
@@ -47,7 +49,7 @@ def test_jvb_defaults_and_flags():
     assert args.variants == ["backbone", "jams", "no_mat", "unweighted"]
     assert args.seeds == [0]
     assert args.synthetic_size == 2.5
-    assert jvb.train_settings(args, 0)["epochs"] == 1
+    assert jvb.train_settings(args, "caml", 0)["epochs"] == 1
     assert jvb.parse_args(["--variants", "no_mat", "--ablations"]).variants == [
         "no_mat", "unweighted"]
 
