@@ -10,7 +10,8 @@ initialisation, dropout and batch order. It then writes to ``--results-dir``:
   (:func:`jams_pyg.experiment.write_report`), followed by the paired JAMS − backbone deltas;
 * ``buckets.png``: macro-F1 by training-frequency bucket and GEM link (Figures 2 and 3);
 * ``results.json``: the settings, every run's metrics and buckets, and the deltas (with the
-  ``no_mat`` ablation also ``deltas_vs_no_mat``: what MAT adds on top of joint training).
+  ``no_mat`` ablation also ``deltas_vs_no_mat``: what MAT adds on top of the shared encoder,
+  and with ``mat_only`` ``deltas_vs_mat_only``: what sharing the encoder adds on top of MAT).
 
 Deltas pair runs by seed: for each seed, (variant − backbone) on the same data; reported as
 mean and sample std over seeds, for macro-F1, micro-F1, MAP and the macro-F1 of every
@@ -47,7 +48,12 @@ from typing import Any
 import numpy as np
 
 DELTA_METRICS = ("f1_macro", "f1_micro", "map")
-ABLATIONS = ("no_mat", "unweighted")
+ABLATIONS = ("no_mat", "unweighted", "mat_only")
+#: Ablation -> (variants compared with it, what the paired delta measures).
+ABLATION_REFERENCES = {
+    "no_mat": (("jams", "unweighted"), "what MAT adds on top of the shared encoder"),
+    "mat_only": (("jams",), "what sharing the encoder adds on top of MAT"),
+}
 SYSTEM_NAMES = {"icd9": "ICD-9", "icd10": "ICD-10"}
 METRIC_NAMES = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "map": "MAP"}
 
@@ -82,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", choices=BACKBONES, default=["laat"])
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["backbone", "jams"])
     parser.add_argument("--ablations", action="store_true",
-                        help="add the ablations no_mat and unweighted to --variants")
+                        help="add the ablations no_mat, unweighted and mat_only to --variants")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--synthetic-size", "--size", dest="synthetic_size", type=parse_size,
                         default="default", help="small, default, large or a scale factor")
@@ -364,15 +370,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     payload = {"settings": settings, "runs": runs, "deltas": deltas,
                "seconds": time.perf_counter() - start}
-    if "no_mat" in args.variants:
-        # MAT's own share: the same joint model and shared encoder with vs without MAT.
-        joint = [r for r in runs if r["variant"] != "backbone"]
-        payload["deltas_vs_no_mat"] = summarize_deltas(joint, reference="no_mat")
-        table = delta_table(payload["deltas_vs_no_mat"], DISPLAY)
+    for reference, (compared, meaning) in ABLATION_REFERENCES.items():
+        if reference not in args.variants:
+            continue
+        # One part's own share: the joint model with vs without that part.
+        kept = [r for r in runs if r["variant"] in (reference, *compared)]
+        payload[f"deltas_vs_{reference}"] = summarize_deltas(kept, reference=reference)
+        table = delta_table(payload[f"deltas_vs_{reference}"], DISPLAY)
         with (results_dir / "report.md").open("a") as f:
-            f.write("\nPaired deltas against the joint model without MAT (variant − no_mat: "
-                    "what MAT adds on top of joint training; x100; mean ± std over seeds)\n\n"
-                    + table.replace("Delta vs backbone", "Delta vs no_mat") + "\n")
+            f.write(f"\nPaired deltas against {reference} (variant − {reference}: {meaning}; "
+                    "x100; mean ± std over seeds)\n\n"
+                    + table.replace("Delta vs backbone", f"Delta vs {reference}") + "\n")
     (results_dir / "results.json").write_text(json.dumps(payload, indent=2, default=float))
     print("\nDeltas (x100, mean ± std over seeds):\n" + text)
     print(f"\nwrote {results_dir}/report.md, buckets.png, results.json")

@@ -45,9 +45,13 @@ log = logging.getLogger(__name__)
 
 BACKBONES = ("laat", "caml", "multirescnn", "plm_icd")
 #: ``jams``: the full method. ``backbone``: the plain backbone, one model per
-#: system. Ablations: ``no_mat`` (joint training and shared encoder, code
-#: tables not linked), ``unweighted`` (MAT with ω = 1 for every link).
-VARIANTS = ("jams", "backbone", "no_mat", "unweighted")
+#: system. Ablations, each removing one part of JAMS: ``no_mat`` (MAT off:
+#: joint training with the shared encoder only, code tables not linked),
+#: ``unweighted`` (MAT with ω = 1 for every link), ``mat_only`` (no shared
+#: encoder: one encoder per system, joint training, tables linked by MAT).
+VARIANTS = ("jams", "backbone", "no_mat", "unweighted", "mat_only")
+#: The variants whose code tables MATConv links over the GEM graph.
+MAT_VARIANTS = ("jams", "unweighted", "mat_only")
 DISPLAY = {"laat": "LAAT", "caml": "CAML", "multirescnn": "MultiResCNN", "plm_icd": "PLM-ICD"}
 #: Training-set-size-dependent defaults for the embedded synthetic corpus
 #: (the CPU default must finish in a few minutes).
@@ -80,7 +84,8 @@ class ExperimentConfig:
     Args:
         model: Backbone: ``laat``, ``caml``, ``multirescnn`` or ``plm_icd``.
         variant: ``jams`` (default), ``backbone`` (no JAMS: one plain model
-            per system) or an ablation, ``no_mat`` / ``unweighted``.
+            per system) or an ablation, ``no_mat`` / ``unweighted`` / ``mat_only``
+            (see ``VARIANTS``).
         data_dir: Folder with Edin et al.'s preprocessed MIMIC-IV files
             (``mimiciv_icd9.feather`` ... or sub-folders ``mimiciv_icd9/``,
             ``mimiciv_icd10/``); ``None`` generates the synthetic corpus.
@@ -233,8 +238,9 @@ def _model_config(config: ExperimentConfig, tokenizer, systems: Sequence[str],
     return ModelConfig.for_backbone(
         config.model,
         systems=tuple(systems),
-        use_mat=config.variant in ("jams", "unweighted"),
+        use_mat=config.variant in MAT_VARIANTS,
         edge_weighting=config.variant != "unweighted",
+        shared_encoder=config.variant != "mat_only",
         **overrides,
     )
 
@@ -264,7 +270,7 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     """Train one model on ``systems``; its per-system results and training summary."""
     selected = {s: datasets[s] for s in systems}
     tokenizer = _tokenizer(config, selected, out)
-    use_graph = config.variant in ("jams", "unweighted") and len(systems) == 2
+    use_graph = config.variant in MAT_VARIANTS and len(systems) == 2
     graph = joint_graph if use_graph else None
     seed_everything(config.seed)
     model_config = _model_config(config, tokenizer, systems, synthetic)
@@ -395,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train only JAMS")
     runs.add_argument("--variants", nargs="+", choices=VARIANTS,
                       help="runs to compare (default: backbone jams); ablations: no_mat, "
-                      "unweighted")
+                      "unweighted, mat_only")
     parser.add_argument("--data", dest="data_dir", default=None,
                         help="folder with Edin et al.'s MIMIC-IV ICD-9/ICD-10 feather files")
     parser.add_argument("--synthetic-size", default="default", type=_size,

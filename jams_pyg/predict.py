@@ -406,10 +406,16 @@ class JAMSPredictor:
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids))
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
-    def _forward(self, encoded: list[_Encoded], rows: list[int]):
+    def _forward(self, encoded: list[_Encoded], rows: list[int], systems: Sequence[str]
+                 ) -> dict[str, tuple[Tensor, Tensor]]:
+        """The encoder output ``(H, mask)`` of the notes ``rows`` for each system (one pass
+        of the shared encoder, or each system's own encoder)."""
         ids, mask = pad_sequences([encoded[i].ids for i in rows], self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
-        return self.model.encoder(ids, mask)
+        if self.model.shared_encoder:
+            shared = self.model.encode(ids, mask)
+            return {s: shared for s in systems}
+        return {s: self.model.encode(ids, mask, s) for s in systems}
 
     # ------------------------------------------------------------------ public
     @torch.inference_mode()
@@ -426,8 +432,9 @@ class JAMSPredictor:
         out = {s: np.zeros((len(encoded), len(self.codes[s])), np.float32) for s in systems}
         self._code_tables()
         for rows in self._batches(encoded, batch_size):
-            h, mask = self._forward(encoded, rows)
+            hidden = self._forward(encoded, rows, systems)
             for s in systems:
+                h, mask = hidden[s]
                 out[s][rows] = torch.sigmoid(self._head(s, h, mask).float()).cpu().numpy()
         return out
 
@@ -475,9 +482,10 @@ class JAMSPredictor:
         self._code_tables()
         results: list[NotePrediction | None] = [None] * len(encoded)
         for rows in self._batches(encoded, batch_size):
-            h, mask = self._forward(encoded, rows)
+            hidden = self._forward(encoded, rows, systems)
             per_system: dict[str, list[list[CodePrediction]]] = {}
             for s in systems:
+                h, mask = hidden[s]
                 probs = torch.sigmoid(self._head(s, h, mask).float())
                 per_system[s] = self._select(s, probs, top_k)
                 if evidence:

@@ -46,12 +46,12 @@ def test_jvb_defaults_and_flags():
     args = jvb.parse_args(["--models", "laat", "caml", "--ablations", "--seeds", "0",
                            "--size", "2.5", "--epochs", "1"])
     assert args.models == ["laat", "caml"]
-    assert args.variants == ["backbone", "jams", "no_mat", "unweighted"]
+    assert args.variants == ["backbone", "jams", "no_mat", "unweighted", "mat_only"]
     assert args.seeds == [0]
     assert args.synthetic_size == 2.5
     assert jvb.train_settings(args, "caml", 0)["epochs"] == 1
     assert jvb.parse_args(["--variants", "no_mat", "--ablations"]).variants == [
-        "no_mat", "unweighted"]
+        "no_mat", "unweighted", "mat_only"]
 
 
 @pytest.mark.parametrize("argv", [["--size", "huge"], ["--size", "-1"], ["--models", "bert"],

@@ -77,3 +77,23 @@ def test_config_errors():
         ExperimentConfig(variant="xyz")
     with pytest.raises(ValueError, match="trains both systems jointly"):
         ExperimentConfig(systems=("icd9",))
+
+
+def test_ablation_variants_switch_one_part_each(tmp_path):
+    from jams_pyg.datasets import WordTokenizer
+    from jams_pyg.experiment import _model_config
+
+    tok = WordTokenizer.fit(["a b c", "a b d"], min_df=1)
+    parts = {}
+    for variant in ("jams", "no_mat", "unweighted", "mat_only"):
+        config = _model_config(ExperimentConfig(model="caml", variant=variant), tok,
+                               ("icd9", "icd10"), synthetic=True)
+        parts[variant] = (config.use_mat, config.edge_weighting, config.shared_encoder)
+    assert parts == {"jams": (True, True, True), "no_mat": (False, True, True),
+                     "unweighted": (True, False, True), "mat_only": (True, True, False)}
+    assert ExperimentConfig(model="caml", variant="mat_only").label == "CAML+JAMS (mat_only)"
+    # end to end: one encoder per system, written to and read back from the bundle
+    (run,) = main([*ARGS, "--output-dir", str(tmp_path), "--variants", "mat_only"])
+    assert set(run["systems"]) == {"icd9", "icd10"}
+    predictor = JAMSPredictor.load(tmp_path / "mat_only" / "model")
+    assert not predictor.model.shared_encoder and predictor.model.use_mat

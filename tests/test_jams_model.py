@@ -435,6 +435,41 @@ def test_mat_on_every_backbone_fits(name):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+@needs_mat
+@pytest.mark.parametrize("name", ["caml", "laat"])
+def test_mat_only_ablation_gives_each_system_its_own_encoder(name):
+    torch.manual_seed(12)
+    model = build_model(_config(name, use_mat=True, shared_encoder=False), _TinyGraph(),
+                        NUM_CODES)
+    assert not model.shared_encoder and set(model.encoder) == {"icd9", "icd10"}
+    p9, p10 = (list(model.encoder[s].parameters()) for s in ("icd9", "icd10"))
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(p9, p10, strict=True))
+    ids, mask, system = _batch(batch=8)
+    model.eval()
+    with torch.no_grad():
+        out = model(ids, mask, system)
+        tables = model.code_embeddings()
+        for s, sid in (("icd9", 0), ("icd10", 1)):
+            rows = system == sid
+            h, m = model.encoder[s](ids[rows], mask[rows])
+            ref = model.heads[s](h, m, tables[s], model.biases[s])
+            torch.testing.assert_close(out[s], ref)
+            torch.testing.assert_close(model.encode(ids[rows], mask[rows], s)[0], h)
+    # ICD-9 documents train the ICD-9 encoder and, through MAT, the linked ICD-10 codes,
+    # but never the ICD-10 encoder.
+    model.train()
+    rows = system == 0
+    logits = model(ids[rows], mask[rows], system[rows])
+    jams_loss(logits, {"icd9": torch.ones_like(logits["icd9"])}).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in p9)
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in p10)
+    assert model.code_tables["icd10"].grad[[0, 1, 3, 4]].abs().sum() > 0
+    with pytest.raises(ValueError, match="need the system"):
+        model.encode(ids, mask)
+    with pytest.raises(ValueError, match="per-system encoders for"):
+        JAMS({"icd9": model.encoder["icd9"]}, model.heads, NUM_CODES, model.code_dim)
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "explicit"])
 def test_runs_under_bfloat16_autocast(attention):
     torch.manual_seed(10)

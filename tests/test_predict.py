@@ -212,6 +212,39 @@ def test_evidence_without_mat_lists_gem_neighbours_with_omega_only(trained):
     assert linked > 0
 
 
+def test_per_system_encoders_reload_and_predict_with_each_systems_encoder(trained):
+    """The ``mat_only`` ablation (one encoder per system) round-trips through a bundle."""
+    torch.manual_seed(2)
+    codes, tok, notes = trained["codes"], trained["tok"], trained["notes"]
+    config = ModelConfig.for_backbone(
+        "caml", vocab_size=tok.vocab_size, embedding_dim=8, num_filters=8, kernel_size=3,
+        shared_encoder=False)
+    model = build_model(config, trained["graph"], {s: len(c) for s, c in codes.items()})
+    model.eval()
+    bundle = save_bundle(trained["root"] / "mat_only", model, config, tok, codes,
+                         {"icd9": 0.5, "icd10": 0.5}, trained["graph"], MAX_LEN)
+    loaded = JAMSPredictor.load(bundle, device="cpu")
+    assert not loaded.model.shared_encoder
+    probs = loaded.predict_proba(notes, batch_size=3)
+    for s in ("icd9", "icd10"):
+        np.testing.assert_allclose(probs[s], reference_probs(model, tok, notes, s),
+                                   rtol=0, atol=2e-6)
+    # the two encoders differ, so the ICD-9 encoder's output would give other scores
+    assert not np.allclose(probs["icd9"],
+                           reference_probs(_swap_encoders(model), tok, notes, "icd9"))
+    top = loaded.predict(notes[:2], top_k=3, evidence=True)
+    assert all(len(n.codes[s]) == 3 for n in top for s in ("icd9", "icd10"))
+
+
+def _swap_encoders(model):
+    import copy
+
+    swapped = copy.deepcopy(model)
+    swapped.encoder["icd9"], swapped.encoder["icd10"] = (swapped.encoder["icd10"],
+                                                         swapped.encoder["icd9"])
+    return swapped
+
+
 @pytest.mark.parametrize(
     ("texts", "error", "match"),
     [

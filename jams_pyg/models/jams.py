@@ -7,7 +7,8 @@ GEM graph once per forward pass (eq. 1-2 of the paper) and the refined :math:`U'
 the code queries (and, through a shared linear map, the output vectors) of the heads; without
 it the tables are used as they are.  Every document goes through its own system's head only.
 The same class with MAT off and one system is the plain backbone (CAML, MultiResCNN, LAAT or
-PLM-ICD), so every comparison runs one code path.
+PLM-ICD), so every comparison runs one code path; with one encoder per system
+(``shared_encoder=False``) it isolates what MAT adds without sharing the encoder.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class ModelConfig:
             the encoder width (CAML, MultiResCNN), so queries act without a mapping.
         systems: Coding systems of the model, a subset of ``("icd9", "icd10")``.
         use_mat: Refine the code tables with MATConv over the GEM graph (needs both systems).
+        shared_encoder: One text encoder for every system (JAMS); ``False`` gives each
+            system its own encoder, so only MAT couples the systems (ablation ``mat_only``).
         mat_heads, mat_dropout, mat_negative_slope: MATConv settings.
         edge_weighting: Use the GEM weights :math:`\omega` (1 exact, 0.5 approximate);
             ``False`` sets all :math:`\omega = 1` (ablation).
@@ -114,6 +117,7 @@ class ModelConfig:
     code_dim: int | None = None
     systems: tuple[str, ...] = ("icd9", "icd10")
     use_mat: bool = True
+    shared_encoder: bool = True
     mat_heads: int = 1
     mat_dropout: float = 0.0
     mat_negative_slope: float = 0.2
@@ -215,7 +219,8 @@ class JAMS(nn.Module):
         \hat{\mathbf{y}}^{(s)} = \mathrm{head}_s(\mathrm{enc}(\mathbf{x}), U' \text{ or } V')
 
     Args:
-        encoder (TextEncoder): Shared text encoder, ``out_channels`` wide.
+        encoder (TextEncoder or dict[str, TextEncoder]): Shared text encoder, ``out_channels``
+            wide, or one encoder per coding system (all equally wide; ablation).
         heads (dict[str, LabelAttentionHead]): One head per coding system.
         num_codes (dict[str, int]): Codes per system (label order = table rows).
         code_dim (int): Code embedding width ``d``.
@@ -237,7 +242,7 @@ class JAMS(nn.Module):
 
     def __init__(
         self,
-        encoder: TextEncoder,
+        encoder: TextEncoder | Mapping[str, TextEncoder],
         heads: Mapping[str, LabelAttentionHead],
         num_codes: Mapping[str, int],
         code_dim: int,
@@ -258,7 +263,20 @@ class JAMS(nn.Module):
                 raise ValueError(f"num_codes[{s!r}] must be positive, got {num_codes[s]}")
         if output_layer not in ("code_table", "separate"):
             raise ValueError(f"output_layer must be 'code_table' or 'separate': {output_layer!r}")
-        self.encoder = encoder
+        self.shared_encoder = isinstance(encoder, TextEncoder)
+        self.encoder: nn.Module
+        if isinstance(encoder, TextEncoder):
+            self.encoder = encoder
+            width = encoder.out_channels
+        else:
+            if set(encoder) != set(self.systems):
+                raise ValueError(f"per-system encoders for {sorted(encoder)}, but the heads "
+                                 f"code {sorted(self.systems)}")
+            widths = {s: enc.out_channels for s, enc in encoder.items()}
+            if len(set(widths.values())) != 1:
+                raise ValueError(f"per-system encoders differ in width: {widths}")
+            self.encoder = nn.ModuleDict(dict(encoder))
+            width = widths[self.systems[0]]
         self.heads = nn.ModuleDict(dict(heads))
         self.num_codes = {s: int(num_codes[s]) for s in self.systems}
         self.code_dim = code_dim
@@ -273,7 +291,7 @@ class JAMS(nn.Module):
         )
         self.outputs = nn.ParameterDict(
             {
-                s: nn.Parameter(torch.empty(self.num_codes[s], encoder.out_channels))
+                s: nn.Parameter(torch.empty(self.num_codes[s], width))
                 for s in self.systems
             }
             if output_layer == "separate"
@@ -342,6 +360,18 @@ class JAMS(nn.Module):
             out["mat_attention"] = att
         return out
 
+    def encode(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, system: str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Token representations ``H [B, L', h]`` and their mask ``[B, L']`` of documents of
+        ``system`` (needed only with per-system encoders; the shared one reads any)."""
+        if self.shared_encoder:
+            return self.encoder(input_ids, attention_mask)
+        if system not in self.num_codes:
+            raise ValueError(f"per-system encoders need the system of the documents, one of "
+                             f"{self.systems}; got {system!r}")
+        return self.encoder[system](input_ids, attention_mask)
+
     def _run(
         self,
         input_ids: Tensor,
@@ -363,15 +393,26 @@ class JAMS(nn.Module):
                 f"{self.systems} (ids {[SYSTEM_IDS[s] for s in self.systems]})"
             )
         tables = code_tables if code_tables is not None else self.code_embeddings()
-        h, mask = self.encoder(input_ids, attention_mask)
+        if self.shared_encoder:
+            h, mask = self.encoder(input_ids, attention_mask)
         logits: dict[str, Tensor] = {}
         attention: dict[str, Tensor] = {}
         for s in self.systems:
             rows = (sys_ids == SYSTEM_IDS[s]).nonzero().view(-1)
             if rows.numel() == 0:
-                logits[s] = h.new_zeros(0, self.num_codes[s])
+                logits[s] = tables[s].new_zeros(0, self.num_codes[s])
                 continue
-            hs, ms = (h, mask) if rows.numel() == batch else (h[rows], mask[rows])
+            if not self.shared_encoder:
+                # Encode only this system's documents with this system's encoder.
+                ids_s = input_ids if rows.numel() == batch else input_ids[rows]
+                mask_s = None
+                if attention_mask is not None:
+                    mask_s = attention_mask if rows.numel() == batch else attention_mask[rows]
+                hs, ms = self.encode(ids_s, mask_s, s)
+            elif rows.numel() == batch:
+                hs, ms = h, mask
+            else:
+                hs, ms = h[rows], mask[rows]
             outputs = self.outputs[s] if self.output_layer == "separate" else None
             head = self.heads[s]
             if attention_codes is not None and s in attention_codes:
@@ -442,40 +483,11 @@ class JAMS(nn.Module):
 JointCodingModel = JAMS
 
 
-def build_model(
-    config: ModelConfig,
-    graph: Any = None,
-    num_codes: Mapping[str, int] | None = None,
-    embeddings: Tensor | np.ndarray | None = None,
-) -> JAMS:
-    """Build the :class:`JAMS` model of ``config``.
-
-    Args:
-        config (ModelConfig): Backbone and JAMS settings.
-        graph (GEMGraph, optional): GEM graph over the datasets' code lists (needed with
-            ``use_mat``; its node counts give ``num_codes`` when that is omitted).
-        num_codes (dict[str, int], optional): Codes per system.
-        embeddings (Tensor or np.ndarray, optional): Pretrained word vectors
-            ``[vocab_size, embedding_dim]`` for the word-level backbones.
-    """
-    if num_codes is None:
-        if graph is None:
-            raise ValueError("build_model needs num_codes or a graph")
-        num_codes = {"icd9": graph.num_icd9, "icd10": graph.num_icd10}
-    missing = [s for s in config.systems if s not in num_codes]
-    if missing:
-        raise ValueError(f"num_codes lacks system(s) {missing}")
-    if config.use_mat and graph is None:
-        raise ValueError("use_mat=True needs the GEM graph (graph=GEMGraph...)")
-    m = config.model
-    if m != "plm_icd" and config.vocab_size <= 0 and embeddings is None:
-        raise ValueError(f"model {m!r} needs vocab_size > 0 (the word vocabulary size)")
-    if m != "plm_icd" and embeddings is not None:
-        vocab = config.vocab_size or int(np.shape(embeddings)[0])
-        emb_dim = int(np.shape(embeddings)[1])
-    else:
-        vocab, emb_dim = config.vocab_size, config.embedding_dim
+def _build_encoder(config: ModelConfig, vocab: int, emb_dim: int | None,
+                   embeddings: Tensor | np.ndarray | None) -> TextEncoder:
+    """A fresh text encoder of ``config``'s backbone."""
     encoder: TextEncoder
+    m = config.model
     if m == "caml":
         encoder = CAMLEncoder(
             vocab,
@@ -511,7 +523,50 @@ def build_model(
         if config.plm_path_or_config is None:
             raise ValueError("model 'plm_icd' needs plm_path_or_config (a local model dir)")
         encoder = PLMEncoder(config.plm_path_or_config, config.chunk_size)
-    h = encoder.out_channels
+    return encoder
+
+
+def build_model(
+    config: ModelConfig,
+    graph: Any = None,
+    num_codes: Mapping[str, int] | None = None,
+    embeddings: Tensor | np.ndarray | None = None,
+) -> JAMS:
+    """Build the :class:`JAMS` model of ``config``.
+
+    Args:
+        config (ModelConfig): Backbone and JAMS settings.
+        graph (GEMGraph, optional): GEM graph over the datasets' code lists (needed with
+            ``use_mat``; its node counts give ``num_codes`` when that is omitted).
+        num_codes (dict[str, int], optional): Codes per system.
+        embeddings (Tensor or np.ndarray, optional): Pretrained word vectors
+            ``[vocab_size, embedding_dim]`` for the word-level backbones.
+    """
+    if num_codes is None:
+        if graph is None:
+            raise ValueError("build_model needs num_codes or a graph")
+        num_codes = {"icd9": graph.num_icd9, "icd10": graph.num_icd10}
+    missing = [s for s in config.systems if s not in num_codes]
+    if missing:
+        raise ValueError(f"num_codes lacks system(s) {missing}")
+    if config.use_mat and graph is None:
+        raise ValueError("use_mat=True needs the GEM graph (graph=GEMGraph...)")
+    m = config.model
+    if m != "plm_icd" and config.vocab_size <= 0 and embeddings is None:
+        raise ValueError(f"model {m!r} needs vocab_size > 0 (the word vocabulary size)")
+    if m != "plm_icd" and embeddings is not None:
+        vocab = config.vocab_size or int(np.shape(embeddings)[0])
+        emb_dim = int(np.shape(embeddings)[1])
+    else:
+        vocab, emb_dim = config.vocab_size, config.embedding_dim
+    encoder: TextEncoder | dict[str, TextEncoder]
+    if config.shared_encoder:
+        encoder = _build_encoder(config, vocab, emb_dim, embeddings)
+        h = encoder.out_channels
+    else:
+        per_system = {s: _build_encoder(config, vocab, emb_dim, embeddings)
+                      for s in config.systems}
+        encoder, h = per_system, per_system[config.systems[0]].out_channels
     if m in ("laat", "plm_icd"):
         d = config.code_dim or config.projection_size or h
     else:
