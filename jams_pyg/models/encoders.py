@@ -9,8 +9,8 @@ All encoders keep the sequence length (``L' = L``), so token attention weights o
 up with the input tokens (evidence), and all of them are *padding invariant*: appending pad
 tokens to a document changes none of its token representations (pad positions are zeroed
 before every convolution, the BiLSTM's backward direction reads each document reversed
-within its own length, the PLM masks pad tokens and skips all-pad chunks) and return zeros at pad positions.  Documents are expected
-right-padded (tokens first, pads after).
+within its own length, the PLM masks pad tokens and skips all-pad chunks) and return zeros
+at pad positions.  Documents are expected right-padded (tokens first, pads after).
 
 Hyper-parameters default to Edin et al. (2023): CAML 50 filters of width 10, MultiResCNN
 kernels 3, 5, 9, 15, 19, 25 with 50 filters each, LAAT a BiLSTM with 512 hidden units per
