@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import platform
 import sys
@@ -63,23 +62,8 @@ METRIC_NAMES = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "map": "MAP"}
 # ------------------------------------------------------------------------------------------
 
 
-def parse_size(value: str) -> str | float:
-    """``small``/``default``/``large`` stay names; anything else must be a positive number."""
-    if value in ("small", "default", "large"):
-        return value
-    try:
-        scale = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--synthetic-size must be small, default, large or a number, got {value!r}"
-        ) from None
-    if not math.isfinite(scale) or scale <= 0:
-        raise argparse.ArgumentTypeError(f"--synthetic-size must be positive, got {value!r}")
-    return scale
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from jams_pyg.experiment import BACKBONES, VARIANTS
+    from jams_pyg.experiment import BACKBONES, VARIANTS, parse_synthetic_size
 
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -90,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ablations", action="store_true",
                         help="add the ablations no_mat, unweighted and mat_only to --variants")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--synthetic-size", "--size", dest="synthetic_size", type=parse_size,
-                        default="default", help="small, default, large or a scale factor")
+    parser.add_argument("--synthetic-size", "--size", dest="synthetic_size",
+                        type=parse_synthetic_size, default="default",
+                        help="small, default, large or a scale factor")
     parser.add_argument("--data-seed", type=int, default=0,
                         help="seed of the synthetic corpus (shared by every run)")
     parser.add_argument("--epochs", type=int, default=None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -270,10 +271,9 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     """Train one model on ``systems``; its per-system results and training summary."""
     selected = {s: datasets[s] for s in systems}
     tokenizer = _tokenizer(config, selected, out)
-    use_graph = config.variant in MAT_VARIANTS and len(systems) == 2
-    graph = joint_graph if use_graph else None
     seed_everything(config.seed)
     model_config = _model_config(config, tokenizer, systems, synthetic)
+    graph = joint_graph if model_config.use_mat else None
     num_codes = {s: selected[s].num_codes for s in systems}
     embeddings = None
     if config.word2vec and config.model != "plm_icd":
@@ -380,11 +380,19 @@ def write_report(runs: Sequence[dict[str, Any]], out: Path,
     return report
 
 
-def _size(text: str) -> str | float:
+def parse_synthetic_size(value: str) -> str | float:
+    """``small``/``default``/``large`` stay names; anything else must be a positive number."""
+    if value in ("small", "default", "large"):
+        return value
     try:
-        return float(text)
+        scale = float(value)
     except ValueError:
-        return text
+        raise argparse.ArgumentTypeError(
+            f"--synthetic-size must be small, default, large or a number, got {value!r}"
+        ) from None
+    if not math.isfinite(scale) or scale <= 0:
+        raise argparse.ArgumentTypeError(f"--synthetic-size must be positive, got {value!r}")
+    return scale
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -404,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "unweighted, mat_only")
     parser.add_argument("--data", dest="data_dir", default=None,
                         help="folder with Edin et al.'s MIMIC-IV ICD-9/ICD-10 feather files")
-    parser.add_argument("--synthetic-size", default="default", type=_size,
+    parser.add_argument("--synthetic-size", default="default", type=parse_synthetic_size,
                         help="small, default, large or a scale factor")
     parser.add_argument("--output-dir", default=None,
                         help="default: outputs/<model>; one sub-folder per variant")

@@ -97,3 +97,13 @@ def test_ablation_variants_switch_one_part_each(tmp_path):
     assert set(run["systems"]) == {"icd9", "icd10"}
     predictor = JAMSPredictor.load(tmp_path / "mat_only" / "model")
     assert not predictor.model.shared_encoder and predictor.model.use_mat
+
+
+def test_synthetic_size_is_checked_when_parsed():
+    from jams_pyg.experiment import build_parser
+
+    assert build_parser().parse_args(["--synthetic-size", "0.5"]).synthetic_size == 0.5
+    assert build_parser().parse_args(["--synthetic-size", "large"]).synthetic_size == "large"
+    for bad in ("huge", "-1", "nan"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--synthetic-size", bad])
