@@ -69,6 +69,20 @@ METRIC_KEYS: tuple[str, ...] = (
 )
 """The nine metrics of Table 2, in the order of the table."""
 
+THRESHOLD_PROTOCOLS: tuple[str, ...] = ("edin", "exact")
+"""Names of the threshold-tuning protocols of :func:`tune_threshold` (default first):
+``"edin"`` is Edin et al.'s grid search over all cells, ``"exact"`` the exact maximiser of
+the restricted ``f1_micro`` of :func:`compute_metrics`. Record the name with the results."""
+
+EDIN_THRESHOLD_GRID: np.ndarray = torch.linspace(0, 1, 100).numpy().astype(np.float64)
+"""Edin et al.'s candidate thresholds: the float32 values of ``torch.linspace(0, 1, 100)``
+(``src/utils/decision_boundary.py``), held exactly in float64."""
+EDIN_THRESHOLD_GRID.setflags(write=False)
+
+MICRO_AUC_CODES: tuple[str, ...] = ("all", "present")
+"""Code sets of ``auc_micro`` in :func:`compute_metrics` (default first): ``"all"`` every
+(document, code) pair as Edin et al., ``"present"`` only the codes with a positive."""
+
 _CHUNK_ELEMENTS = 1 << 22  # elements per chunk of row-wise passes (~4M)
 
 
@@ -316,7 +330,9 @@ def _ranking_metrics(p: np.ndarray, t: np.ndarray, ks: Sequence[int]) -> dict[st
 # --------------------------------------------------------------------------------------------
 
 
-def compute_metrics(probs: Any, targets: Any, threshold: float = 0.5) -> dict[str, float]:
+def compute_metrics(
+    probs: Any, targets: Any, threshold: float = 0.5, *, micro_auc_codes: str = "all"
+) -> dict[str, float]:
     r"""The nine metrics of Table 2 (Edin et al. 2023 definitions).
 
     See the module docstring for the exact definitions. Summary of the restrictions:
@@ -342,13 +358,18 @@ def compute_metrics(probs: Any, targets: Any, threshold: float = 0.5) -> dict[st
         ValueError: on a shape mismatch, NaN or out-of-range probabilities, non-binary
             targets, or targets without any positive label.
     """
+    if micro_auc_codes not in MICRO_AUC_CODES:
+        raise ValueError(
+            f"micro_auc_codes must be one of {MICRO_AUC_CODES}, got {micro_auc_codes!r}"
+        )
     p, t = _check_inputs(probs, targets)
     threshold = _check_threshold(threshold)
+    auc_micro = _micro_auc(p, t) if micro_auc_codes == "all" else None
     p, t = _restrict(p, t, docs=False)
     per_code_auc = _per_code_auc(p, t)
     valid_auc = ~np.isnan(per_code_auc)
     result = {
-        "auc_micro": _micro_auc(p, t),
+        "auc_micro": _micro_auc(p, t) if auc_micro is None else auc_micro,
         "auc_macro": float(per_code_auc[valid_auc].mean()) if valid_auc.any() else float("nan"),
     }
     has_codes = t.any(axis=1)
@@ -392,54 +413,120 @@ def micro_f1(probs: Any, targets: Any, threshold: float = 0.5) -> float:
     return float(_f1(tp.sum(), fp.sum(), fn.sum()))
 
 
-def tune_threshold(probs: Any, targets: Any, grid: Sequence[float] | None = None) -> float:
-    r"""The decision threshold that maximises ``f1_micro`` of :func:`compute_metrics`.
+def _edin_objective(p: np.ndarray, t: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Micro-F1 at every threshold of ``candidates`` [K] over *all* cells of ``p``, ``p > g``.
+
+    Exact integer counts (TP, predicted, positives) and ``2 TP / (predicted + positives)`` in
+    float64, 0 where nothing is predicted and nothing is true.
+    """
+    edges = np.unique(candidates)
+    below, equal, _ = _counts_at(p, edges)
+    predicted = p.size - (below + equal)[np.searchsorted(edges, candidates)]  # #values > g
+    positives = np.sort(p[t].astype(np.float64))
+    num_pos = positives.size
+    true_pos = num_pos - np.searchsorted(positives, candidates, side="right")
+    denominator = predicted + num_pos
+    return np.where(denominator > 0, 2 * true_pos / np.maximum(denominator, 1), 0.0)
+
+
+def _check_grid(grid: Any) -> np.ndarray:
+    candidates = np.asarray(grid, dtype=np.float64).ravel()
+    if candidates.size == 0 or not np.isfinite(candidates).all():
+        raise ValueError(f"grid must be a non-empty sequence of finite numbers, got {grid!r}")
+    if candidates.min() < 0.0 or candidates.max() > 1.0:
+        raise ValueError(f"grid values must lie in [0, 1], got {grid!r}")
+    return candidates
+
+
+def tune_threshold(
+    probs: Any,
+    targets: Any,
+    grid: Sequence[float] | None = None,
+    *,
+    protocol: str = "edin",
+) -> float:
+    r"""The decision threshold that maximises micro-F1 on a validation split.
 
     Edin et al. tune one threshold per model on the validation split and apply it to the test
-    split. The objective is exactly ``compute_metrics(probs, targets, threshold)["f1_micro"]``
-    (same code and document restriction, prediction :math:`p > \tau`).
+    split (JAMS tunes one per coding system: ``GY-Jeong/JAMS`` ``src/trainer/trainer.py``,
+    ``calculate_metrics``, ``best_db_icd9`` / ``best_db_icd10``, with the same function).
 
-    * ``grid=None`` (default): exact search. Only thresholds just below a positive's
-      probability can be optimal, so every such cut is scored in one vectorised pass (no
-      global sort); the returned threshold is the midpoint between the best cut value and the
-      next lower probability, so it is robust to rounding. Its micro-F1 is >= that of any
-      other threshold.
-    * ``grid`` given (e.g. ``np.linspace(0, 1, 100)`` as Edin): the best grid value; among
-      equal scores the lowest threshold.
+    * ``protocol="edin"`` (default): Edin et al.'s protocol exactly, as in
+      ``JoakimEdin/medical-coding-reproducibility`` ``src/utils/decision_boundary.py``
+      (``f1_score_db_tuning``, called from ``src/trainer/trainer.py``,
+      ``Trainer.calculate_metrics`` on the *unfiltered* validation outputs): the candidates
+      are the 100 float32 values of ``torch.linspace(0, 1, 100)``
+      (:data:`EDIN_THRESHOLD_GRID`; they differ from ``np.linspace`` rounded to float32 in
+      some last bits), the prediction is :math:`p > \tau`, micro-F1 counts **every** code and
+      **every** document of the split (codes without positives and documents without codes
+      included, unlike :func:`compute_metrics`), and the first maximum (lowest threshold) is
+      returned, as ``torch.argmax``. The counts are exact integers and F1 is computed in
+      float64 (Edin accumulate in float32 with ``+1e-10`` in the denominator, which can only
+      differ on near-ties below float32 resolution). With no positive at all every candidate
+      scores 0 and the result is ``0.0``, as theirs.
+    * ``protocol="exact"``: the exact maximiser of ``compute_metrics(...)["f1_micro"]`` (codes
+      with a positive, documents with a code). Only thresholds just below a positive's
+      probability can be optimal, so every such cut is scored in one vectorised pass; the
+      returned threshold is the midpoint between the best cut value and the next lower
+      probability (robust to rounding); its restricted micro-F1 is >= that of any other
+      threshold in :math:`[0, 1]`. Cuts at probability 0 are not reachable with
+      :math:`p > \tau,\ \tau \ge 0` and are skipped; when no cut is reachable (no positive,
+      or every positive at probability 0) every threshold scores 0 and ``0.5`` is returned.
+
+    ``grid`` (values in :math:`[0, 1]`) replaces the candidates: with ``"edin"`` it is
+    searched with Edin's all-cells objective, with ``"exact"`` with the restricted objective;
+    among equal scores the lowest value wins. The result is always in :math:`[0, 1]`.
 
     Args:
         probs (np.ndarray or torch.Tensor): validation probabilities :math:`(N, C)`.
         targets (np.ndarray or torch.Tensor): validation targets :math:`(N, C)`.
-        grid (sequence of float, optional): candidate thresholds. (default: :obj:`None`)
+        grid (sequence of float, optional): candidate thresholds in :math:`[0, 1]`.
+            (default: :obj:`None`, Edin's 100-value grid for ``"edin"``, the exact search for
+            ``"exact"``)
+        protocol (str, optional): one of :data:`THRESHOLD_PROTOCOLS`. (default: ``"edin"``)
 
     Returns:
-        float: the threshold.
+        float: the threshold, in :math:`[0, 1]`.
     """
+    if protocol not in THRESHOLD_PROTOCOLS:
+        raise ValueError(f"protocol must be one of {THRESHOLD_PROTOCOLS}, got {protocol!r}")
     p, t = _check_inputs(probs, targets)
+    candidates = _check_grid(grid) if grid is not None else None
+    if protocol == "edin":
+        # on a custom grid sorted ascending, the first maximum is the lowest threshold
+        candidates = EDIN_THRESHOLD_GRID if candidates is None else np.sort(candidates)
+        f1 = _edin_objective(p, t, candidates)
+        return float(np.clip(candidates[int(np.argmax(f1))], 0.0, 1.0))
+
+    if not t.any():
+        return 0.5
     p, t = _restrict(p, t, docs=True)
     num_pos = int(t.sum())
-    if grid is not None:
-        candidates = np.asarray(grid, dtype=np.float64).ravel()
-        if candidates.size == 0 or not np.isfinite(candidates).all():
-            raise ValueError(f"grid must be a non-empty sequence of finite numbers, got {grid!r}")
+    if candidates is not None:
         candidates = np.unique(candidates)  # ascending
-        # #values > candidates[j] = total - #values <= candidates[j]
         below, equal, _ = _counts_at(p, candidates)
         predicted = p.size - below - equal
-        true_pos = num_pos - np.searchsorted(np.sort(p[t]), candidates, side="right")
+        true_pos = num_pos - np.searchsorted(
+            np.sort(p[t].astype(np.float64)), candidates, side="right"
+        )
         f1 = 2 * true_pos / (predicted + num_pos)
         return float(candidates[int(np.argmax(f1))])
 
-    edges, pos = np.unique(p[t], return_counts=True)
+    edges, pos = np.unique(p[t].astype(np.float64), return_counts=True)
     below, _, lower = _counts_at(p, edges)
     predicted = p.size - below  # predicting every value >= edges[k]
     true_pos = np.cumsum(pos[::-1])[::-1]
     f1 = 2 * true_pos / (predicted + num_pos)
+    f1[edges <= 0.0] = -1.0  # p > tau >= 0 never predicts a probability of 0
     best = int(np.argmax(f1))
+    if f1[best] <= 0.0:
+        return 0.5
     cut = float(edges[best])
-    if below[best] == 0:  # nothing below the cut: any threshold just under it
-        return float(np.nextafter(cut, -np.inf))
-    return (float(lower[best]) + cut) / 2.0
+    if below[best] == 0:  # nothing below the cut: any threshold in [0, cut)
+        threshold = float(np.nextafter(cut, -np.inf))
+    else:
+        threshold = (max(float(lower[best]), 0.0) + cut) / 2.0
+    return float(np.clip(threshold, 0.0, 1.0))
 
 
 def evaluate(
@@ -448,23 +535,35 @@ def evaluate(
     test_probs: Any,
     test_targets: Any,
     grid: Sequence[float] | None = None,
+    *,
+    protocol: str = "edin",
+    micro_auc_codes: str = "all",
 ) -> dict[str, Any]:
     """Edin's protocol for one system: tune the threshold on validation, apply it to test.
 
+    ``protocol`` and ``grid`` go to :func:`tune_threshold`, ``micro_auc_codes`` to
+    :func:`compute_metrics`.
+
     Returns:
-        dict: ``{"threshold": float, "val": metrics, "test": metrics}`` with the metrics of
-        :func:`compute_metrics` at the tuned threshold.
+        dict: ``{"threshold": float, "protocol": str, "val": metrics, "test": metrics}`` with
+        the metrics of :func:`compute_metrics` at the tuned threshold.
     """
-    threshold = tune_threshold(val_probs, val_targets, grid=grid)
+    threshold = tune_threshold(val_probs, val_targets, grid=grid, protocol=protocol)
     return {
         "threshold": threshold,
-        "val": compute_metrics(val_probs, val_targets, threshold),
-        "test": compute_metrics(test_probs, test_targets, threshold),
+        "protocol": protocol,
+        "val": compute_metrics(val_probs, val_targets, threshold, micro_auc_codes=micro_auc_codes),
+        "test": compute_metrics(
+            test_probs, test_targets, threshold, micro_auc_codes=micro_auc_codes
+        ),
     }
 
 
 __all__ = [
+    "EDIN_THRESHOLD_GRID",
     "METRIC_KEYS",
+    "MICRO_AUC_CODES",
+    "THRESHOLD_PROTOCOLS",
     "compute_metrics",
     "evaluate",
     "micro_f1",

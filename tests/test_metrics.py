@@ -9,7 +9,10 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score, r
 
 import jams_pyg.metrics as metrics_module
 from jams_pyg.metrics import (
+    EDIN_THRESHOLD_GRID,
     METRIC_KEYS,
+    MICRO_AUC_CODES,
+    THRESHOLD_PROTOCOLS,
     compute_metrics,
     evaluate,
     micro_f1,
@@ -61,7 +64,8 @@ def _sklearn_reference(probs, targets, threshold):
     p, t = probs[:, present].astype(np.float64), targets[:, present]
     both = t.any(axis=0) & (~t).any(axis=0)
     ref = {
-        "auc_micro": roc_auc_score(t.ravel(), p.ravel()),
+        # Edin: micro AUC over every (document, code) pair, codes without positives included
+        "auc_micro": roc_auc_score(targets.ravel(), probs.astype(np.float64).ravel()),
         "auc_macro": roc_auc_score(t[:, both], p[:, both], average="macro"),
     }
     docs = t.any(axis=1)
@@ -112,9 +116,15 @@ def test_hand_checked_example():
     # doc2: all tied -> order codes 0, 1, 3 -> code 0 first: R-prec 1, AP 1
     assert result["r_precision"] == pytest.approx(1.0)
     assert result["map"] == pytest.approx(1.0)
-    # micro AUC: positives {0.9, 0.8, 0.7, 0.5}, negatives {0.2, 0.1, 0.4, 0.5, 0.5}:
-    # pairs won 5 + 5 + 5 + (3 + 2 ties * 0.5) = 19 of 20
-    assert result["auc_micro"] == pytest.approx(19 / 20)
+    # micro AUC over all pairs (Edin): positives {0.9, 0.8, 0.7, 0.5}, negatives
+    # {0.2, 0.1, 0.4, 0.5, 0.5} and code 2's {0.6, 0.3, 0.5}: 8 + 8 + 8 + (4 + 3 * 0.5) of 32
+    assert result["auc_micro"] == pytest.approx(29.5 / 32)
+    # restricted to the present codes: 5 + 5 + 5 + (3 + 2 ties * 0.5) = 19 of 20
+    present = compute_metrics(probs, targets, threshold=0.5, micro_auc_codes="present")
+    assert present["auc_micro"] == pytest.approx(19 / 20)
+    assert {k: v for k, v in present.items() if k != "auc_micro"} == {
+        k: v for k, v in result.items() if k != "auc_micro"
+    }
 
 
 def test_code_without_positives_is_excluded():
@@ -123,9 +133,15 @@ def test_code_without_positives_is_excluded():
     # code 3 is absent: its (high) probabilities must not count as false positives
     probs[:, 3] = 0.99
     assert not keep[3]
-    full = compute_metrics(probs, targets, 0.5)
+    full = compute_metrics(probs, targets, 0.5, micro_auc_codes="present")
     restricted = compute_metrics(probs[:, keep], targets[:, keep], 0.5)
     assert full == pytest.approx(restricted, abs=1e-15)
+    # default (Edin): only auc_micro sees the absent code, as 0.99 negatives
+    edin = compute_metrics(probs, targets, 0.5)
+    assert edin["auc_micro"] < restricted["auc_micro"]
+    assert edin["auc_micro"] == pytest.approx(roc_auc_score(targets.ravel(), probs.ravel()))
+    for key in METRIC_KEYS[1:]:
+        assert edin[key] == pytest.approx(restricted[key], abs=1e-15), key
 
 
 def test_document_without_codes():
@@ -193,11 +209,14 @@ def test_chunked_passes_agree(monkeypatch):
     probs, targets = _data(seed=7, n=120, c=40, decimals=2, dtype=np.float32)
     whole = compute_metrics(probs, targets, 0.4)
     whole_threshold = tune_threshold(probs, targets)
-    whole_grid = tune_threshold(probs, targets, grid=np.linspace(0, 1, 100))
+    whole_exact = tune_threshold(probs, targets, protocol="exact")
+    whole_grid = tune_threshold(probs, targets, grid=np.linspace(0, 1, 100), protocol="exact")
     monkeypatch.setattr(metrics_module, "_CHUNK_ELEMENTS", 97)  # chunks of 2 rows / columns
     assert compute_metrics(probs, targets, 0.4) == pytest.approx(whole, abs=1e-12)
     assert tune_threshold(probs, targets) == whole_threshold
-    assert tune_threshold(probs, targets, grid=np.linspace(0, 1, 100)) == whole_grid
+    assert tune_threshold(probs, targets, protocol="exact") == whole_exact
+    grid = np.linspace(0, 1, 100)
+    assert tune_threshold(probs, targets, grid=grid, protocol="exact") == whole_grid
 
 
 def test_torch_inputs():
@@ -233,10 +252,12 @@ def _all_cut_f1(probs, targets):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tune_threshold_exact_is_optimal(decimals, dtype):
     probs, targets = _data(seed=10, n=50, c=20, decimals=decimals, dtype=dtype)
-    threshold = tune_threshold(probs, targets)
+    threshold = tune_threshold(probs, targets, protocol="exact")
     best = compute_metrics(probs, targets, threshold)["f1_micro"]
-    grid = np.round(np.arange(0.01, 1.0, 0.01), 2)
+    grid = np.concatenate((np.round(np.arange(0.0, 1.0, 0.01), 2), EDIN_THRESHOLD_GRID))
     assert all(best >= micro_f1(probs, targets, g) for g in grid)
+    # in particular it beats-or-equals Edin's pick on the restricted objective
+    assert best >= micro_f1(probs, targets, tune_threshold(probs, targets))
     assert best == pytest.approx(_all_cut_f1(probs, targets), abs=1e-15)
     assert 0.0 < threshold < 1.0
 
@@ -246,27 +267,32 @@ def test_tune_threshold_between_adjacent_floats():
     hi = np.nextafter(lo, np.float32(1))
     probs = np.array([[hi, lo, 0.1], [0.2, hi, lo]], dtype=np.float32)
     targets = np.array([[1, 0, 0], [0, 1, 0]])
-    threshold = tune_threshold(probs, targets)
+    threshold = tune_threshold(probs, targets, protocol="exact")
     assert float(lo) < threshold < float(hi)
     assert compute_metrics(probs, targets, threshold)["f1_micro"] == 1.0
 
 
 def test_tune_threshold_grid():
     probs, targets = _data(seed=11)
-    grid = np.linspace(0, 1, 100)  # Edin's grid
-    threshold = tune_threshold(probs, targets, grid=grid)
+    grid = np.linspace(0, 1, 100)
+    threshold = tune_threshold(probs, targets, grid=grid, protocol="exact")
     assert threshold in grid
     scores = [micro_f1(probs, targets, g) for g in grid]
     assert micro_f1(probs, targets, threshold) == max(scores)
     assert threshold == grid[int(np.argmax(scores))]  # lowest of equal scores
     with pytest.raises(ValueError, match="grid"):
         tune_threshold(probs, targets, grid=[])
+    with pytest.raises(ValueError, match="grid"):
+        tune_threshold(probs, targets, grid=[0.5, 1.5], protocol="exact")
+    # the Edin protocol on a custom grid: all cells, first maximum
+    assert tune_threshold(probs, targets, grid=grid) == _edin_reference(probs, targets, grid)
 
 
 def test_evaluate_protocol():
     val_p, val_t = _data(seed=12)
     test_p, test_t = _data(seed=13)
     out = evaluate(val_p, val_t, test_p, test_t)
+    assert out["protocol"] == "edin"
     assert out["threshold"] == tune_threshold(val_p, val_t)
     assert out["test"] == compute_metrics(test_p, test_t, out["threshold"])
     assert out["val"] == compute_metrics(val_p, val_t, out["threshold"])
@@ -288,8 +314,21 @@ def test_evaluate_protocol():
 def test_bad_input(probs, targets, match):
     with pytest.raises(ValueError, match=match):
         compute_metrics(probs, targets)
-    with pytest.raises(ValueError, match=match):
-        tune_threshold(probs, targets)
+    if match == "no positive":  # a threshold is still returned (Edin: 0.0)
+        assert tune_threshold(probs, targets) == 0.0
+        assert tune_threshold(probs, targets, protocol="exact") == 0.5
+        return
+    for protocol in THRESHOLD_PROTOCOLS:
+        with pytest.raises(ValueError, match=match):
+            tune_threshold(probs, targets, protocol=protocol)
+
+
+def test_bad_protocol():
+    probs, targets = _data(seed=15)
+    with pytest.raises(ValueError, match="protocol"):
+        tune_threshold(probs, targets, protocol="mullenbach")
+    with pytest.raises(ValueError, match="micro_auc_codes"):
+        compute_metrics(probs, targets, micro_auc_codes="some")
 
 
 def test_bad_threshold():
@@ -298,3 +337,132 @@ def test_bad_threshold():
         compute_metrics(probs, targets, float("nan"))
     with pytest.raises(TypeError, match="number"):
         compute_metrics(probs, targets, "high")
+
+
+# --------------------------------------------------------------------------------------------
+# Edin et al.'s threshold protocol, re-computed independently
+# --------------------------------------------------------------------------------------------
+
+
+def _edin_reference(probs, targets, grid=None):
+    """A plain loop as ``f1_score_db_tuning`` (Edin et al., src/utils/decision_boundary.py):
+    every grid value, every cell, ``p > t``, micro-F1, first maximum."""
+    if grid is None:
+        grid = torch.linspace(0, 1, 100).numpy()  # float32, as theirs
+    p = np.asarray(probs)
+    t = np.asarray(targets).astype(bool)
+    best_f1, best_t = -1.0, None
+    for value in grid:
+        pred = p > value
+        tp = int(np.sum(pred & t))
+        fp = int(np.sum(pred & ~t))
+        fn = int(np.sum(~pred & t))
+        f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+        if f1 > best_f1:  # strict: the first maximum wins
+            best_f1, best_t = f1, float(value)
+    return best_t
+
+
+def test_edin_grid_is_torch_linspace():
+    assert THRESHOLD_PROTOCOLS[0] == "edin" and "exact" in THRESHOLD_PROTOCOLS
+    assert MICRO_AUC_CODES[0] == "all"
+    torch_grid = torch.linspace(0, 1, 100)
+    assert EDIN_THRESHOLD_GRID.dtype == np.float64 and len(EDIN_THRESHOLD_GRID) == 100
+    assert np.array_equal(EDIN_THRESHOLD_GRID, torch_grid.double().numpy())
+    assert np.array_equal(EDIN_THRESHOLD_GRID.astype(np.float32), torch_grid.numpy())
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tune_threshold_default_is_edin(seed, dtype):
+    rng = np.random.default_rng(100 + seed)
+    n, c = 70, 25
+    targets = rng.random((n, c)) < 0.12
+    targets[:, 2] = False  # a code without positives ...
+    targets[4] = False  # ... and a document without codes, both counted by Edin
+    probs = np.clip(0.3 * targets + 0.7 * rng.random((n, c)), 0, 1)
+    if seed % 2:  # ties, many of them exactly on grid values
+        probs = torch.linspace(0, 1, 100).numpy()[np.round(probs * 99).astype(int)]
+    probs = probs.astype(dtype)
+    got = tune_threshold(probs, targets)
+    assert got == _edin_reference(probs, targets)
+    assert got in EDIN_THRESHOLD_GRID
+    assert tune_threshold(torch.from_numpy(probs), torch.from_numpy(targets)) == got
+
+
+def test_tune_threshold_edin_differs_from_restricted_search():
+    """Edin count absent codes and code-less documents: on these data the restricted exact
+    search picks a threshold Edin's protocol would not."""
+    rng = np.random.default_rng(0)
+    targets = rng.random((40, 10)) < 0.2
+    targets[:, :3] = False
+    targets[:8] = False
+    probs = np.clip(0.3 * targets + 0.7 * rng.random((40, 10)), 0, 1)
+    probs[:8] = 0.7  # code-less documents: false positives for Edin only
+    edin = tune_threshold(probs, targets)
+    restricted = tune_threshold(probs, targets, grid=EDIN_THRESHOLD_GRID, protocol="exact")
+    assert edin == _edin_reference(probs, targets)
+    assert edin >= 0.7 > restricted  # Edin skip the 0.7 cells, the restricted search not
+
+
+def test_tune_threshold_ties_first_maximum():
+    # every grid value between 0.1 and 0.8 gives the same prediction set: the first one wins
+    probs = np.array([[0.9, 0.05], [0.85, 0.95]])
+    targets = np.array([[1, 0], [1, 1]])
+    got = tune_threshold(probs, targets)
+    assert got == _edin_reference(probs, targets) == float(torch.linspace(0, 1, 100)[5])
+
+
+DEGENERATE = [
+    ("zeros_eye", np.zeros((4, 3)), np.eye(4, 3)),
+    ("all_zero_probs", np.zeros((5, 4)), np.random.default_rng(1).random((5, 4)) < 0.5),
+    ("all_one_probs", np.ones((5, 4)), np.random.default_rng(2).random((5, 4)) < 0.5),
+    ("no_positives", np.random.default_rng(3).random((5, 4)), np.zeros((5, 4))),
+    ("all_positives", np.random.default_rng(4).random((5, 4)), np.ones((5, 4))),
+    ("all_positives_ones", np.ones((3, 3)), np.ones((3, 3))),
+    ("all_positives_zeros", np.zeros((3, 3)), np.ones((3, 3))),
+    ("single_cell", np.array([[0.3]]), np.array([[1]])),
+]
+
+
+@pytest.mark.parametrize(("name", "probs", "targets"), DEGENERATE, ids=[d[0] for d in DEGENERATE])
+@pytest.mark.parametrize("protocol", THRESHOLD_PROTOCOLS)
+def test_tune_threshold_in_unit_interval_on_degenerate_input(name, probs, targets, protocol):
+    for dtype in (np.float32, np.float64):
+        p = probs.astype(dtype)
+        threshold = tune_threshold(p, targets, protocol=protocol)
+        assert isinstance(threshold, float)
+        assert 0.0 <= threshold <= 1.0, (name, protocol, threshold)
+        if protocol == "edin":
+            assert threshold == _edin_reference(p, targets)
+        grid_threshold = tune_threshold(p, targets, grid=[0.0, 0.5, 1.0], protocol=protocol)
+        assert 0.0 <= grid_threshold <= 1.0
+
+
+def test_tune_threshold_zeros_eye_regression():
+    # used to return -5e-324 (outside [0, 1]), which broke bundle saving
+    assert tune_threshold(np.zeros((4, 3)), np.eye(4, 3)) == 0.0
+    assert tune_threshold(np.zeros((4, 3)), np.eye(4, 3), protocol="exact") == 0.5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_beats_any_grid_threshold_on_restricted_objective(seed):
+    probs, targets = _data(seed=200 + seed, n=60, c=20, decimals=2 if seed % 2 else None)
+    exact = tune_threshold(probs, targets, protocol="exact")
+    best = micro_f1(probs, targets, exact)
+    assert 0.0 <= exact <= 1.0
+    for value in EDIN_THRESHOLD_GRID:
+        assert best >= micro_f1(probs, targets, value)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_micro_auc_over_all_pairs_matches_sklearn(seed, decimals):
+    probs, targets = _data(seed=300 + seed, decimals=decimals, dtype=np.float32)
+    result = compute_metrics(probs, targets)
+    ref = roc_auc_score(targets.ravel(), probs.astype(np.float64).ravel())
+    assert result["auc_micro"] == pytest.approx(ref, abs=1e-12)
+    present = targets.any(axis=0)
+    restricted = compute_metrics(probs, targets, micro_auc_codes="present")["auc_micro"]
+    ref_present = roc_auc_score(targets[:, present].ravel(), probs[:, present].ravel())
+    assert restricted == pytest.approx(ref_present, abs=1e-12)
