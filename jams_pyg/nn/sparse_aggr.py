@@ -7,12 +7,17 @@ and the backward pass stays sparse as well:
 * forward: :math:`U' = \mathrm{ELU}(\mathrm{diag}(s^{9}) U + A^{9} V)` and
   :math:`V' = \mathrm{ELU}(\mathrm{diag}(s^{10}) V + A^{10} U)`, where
   :math:`A^{9} \in \mathbb{R}^{n \times m}` holds the per-edge values
-  :math:`v^{9}_e` (ICD-9 code updated from its ICD-10 neighbour) and
-  :math:`A^{10} \in \mathbb{R}^{m \times n}` the values :math:`v^{10}_e`;
+  :math:`v^{9}_e` (ICD-9 code updated from its ICD-10 neighbour) on the
+  ``E9`` links of the ICD-9 edge set and
+  :math:`A^{10} \in \mathbb{R}^{m \times n}` the values :math:`v^{10}_e` on
+  the ``E10`` links of the ICD-10 edge set. The two edge sets may be the same
+  (the symmetric, union reading of the GEMs) or differ (the directional
+  reading of the official code: forward-GEM links for :math:`A^{9}`,
+  backward-GEM links for :math:`A^{10}`);
 * backward: feature gradients by the transposed CSR products (the transposed
-  structure is built once), per-edge value gradients by sampled dense-dense
-  products (:func:`torch.sparse.sampled_addmm`, one dot product per edge),
-  self-coefficient gradients by row-wise dot products.
+  structure of each set is built once), per-edge value gradients by sampled
+  dense-dense products (:func:`torch.sparse.sampled_addmm`, one dot product
+  per edge), self-coefficient gradients by row-wise dot products.
 
 The CSR structure of a graph is built once by :func:`build_bipartite_csr`
 and can be reused for every forward pass of a static graph.
@@ -33,33 +38,66 @@ warnings.filterwarnings("ignore", message=r".*Sparse CSR tensor support is in be
 _INT32_MAX = 2**31 - 1
 
 
-class BipartiteCSR(NamedTuple):
-    r"""CSR structure of a bipartite ICD-9 ↔ ICD-10 graph in both directions.
+class EdgeSetCSR(NamedTuple):
+    r"""CSR structure of one set of ICD-9 ↔ ICD-10 links, both ways round.
 
-    Edges are kept in *sorted order*: by ICD-9 index, then ICD-10 index. The
-    attention entries of a layer are laid out as ``[2E + n + m]``: the ``E``
-    edges seen from their ICD-9 code, the ``E`` edges seen from their ICD-10
-    code, then the ``n`` ICD-9 and ``m`` ICD-10 self terms; nodes are numbered
-    ICD-9 first, ICD-10 shifted by ``n``.
+    Edges are kept in *sorted order*: by ICD-9 index, then ICD-10 index.
 
     Attributes:
-        num_icd9 (int): :math:`n`, the number of ICD-9 nodes.
-        num_icd10 (int): :math:`m`, the number of ICD-10 nodes.
         perm (LongTensor): ``[E]``, original edge id of each sorted edge.
         inv_perm (LongTensor): ``[E]``, sorted position of each original edge.
         row (LongTensor): ``[E]``, ICD-9 index of each sorted edge.
         col (LongTensor): ``[E]``, ICD-10 index of each sorted edge.
-        crow9 (Tensor): ``[n + 1]``, CSR row pointer of :math:`A^{9}` (rows:
-            ICD-9 codes, columns: ``col``).
-        col9 (Tensor): ``[E]``, ``col`` in the CSR index dtype.
-        perm10 (LongTensor): ``[E]``, sorted position of the edges in the order
-            of :math:`A^{10}` (by ICD-10 index, then ICD-9 index).
-        crow10 (Tensor): ``[m + 1]``, CSR row pointer of :math:`A^{10}`.
-        col10 (Tensor): ``[E]``, ICD-9 column index of :math:`A^{10}`.
-        att_dst (LongTensor): ``[2E + n + m]``, node updated by each attention
-            entry (the softmax group).
-        att_src (LongTensor): ``[2E + n + m]``, node attended to (the neighbour,
-            or the node itself for a self term).
+        crow_by9 (Tensor): ``[n + 1]``, CSR row pointer of the ``n × m``
+            pattern (rows: ICD-9 codes, columns: ``col``, entries in sorted
+            order).
+        col_by9 (Tensor): ``[E]``, ``col`` in the CSR index dtype.
+        perm_by10 (LongTensor): ``[E]``, sorted position of the edges in the
+            order of the ``m × n`` pattern (by ICD-10 index, then ICD-9 index).
+        crow_by10 (Tensor): ``[m + 1]``, CSR row pointer of the ``m × n``
+            pattern (rows: ICD-10 codes).
+        col_by10 (Tensor): ``[E]``, ICD-9 column index of the ``m × n``
+            pattern (``row[perm_by10]``).
+    """
+
+    perm: Tensor
+    inv_perm: Tensor
+    row: Tensor
+    col: Tensor
+    crow_by9: Tensor
+    col_by9: Tensor
+    perm_by10: Tensor
+    crow_by10: Tensor
+    col_by10: Tensor
+
+    @property
+    def num_edges(self) -> int:
+        return self.row.numel()
+
+
+class BipartiteCSR(NamedTuple):
+    r"""CSR structures of the two link sets of a bipartite ICD-9 ↔ ICD-10 graph.
+
+    :attr:`icd9` holds the ``E9`` links that update ICD-9 codes (the pattern
+    of :math:`A^{9} \in \mathbb{R}^{n \times m}`), :attr:`icd10` the ``E10``
+    links that update ICD-10 codes (the pattern of
+    :math:`A^{10} \in \mathbb{R}^{m \times n}`); both are the same object
+    for a symmetric graph. The attention entries of a layer are laid out as
+    ``[E9 + E10 + n + m]``: the ``E9`` links of :attr:`icd9` seen from their
+    ICD-9 code, the ``E10`` links of :attr:`icd10` seen from their ICD-10
+    code (each in its set's sorted order), then the ``n`` ICD-9 and ``m``
+    ICD-10 self terms; nodes are numbered ICD-9 first, ICD-10 shifted by
+    ``n``.
+
+    Attributes:
+        num_icd9 (int): :math:`n`, the number of ICD-9 nodes.
+        num_icd10 (int): :math:`m`, the number of ICD-10 nodes.
+        icd9 (EdgeSetCSR): links updating ICD-9 codes.
+        icd10 (EdgeSetCSR): links updating ICD-10 codes.
+        att_dst (LongTensor): ``[E9 + E10 + n + m]``, node updated by each
+            attention entry (the softmax group).
+        att_src (LongTensor): ``[E9 + E10 + n + m]``, node attended to (the
+            neighbour, or the node itself for a self term).
         diag9 (tuple[Tensor, Tensor]): CSR row pointer and columns of the
             ``n × n`` identity pattern (row-wise dot products).
         diag10 (tuple[Tensor, Tensor]): same for ``m × m``.
@@ -67,23 +105,27 @@ class BipartiteCSR(NamedTuple):
 
     num_icd9: int
     num_icd10: int
-    perm: Tensor
-    inv_perm: Tensor
-    row: Tensor
-    col: Tensor
-    crow9: Tensor
-    col9: Tensor
-    perm10: Tensor
-    crow10: Tensor
-    col10: Tensor
+    icd9: EdgeSetCSR
+    icd10: EdgeSetCSR
     att_dst: Tensor
     att_src: Tensor
     diag9: tuple[Tensor, Tensor]
     diag10: tuple[Tensor, Tensor]
 
     @property
-    def num_edges(self) -> int:
-        return self.row.numel()
+    def num_edges9(self) -> int:
+        """``E9``, the number of links updating ICD-9 codes."""
+        return self.icd9.num_edges
+
+    @property
+    def num_edges10(self) -> int:
+        """``E10``, the number of links updating ICD-10 codes."""
+        return self.icd10.num_edges
+
+    @property
+    def symmetric(self) -> bool:
+        """Whether both directions use the same link set."""
+        return self.icd9 is self.icd10
 
 
 def _row_pointer(index: Tensor, size: int, dtype: torch.dtype) -> Tensor:
@@ -92,14 +134,7 @@ def _row_pointer(index: Tensor, size: int, dtype: torch.dtype) -> Tensor:
     return torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(dtype)
 
 
-def build_bipartite_csr(edge_index: Tensor, num_icd9: int, num_icd10: int) -> BipartiteCSR:
-    r"""Sort the edges once and build the CSR structures of both directions.
-
-    ``edge_index`` must already be validated (``[2, E]`` integer tensor, row 0
-    in ``[0, num_icd9)``, row 1 in ``[0, num_icd10)``). Costs two sorts of
-    ``E`` keys; no feature-sized memory.
-    """
-    n, m = int(num_icd9), int(num_icd10)
+def _edge_set(edge_index: Tensor, n: int, m: int, index_dtype: torch.dtype) -> EdgeSetCSR:
     device = edge_index.device
     src = edge_index[0].long()
     dst = edge_index[1].long()
@@ -108,14 +143,47 @@ def build_bipartite_csr(edge_index: Tensor, num_icd9: int, num_icd10: int) -> Bi
     inv_perm = torch.empty_like(perm)
     inv_perm[perm] = torch.arange(num_edges, device=device)
     row, col = src[perm], dst[perm]
-    perm10 = torch.argsort(col * n + row, stable=True)
+    perm_by10 = torch.argsort(col * n + row, stable=True)
+    return EdgeSetCSR(
+        perm=perm,
+        inv_perm=inv_perm,
+        row=row,
+        col=col,
+        crow_by9=_row_pointer(row, n, index_dtype),
+        col_by9=col.to(index_dtype),
+        perm_by10=perm_by10,
+        crow_by10=_row_pointer(col, m, index_dtype),
+        col_by10=row[perm_by10].to(index_dtype),
+    )
 
-    use_int32 = max(n, m, num_edges) < _INT32_MAX
+
+def build_bipartite_csr(
+    edge_index: Tensor | tuple[Tensor, Tensor], num_icd9: int, num_icd10: int
+) -> BipartiteCSR:
+    r"""Sort the links once and build the CSR structures of both directions.
+
+    ``edge_index`` is either one ``[2, E]`` integer tensor, used by both
+    directions (symmetric graph), or a pair ``(edge_index_icd9 [2, E9],
+    edge_index_icd10 [2, E10])`` of link sets, the first updating ICD-9 codes,
+    the second ICD-10 codes; every set has row 0 in ``[0, num_icd9)`` (ICD-9)
+    and row 1 in ``[0, num_icd10)`` (ICD-10) and must already be validated. A
+    pair of equal tensors gives the symmetric structure. Costs two sorts of
+    each set's keys; no feature-sized memory.
+    """
+    n, m = int(num_icd9), int(num_icd10)
+    if isinstance(edge_index, Tensor):
+        ei9 = ei10 = edge_index
+    else:
+        ei9, ei10 = edge_index
+    same = ei9 is ei10 or (
+        ei9.shape == ei10.shape and ei9.dtype == ei10.dtype and torch.equal(ei9, ei10)
+    )
+    device = ei9.device
+    use_int32 = max(n, m, ei9.size(1), ei10.size(1)) < _INT32_MAX
     index_dtype = torch.int32 if use_int32 else torch.long
-    crow9 = _row_pointer(row, n, index_dtype)
-    crow10 = _row_pointer(col, m, index_dtype)
+    set9 = _edge_set(ei9, n, m, index_dtype)
+    set10 = set9 if same else _edge_set(ei10, n, m, index_dtype)
     nodes = torch.arange(n + m, device=device)
-    shifted = col + n
 
     def diag(size: int) -> tuple[Tensor, Tensor]:
         index = torch.arange(size + 1, dtype=index_dtype, device=device)
@@ -124,17 +192,10 @@ def build_bipartite_csr(edge_index: Tensor, num_icd9: int, num_icd10: int) -> Bi
     return BipartiteCSR(
         num_icd9=n,
         num_icd10=m,
-        perm=perm,
-        inv_perm=inv_perm,
-        row=row,
-        col=col,
-        crow9=crow9,
-        col9=col.to(index_dtype),
-        perm10=perm10,
-        crow10=crow10,
-        col10=row[perm10].to(index_dtype),
-        att_dst=torch.cat([row, shifted, nodes]),
-        att_src=torch.cat([shifted, row, nodes]),
+        icd9=set9,
+        icd10=set10,
+        att_dst=torch.cat([set9.row, set10.col + n, nodes]),
+        att_src=torch.cat([set9.col + n, set10.row, nodes]),
         diag9=diag(n),
         diag10=diag(m),
     )
@@ -165,9 +226,10 @@ def _sampled_dot(crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
 class MATAggregate(torch.autograd.Function):
     r"""Fused aggregation of both directions of MATConv.
 
-    With attention entries ``alpha = [a9 (E), a10 (E), s9 (n), s10 (m)]``
-    (sorted edge order, heads already averaged) and GEM weights ``w`` (E):
-    ``out9 = ELU(s9 ⊙ U + A9(a9 ⊙ w) V)``, ``out10 = ELU(s10 ⊙ V + A10(a10 ⊙ w) U)``.
+    With attention entries ``alpha = [a9 (E9), a10 (E10), s9 (n), s10 (m)]``
+    (each set in its sorted order, heads already averaged) and GEM weights
+    ``w9`` (E9), ``w10`` (E10):
+    ``out9 = ELU(s9 ⊙ U + A9(a9 ⊙ w9) V)``, ``out10 = ELU(s10 ⊙ V + A10(a10 ⊙ w10) U)``.
     Differentiable once (no double backward; use ``MATConv(fused=False)`` for that).
     """
 
@@ -175,29 +237,34 @@ class MATAggregate(torch.autograd.Function):
     def forward(
         ctx: Any,
         alpha: Tensor,
-        weight: Tensor | None,
+        weight9: Tensor | None,
+        weight10: Tensor | None,
         x9: Tensor,
         x10: Tensor,
         csr: BipartiteCSR,
     ) -> tuple[Tensor, Tensor]:
-        n, m, num_edges = csr.num_icd9, csr.num_icd10, csr.num_edges
+        n, m = csr.num_icd9, csr.num_icd10
+        e9, e10 = csr.num_edges9, csr.num_edges10
+        set9, set10 = csr.icd9, csr.icd10
         alpha = alpha.to(x9.dtype)
-        a9, a10 = alpha[:num_edges], alpha[num_edges : 2 * num_edges]
-        s9, s10 = alpha[2 * num_edges : 2 * num_edges + n], alpha[2 * num_edges + n :]
-        if weight is not None:
-            weight = weight.to(x9.dtype)
-            v9, v10 = a9 * weight, a10 * weight
-        else:
-            v9, v10 = a9, a10
+        a9, a10 = alpha[:e9], alpha[e9 : e9 + e10]
+        s9, s10 = alpha[e9 + e10 : e9 + e10 + n], alpha[e9 + e10 + n :]
+        if weight9 is not None:
+            weight9 = weight9.to(x9.dtype)
+        if weight10 is not None:
+            weight10 = weight10.to(x9.dtype)
+        v9 = a9 if weight9 is None else a9 * weight9
+        v10 = a10 if weight10 is None else a10 * weight10
         # One pass each: the self term is the `input` of the in-place sparse addmm.
-        out9 = (x9 * s9.unsqueeze(-1)).addmm_(_csr(csr.crow9, csr.col9, v9, (n, m)), x10)
-        v10_t = v10[csr.perm10]
-        out10 = (x10 * s10.unsqueeze(-1)).addmm_(_csr(csr.crow10, csr.col10, v10_t, (m, n)), x9)
+        a9_mat = _csr(set9.crow_by9, set9.col_by9, v9, (n, m))
+        out9 = (x9 * s9.unsqueeze(-1)).addmm_(a9_mat, x10)
+        v10_t = v10[set10.perm_by10]
+        a10_mat = _csr(set10.crow_by10, set10.col_by10, v10_t, (m, n))
+        out10 = (x10 * s10.unsqueeze(-1)).addmm_(a10_mat, x9)
         torch.nn.functional.elu_(out9)
         torch.nn.functional.elu_(out10)
         ctx.csr = csr
-        ctx.has_weight = weight is not None
-        ctx.save_for_backward(out9, out10, alpha, weight, v9, v10, x9, x10)
+        ctx.save_for_backward(out9, out10, alpha, weight9, weight10, v9, v10, x9, x10)
         return out9, out10
 
     @staticmethod
@@ -207,43 +274,50 @@ class MATAggregate(torch.autograd.Function):
                 "MATConv's fused sparse aggregation is differentiable once only; for "
                 "double backward (create_graph=True) use MATConv(..., fused=False)"
             )
-        out9, out10, alpha, weight, v9, v10, x9, x10 = ctx.saved_tensors
+        out9, out10, alpha, weight9, weight10, v9, v10, x9, x10 = ctx.saved_tensors
         csr: BipartiteCSR = ctx.csr
-        n, m, num_edges = csr.num_icd9, csr.num_icd10, csr.num_edges
-        need_alpha, need_weight, need_x9, need_x10, _ = ctx.needs_input_grad
+        n, m = csr.num_icd9, csr.num_icd10
+        e9, e10 = csr.num_edges9, csr.num_edges10
+        set9, set10 = csr.icd9, csr.icd10
+        need_alpha, need_w9, need_w10, need_x9, need_x10, _ = ctx.needs_input_grad
         gh9 = _elu_backward(grad9, out9)  # gradients of the pre-activations
         gh10 = _elu_backward(grad10, out10)
 
-        grad_alpha = grad_weight = None
-        if need_alpha or need_weight:
+        grad_alpha = grad_w9 = grad_w10 = None
+        need_w9 = need_w9 and weight9 is not None
+        need_w10 = need_w10 and weight10 is not None
+        if need_alpha or need_w9 or need_w10:
             # d out9[row] / d v9[e] = x10[col],  d out10[col] / d v10[e] = x9[row]:
-            # one dot product per edge, both on the pattern of A9 (sorted order).
-            grad_v9 = _sampled_dot(csr.crow9, csr.col9, gh9, x10)
-            grad_v10 = _sampled_dot(csr.crow9, csr.col9, x9, gh10)
+            # one dot product per edge, each on its set's ICD-9-major pattern
+            # (sorted order).
+            grad_v9 = _sampled_dot(set9.crow_by9, set9.col_by9, gh9, x10)
+            grad_v10 = _sampled_dot(set10.crow_by9, set10.col_by9, x9, gh10)
             if need_alpha:
-                grad_a9, grad_a10 = grad_v9, grad_v10
-                if weight is not None:
-                    grad_a9, grad_a10 = grad_v9 * weight, grad_v10 * weight
+                grad_a9 = grad_v9 if weight9 is None else grad_v9 * weight9
+                grad_a10 = grad_v10 if weight10 is None else grad_v10 * weight10
                 grad_s9 = _rowwise_dot(gh9, x9, csr.diag9)
                 grad_s10 = _rowwise_dot(gh10, x10, csr.diag10)
                 grad_alpha = torch.cat([grad_a9, grad_a10, grad_s9, grad_s10])
-            if need_weight and weight is not None:
-                a9, a10 = alpha[:num_edges], alpha[num_edges : 2 * num_edges]
-                grad_weight = grad_v9 * a9 + grad_v10 * a10
-        s9, s10 = alpha[2 * num_edges : 2 * num_edges + n], alpha[2 * num_edges + n :]
+            if need_w9:
+                grad_w9 = grad_v9 * alpha[:e9]
+            if need_w10:
+                grad_w10 = grad_v10 * alpha[e9 : e9 + e10]
+        s9, s10 = alpha[e9 + e10 : e9 + e10 + n], alpha[e9 + e10 + n :]
 
-        # x9 reaches out9 by the self term and out10 by A10 = transpose of A9's
-        # pattern; likewise x10. The first gradient gets a fresh buffer, the
-        # second reuses the buffer of its pre-activation gradient, which is
-        # then no longer needed (the larger table gets the reused buffer).
+        # x9 reaches out9 by the self term and out10 by A10 (its transpose has
+        # the ICD-9-major pattern of the ICD-10 set); likewise x10. The first
+        # gradient gets a fresh buffer, the second reuses the buffer of its
+        # pre-activation gradient, which is then no longer needed (the larger
+        # table gets the reused buffer).
         def grad_of_x9(reuse: bool) -> Tensor:
             self_term = gh9.mul_(s9.unsqueeze(-1)) if reuse else gh9 * s9.unsqueeze(-1)
-            a10_t = _csr(csr.crow9, csr.col9, v10, (n, m))  # A10^T, rows: ICD-9
+            a10_t = _csr(set10.crow_by9, set10.col_by9, v10, (n, m))  # A10^T, rows: ICD-9
             return self_term.addmm_(a10_t, gh10)
 
         def grad_of_x10(reuse: bool) -> Tensor:
             self_term = gh10.mul_(s10.unsqueeze(-1)) if reuse else gh10 * s10.unsqueeze(-1)
-            a9_t = _csr(csr.crow10, csr.col10, v9[csr.perm10], (m, n))  # A9^T, rows: ICD-10
+            v9_t = v9[set9.perm_by10]
+            a9_t = _csr(set9.crow_by10, set9.col_by10, v9_t, (m, n))  # A9^T, rows: ICD-10
             return self_term.addmm_(a9_t, gh9)
 
         grad_x9 = grad_x10 = None
@@ -253,7 +327,7 @@ class MATAggregate(torch.autograd.Function):
         else:
             grad_x10 = grad_of_x10(reuse=False) if need_x10 else None
             grad_x9 = grad_of_x9(reuse=True) if need_x9 else None
-        return grad_alpha, grad_weight, grad_x9, grad_x10, None
+        return grad_alpha, grad_w9, grad_w10, grad_x9, grad_x10, None
 
 
 # Dynamo cannot trace sparse CSR tensors: torch.compile runs this eagerly
@@ -261,7 +335,7 @@ class MATAggregate(torch.autograd.Function):
 @torch.compiler.disable
 def mat_aggregate(
     alpha: Tensor,
-    weight: Tensor | None,
+    weight: Tensor | tuple[Tensor | None, Tensor | None] | None,
     x9: Tensor,
     x10: Tensor,
     csr: BipartiteCSR,
@@ -269,13 +343,17 @@ def mat_aggregate(
     r"""Fused MAT aggregation of both directions (see :class:`MATAggregate`).
 
     Args:
-        alpha (Tensor): ``[2E + n + m]`` attention entries in the layout of
-            :class:`BipartiteCSR` (sorted edge order, heads averaged): weight
-            of ICD-10 neighbour ``col[e]`` in the update of ICD-9 code
-            ``row[e]``, weight of ICD-9 neighbour ``row[e]`` in the update of
-            ICD-10 code ``col[e]``, then the ICD-9 and ICD-10 self weights.
-        weight (Tensor, optional): ``[E]`` GEM weights :math:`\omega` (sorted
-            edge order), multiplied after the softmax; ``None`` for all ones.
+        alpha (Tensor): ``[E9 + E10 + n + m]`` attention entries in the
+            layout of :class:`BipartiteCSR` (each set in its sorted order,
+            heads averaged): weight of ICD-10 neighbour ``icd9.col[e]`` in the
+            update of ICD-9 code ``icd9.row[e]``, weight of ICD-9 neighbour
+            ``icd10.row[e]`` in the update of ICD-10 code ``icd10.col[e]``,
+            then the ICD-9 and ICD-10 self weights.
+        weight (Tensor or (Tensor, Tensor), optional): GEM weights
+            :math:`\omega`, multiplied after the softmax: a pair
+            ``(w9 [E9] | None, w10 [E10] | None)`` in the sorted order of each
+            set, or, for a symmetric structure only, one ``[E]`` tensor used by
+            both directions; ``None`` for all ones.
         x9 (Tensor): ``[n, d]`` ICD-9 features.
         x10 (Tensor): ``[m, d]`` ICD-10 features.
         csr (BipartiteCSR): structure from :func:`build_bipartite_csr`.
@@ -283,4 +361,12 @@ def mat_aggregate(
     Returns:
         ``(out9 [n, d], out10 [m, d])`` after the ELU.
     """
-    return MATAggregate.apply(alpha, weight, x9.contiguous(), x10.contiguous(), csr)
+    if isinstance(weight, Tensor):
+        if not csr.symmetric:
+            raise TypeError("with two different link sets, weight must be a pair (w9, w10) or None")
+        weight9 = weight10 = weight
+    elif weight is None:
+        weight9 = weight10 = None
+    else:
+        weight9, weight10 = weight
+    return MATAggregate.apply(alpha, weight9, weight10, x9.contiguous(), x10.contiguous(), csr)
