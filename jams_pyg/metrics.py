@@ -6,20 +6,46 @@ reports in Table 2. This module re-implements their definitions on dense numpy a
 ``probs`` (probabilities in :math:`[0, 1]`) and ``targets`` (multi-hot :math:`\{0, 1\}`)
 of shape ``[N, C]`` (documents × codes of one coding system).
 
-**Restriction to the codes present in the split** (Edin's ``split2code_indices``). Let
-:math:`\mathcal{C}^+` be the codes with at least one positive target in the evaluated
-``targets`` and :math:`\mathcal{D}^+` the documents with at least one true code. Codes outside
-:math:`\mathcal{C}^+` are dropped before computing any metric (their columns are ignored;
-a prediction of such a code is not counted as a false positive). Then
+Sources read (``JoakimEdin/medical-coding-reproducibility``): ``src/metrics.py``
+(``MetricCollection``, ``F1Score``, ``ExactMatchRatio``, ``Precision_K``,
+``PrecisionAtRecall``, ``MeanAveragePrecision``, ``AUC``), ``src/factories.py``
+(``get_metric_collection``: ``code_indices`` = the split's codes, ``split2code_indices`` of
+``src/lookups.py``, intersected with a code system's codes), ``src/trainer/trainer.py``
+(``calculate_metrics``) and ``src/utils/decision_boundary.py`` (``f1_score_db_tuning``). JAMS
+(``GY-Jeong/JAMS``, ``src/metrics.py`` and ``src/trainer/trainer.py``) copies them and runs
+everything per coding system (``mimiciv_icd9`` / ``mimiciv_icd10``, one tuned threshold each).
 
-* ``auc_micro``: ROC AUC of all (document, code) pairs of :math:`\mathcal{C}^+`, over *all*
-  ``N`` documents (ties count one half, as the trapezoidal ROC of scikit-learn).
-* ``auc_macro``: mean over the codes of :math:`\mathcal{C}^+` that also have at least one
-  negative (one-class codes have no ROC curve) of the per-code ROC AUC, over all ``N``
-  documents; ``nan`` when no code has both.
+**Which codes and documents each metric sees.** Let :math:`\mathcal{C}^+` be the codes with
+at least one positive target in the evaluated ``targets`` and :math:`\mathcal{D}^+` the
+documents with at least one true code among them (Edin's ``MetricCollection.filter_batch``).
+
+* ``auc_micro`` (default ``micro_auc_codes="all"``): ROC AUC of **all** :math:`N \times C`
+  (document, code) pairs, codes without positives and documents without codes included
+  (ties count one half, as scikit-learn's trapezoidal ROC). This is Edin's number: in
+  ``MetricCollection.compute`` the non-batch metrics (``AUC``) are recomputed last on the
+  *unfiltered* ``logits, targets``, overwriting the filtered value, and ``AUC.roc_curve`` with
+  ``average="micro"`` is ``roc_curve(targets.ravel(), logits.ravel())``.
+  ``micro_auc_codes="present"`` restricts it to the columns of :math:`\mathcal{C}^+` (all
+  documents), the previous behaviour of this module.
+* ``auc_macro``: mean over the codes with at least one positive *and* one negative of the
+  per-code ROC AUC, over all ``N`` documents; ``nan`` when no code has both. Same as Edin
+  (``AUC.roc_curve(average="none")`` skips codes with ``targets[:, i].sum() == 0`` and codes
+  whose ROC has NaN, i.e. without negatives); with no such code both give ``nan``.
 * ``f1_micro``, ``f1_macro``, ``exact_match``, ``precision@8``, ``precision@15``,
-  ``r_precision``, ``map``: over the codes of :math:`\mathcal{C}^+` and the documents of
-  :math:`\mathcal{D}^+` (Edin drop the documents without a true code from these metrics).
+  ``r_precision`` (Edin's ``precision@recall``), ``map``: over the codes of
+  :math:`\mathcal{C}^+` and the documents of :math:`\mathcal{D}^+` only, as Edin (batch
+  metrics with ``filter_codes=True`` see the filtered batch). A prediction of a code outside
+  :math:`\mathcal{C}^+` is therefore not a false positive. ``f1_macro`` averages over all of
+  :math:`\mathcal{C}^+`.
+
+Deliberate differences from Edin's code: counts are exact (Edin accumulate float32 and add
+:math:`10^{-10}` to denominators, which changes nothing here since every denominator is at
+least 1 on :math:`\mathcal{C}^+, \mathcal{D}^+`); ties in a document's ranking are broken by
+the lower code index (``torch.sort`` / ``torch.topk`` leave them unspecified); :math:`P@k`
+with fewer than ``k`` codes divides by ``k`` (``torch.topk`` would fail); targets with no
+positive at all raise ``ValueError`` (Edin would divide by zero). The threshold tuning of
+:func:`tune_threshold` defaults to Edin's protocol, which unlike the metrics above counts
+every code and document of the validation split (see :data:`THRESHOLD_PROTOCOLS`).
 
 With :math:`\hat{y} = \mathbb{1}[p > \tau]` (strictly greater, as Edin) and per-code counts
 :math:`TP_c, FP_c, FN_c`:
@@ -40,8 +66,7 @@ lower code index first, so every metric is deterministic),
     \text{R-prec} = \frac{|T \cap \text{top}_{|T|}|}{|T|}, \quad
     AP = \frac{1}{|T|}\sum_{r:\, \text{rank } r \in T} \frac{|T \cap \text{top}_r|}{r},
 
-each averaged over the documents of :math:`\mathcal{D}^+` (``map`` is the mean AP). When fewer
-than ``k`` codes are present, :math:`P@k` still divides by ``k``.
+each averaged over the documents of :math:`\mathcal{D}^+` (``map`` is the mean AP).
 
 All values are fractions in :math:`[0, 1]` (Table 2 shows them × 100). The implementation is
 vectorised and processes rows in chunks, so 20k documents × 8k codes fit in a few GB.
@@ -335,19 +360,21 @@ def compute_metrics(
 ) -> dict[str, float]:
     r"""The nine metrics of Table 2 (Edin et al. 2023 definitions).
 
-    See the module docstring for the exact definitions. Summary of the restrictions:
-    every metric ignores the codes without a positive target in ``targets``; ``auc_micro`` and
-    ``auc_macro`` use all documents (``auc_macro`` averages over the codes that also have a
-    negative); ``f1_micro``, ``f1_macro``, ``exact_match``, ``precision@8``,
-    ``precision@15``, ``r_precision`` and ``map`` use only the documents with at least one
-    true code. A code is predicted when its probability is strictly greater than
-    ``threshold``.
+    See the module docstring for the exact definitions and Edin's source. Summary:
+    ``auc_micro`` uses every (document, code) pair by default (Edin), or only the codes with
+    a positive with ``micro_auc_codes="present"``; ``auc_macro`` averages over the codes with
+    both a positive and a negative, over all documents; ``f1_micro``, ``f1_macro``,
+    ``exact_match``, ``precision@8``, ``precision@15``, ``r_precision`` and ``map`` use only
+    the codes with a positive and the documents with at least one of them. A code is predicted
+    when its probability is strictly greater than ``threshold``.
 
     Args:
         probs (np.ndarray or torch.Tensor): probabilities in :math:`[0, 1]`.
         targets (np.ndarray or torch.Tensor): multi-hot targets, bool or {0, 1}.
         threshold (float, optional): decision threshold, e.g. from :func:`tune_threshold`
             on the validation split. (default: :obj:`0.5`)
+        micro_auc_codes (str, optional): one of :data:`MICRO_AUC_CODES`: ``"all"`` (Edin)
+            or ``"present"``. (default: ``"all"``)
 
     Shapes:
         - **input:** probs :math:`(N, C)`, targets :math:`(N, C)`
@@ -454,7 +481,9 @@ def tune_threshold(
     * ``protocol="edin"`` (default): Edin et al.'s protocol exactly, as in
       ``JoakimEdin/medical-coding-reproducibility`` ``src/utils/decision_boundary.py``
       (``f1_score_db_tuning``, called from ``src/trainer/trainer.py``,
-      ``Trainer.calculate_metrics`` on the *unfiltered* validation outputs): the candidates
+      ``Trainer.calculate_metrics`` on the *unfiltered* validation outputs, which are sigmoid
+      probabilities despite the name ``logits``: ``src/models/base_model.py``,
+      ``validation_step``): the candidates
       are the 100 float32 values of ``torch.linspace(0, 1, 100)``
       (:data:`EDIN_THRESHOLD_GRID`; they differ from ``np.linspace`` rounded to float32 in
       some last bits), the prediction is :math:`p > \tau`, micro-F1 counts **every** code and
