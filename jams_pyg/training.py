@@ -8,18 +8,47 @@ gives the global batches of an epoch. It does AdamW with linear warm-up and
 decay, gradient accumulation, gradient clipping, mixed precision on CUDA,
 early stopping on the mean validation score of the systems, atomic
 checkpoints with exact resume, and DistributedDataParallel under ``torchrun``.
+
+Reliability guarantees (tested in ``tests/test_reliability_training.py``):
+
+* **Exclusive run folders.** :func:`run_dir_lock` gives one run at a time a
+  folder: an OS lock (``fcntl.flock``) on ``<folder>/.run.lock``, held for the
+  run's life and released when it ends, raises or is killed (the kernel drops
+  the lock of a dead process, so a stale lock never blocks). A second run gets
+  :class:`RunDirLocked` naming the holder's pid, host, start time and command.
+  :meth:`Trainer.fit` takes the lock of its output folder;
+  :func:`jams_pyg.experiment.run_experiment` holds it for the whole run.
+* **Atomic checkpoints.** :func:`atomic_save` writes to a temporary file unique
+  to the writer in the target's folder, fsyncs it and renames it over the
+  target with ``os.replace``: a reader sees the old or the new checkpoint,
+  never a partial one, and concurrent writers never collide.
+  :func:`load_checkpoint` loads with ``weights_only=True`` (nothing is
+  unpickled) and names the file in a :class:`CheckpointError` when it is
+  damaged.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:  # POSIX; elsewhere run folders are not locked (see run_dir_lock)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 import torch
@@ -97,13 +126,215 @@ class Predictions:
     ids: dict[str, list[Any]] = field(default_factory=dict)
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a
-    half-written checkpoint."""
+class TrainingError(RuntimeError):
+    """A training run cannot go on (base of the errors of this module)."""
+
+
+class RunDirLocked(TrainingError):
+    """The output folder is in use by another run (see :func:`run_dir_lock`)."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint is damaged, not a checkpoint, or of another version."""
+
+
+#: The lock file of a run folder (kept between runs: deleting it would let two
+#: runs lock two different files of the same name).
+LOCK_NAME = ".run.lock"
+
+_held_lock = threading.Lock()
+_held: dict[str, list[int]] = {}  # real path of a locked folder -> [fd, depth]
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "another process (no holder recorded yet)"
+    return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')}, started "
+            f"{info.get('started', '?')}, command: {info.get('command', '?')}")
+
+
+def _acquire_run_dir(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(folder)
+    with _held_lock:
+        if key in _held:  # this process owns it already (nested use)
+            _held[key][1] += 1
+            return
+        lock_path = folder / LOCK_NAME
+        while True:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise RunDirLocked(
+                    f"{folder} is in use by another run ({holder}); wait for it to end or "
+                    "choose another output folder (--output-dir). The lock is "
+                    f"{lock_path}; it is released when that process exits."
+                ) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            # The file may have been deleted or replaced between open and flock:
+            # then this lock guards nothing and we try again.
+            try:
+                current = os.stat(lock_path)
+                opened = os.fstat(fd)
+                same = (current.st_ino, current.st_dev) == (opened.st_ino, opened.st_dev)
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        record = json.dumps({
+            "pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "command": " ".join(sys.argv)[:500],
+        }).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+        _held[key] = [fd, 1]
+
+
+def _release_run_dir(folder: Path) -> None:
+    key = os.path.realpath(folder)
+    with _held_lock:
+        entry = _held.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _held[key]
+        fd = entry[0]
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def run_dir_lock(folder: str | os.PathLike[str], enabled: bool = True) -> Iterator[Path]:
+    """Hold ``folder`` (created if missing) for one run: no other process can
+    lock it until the block ends.
+
+    The lock is ``fcntl.flock`` on ``<folder>/.run.lock``; the file records the
+    holder (pid, host, start time, command) for the error message of a second
+    run. The kernel releases the lock when the block ends (also on an
+    exception) or the process dies, so a crashed run never leaves a stale lock.
+    Nested use in one process is allowed (the outermost block releases).
+    Without ``fcntl`` (Windows) nothing is locked.
+
+    Args:
+        folder: The run's output folder.
+        enabled: ``False`` makes this a no-op (e.g. non-main ranks under DDP,
+            whose rank 0 holds the lock).
+
+    Raises:
+        RunDirLocked: naming the holder, when another process holds the folder.
+    """
+    folder = Path(folder)
+    if not enabled or fcntl is None:
+        yield folder
+        return
+    _acquire_run_dir(folder)
+    try:
+        yield folder
+    finally:
+        _release_run_dir(folder)
+
+
+def prepare_run_dir(folder: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Check before a run that no other run holds ``folder`` and, with
+    ``overwrite``, empty it (under the lock, which stays in place).
+
+    Raises:
+        RunDirLocked: when another run holds the folder (nothing is deleted).
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    with run_dir_lock(folder):
+        if overwrite:
+            for entry in folder.iterdir():
+                if entry.name == LOCK_NAME:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+
+
+def _file_mode() -> int:
+    """The mode an ordinary new file gets (0666 less the umask)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temporary file unique to this call in ``path``'s
+    folder, fsync it, then rename it over ``path`` (``os.replace``): a reader
+    sees the previous or the new file, never a partial one, a crash leaves the
+    previous file, and concurrent writers never share a temporary file. The
+    file gets the ordinary mode (0666 less the umask)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def load_checkpoint(path: str | os.PathLike[str],
+                    map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`atomic_save` safely
+    (``weights_only=True``: tensors and plain containers only, nothing is
+    unpickled).
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        CheckpointError: naming ``path`` when it is truncated, damaged or not a
+            checkpoint, suggesting ``--overwrite`` to start afresh.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # zip/pickle/EOF/unsafe-type errors: all "damaged"
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a jams_pyg checkpoint "
+            f"({type(err).__name__}: {detail}); delete it or start afresh with "
+            "--overwrite"
+        ) from err
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict; "
+            "delete it or start afresh with --overwrite"
+        )
+    return state
 
 
 class Trainer:
@@ -230,7 +461,7 @@ class Trainer:
         is none. The run then ends exactly where an uninterrupted run would."""
         if not self.last_path.is_file():
             return False
-        state = torch.load(self.last_path, map_location=self.device, weights_only=True)
+        state = load_checkpoint(self.last_path, map_location=self.device)
         self.load_state_dict(state)
         log.info("resumed from %s at epoch %d", self.last_path, self.epoch)
         return True
@@ -354,7 +585,15 @@ class Trainer:
         Args:
             stop_after: Stop after this many epochs of this call (a time-boxed
                 job); :meth:`resume` in a new process continues exactly.
+
+        Raises:
+            RunDirLocked: when another process holds the output folder (see
+                :func:`run_dir_lock`; held by the main process for the call).
         """
+        with run_dir_lock(self.output_dir, enabled=self.dist.is_main):
+            return self._fit(stop_after)
+
+    def _fit(self, stop_after: int | None) -> dict[str, Any]:
         stop_epoch = self.epoch + stop_after if stop_after is not None else math.inf
         while (self.epoch < min(self.config.epochs, stop_epoch)
                and self.bad_epochs < self.config.patience):
@@ -395,7 +634,7 @@ class Trainer:
     def load_best(self) -> None:
         """Load the best validation weights (from ``best.pt``)."""
         if self.best_path.is_file():
-            state = torch.load(self.best_path, map_location=self.device, weights_only=True)
+            state = load_checkpoint(self.best_path, map_location=self.device)
             unwrap_model(self.model).load_state_dict(state["model"])
 
     # ---------------------------------------------------------------- logging
