@@ -1,6 +1,8 @@
 """Issue #13: exclusive run folders, atomic checkpoints, divergence, settings
 validation and resume checks."""
 
+import argparse
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -13,10 +15,12 @@ from jams_pyg.training import (
     LOCK_NAME,
     CheckpointError,
     RunDirLocked,
+    TrainConfig,
     atomic_save,
     load_checkpoint,
     prepare_run_dir,
     run_dir_lock,
+    train_setting_type,
 )
 
 # fork: the children need no fresh interpreter (and no torch import: seconds each).
@@ -187,3 +191,39 @@ def test_unsafe_checkpoint_is_refused_not_unpickled(tmp_path):
     torch.save({"payload": socket.socket}, path)  # a class: needs unpickling
     with pytest.raises(CheckpointError, match="evil.pt"):
         load_checkpoint(path)
+
+
+# ------------------------------------------------------------------- settings
+@pytest.mark.parametrize("name, value", [
+    ("patience", 0), ("patience", -1), ("epochs", 0), ("epochs", 2.5), ("batch_size", 0),
+    ("batch_size", True), ("lr", 0.0), ("lr", -1e-3), ("lr", math.nan), ("lr", math.inf),
+    ("grad_accumulation", 0), ("weight_decay", -0.1), ("warmup_ratio", 1.0),
+    ("max_grad_norm", 0.0), ("monitor", "accuracy"), ("eval_batch_size", 0), ("seed", -1),
+    ("divergence_factor", 1.0), ("amp", "yes"),
+])
+def test_train_config_rejects_bad_settings(name, value):
+    with pytest.raises(ValueError, match=f"{name} must be .*got {value!r}"):
+        TrainConfig(**{name: value})
+
+
+def test_train_config_accepts_good_settings():
+    config = TrainConfig(epochs=1, patience=1, lr=1e20, max_grad_norm=None,
+                         divergence_factor=None, monitor="f1_micro", batch_size=6,
+                         grad_accumulation=3)
+    assert config.lr == 1e20
+    with pytest.raises(ValueError, match="batch_size 6 is not divisible by grad_accumulation 4"):
+        TrainConfig(batch_size=6, grad_accumulation=4)
+
+
+def test_settings_are_checked_when_parsed():
+    parser = argparse.ArgumentParser()
+    for name in ("patience", "epochs", "batch_size", "lr", "grad_accumulation"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=train_setting_type(name))
+    args = parser.parse_args(["--patience", "2", "--lr", "1e-3", "--batch-size", "4"])
+    assert (args.patience, args.lr, args.batch_size) == (2, 1e-3, 4)
+    for bad in (["--patience", "0"], ["--epochs", "-3"], ["--lr", "nan"], ["--lr", "0"],
+                ["--batch-size", "four"], ["--grad-accumulation", "1.5"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="patience must be an integer >= 1"):
+        train_setting_type("patience")("0")

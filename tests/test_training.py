@@ -118,10 +118,13 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path):
 
 
 def test_early_stopping(tmp_path):
-    trainer = make_trainer(tmp_path, config(epochs=50, patience=1, lr=0.0, warmup_ratio=0.0))
+    trainer = make_trainer(tmp_path, config(epochs=50, patience=2))
+    scores = iter([0.5, 0.6, 0.55, 0.58, 0.9])
+    trainer.validation_score = lambda predictions: {"icd9": next(scores), "icd10": 0.0}
     summary = trainer.fit()
-    # With lr 0 the score never improves after the first epoch.
-    assert summary["epochs_run"] == 2 and summary["best_epoch"] == 1
+    # The best epoch is the second; two epochs without a better score stop the run.
+    assert summary["epochs_run"] == 4 and summary["best_epoch"] == 2
+    assert summary["best_score"] == pytest.approx(0.3)
 
 
 def test_checkpoint_write_is_atomic(tmp_path):
