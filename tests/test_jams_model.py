@@ -53,12 +53,20 @@ def _config(name, **overrides):
     return ModelConfig.for_backbone(name, **kwargs)
 
 
-class _TinyGraph:
-    """Just what JAMS reads from a GEMGraph: node counts, edges and their weights."""
+def _tiny_graph(direction="directional"):
+    """A small GEM graph whose two directions differ (as the forward and backward GEM files
+    do): ICD-10 node 2 updates no ICD-9 code but is updated by ICD-9 node 3."""
+    from jams_pyg import GEMGraph
 
-    num_icd9, num_icd10 = NUM_CODES["icd9"], NUM_CODES["icd10"]
-    edge_index = torch.tensor([[0, 0, 1, 2, 3], [0, 1, 1, 3, 4]])
-    edge_weight = torch.tensor([1.0, 0.5, 1.0, 0.5, 1.0])
+    codes9 = [f"00{i}.0" for i in range(NUM_CODES["icd9"])]
+    codes10 = [f"A0{i}.0" for i in range(NUM_CODES["icd10"])]
+    index9 = torch.tensor([[0, 0, 1, 2, 3], [0, 1, 1, 3, 4]])
+    weight9 = torch.tensor([1.0, 0.5, 1.0, 0.5, 1.0])
+    if direction == "union":
+        return GEMGraph(codes9, codes10, index9, weight9)
+    index10 = torch.tensor([[0, 1, 3, 3], [0, 1, 2, 4]])
+    weight10 = torch.tensor([1.0, 1.0, 0.5, 0.5])
+    return GEMGraph(codes9, codes10, index9, weight9, index10, weight10)
 
 
 def _batch(seed=0, batch=5, length=12):
@@ -208,18 +216,110 @@ def test_system_names_and_errors():
         model(ids + VOCAB, mask, system)
 
 
-def test_separate_output_layer_and_explicit_attention_agree_in_shape_and_fit():
+def test_tied_output_layer_and_explicit_attention_agree_in_shape_and_fit():
     torch.manual_seed(4)
     ids, mask, system = _batch()
     for cfg in (
-        _config("laat", output_layer="separate"),
+        _config("laat", output_layer="code_table"),
         _config("caml", attention="explicit"),
     ):
         model = build_model(cfg, None, NUM_CODES)
         out = model(ids, mask, system)
         assert out["icd9"].shape == (2, 4) and out["icd10"].shape == (3, 5)
-    sep = build_model(_config("laat", output_layer="separate"), None, NUM_CODES)
+    sep = build_model(_config("laat"), None, NUM_CODES)
     assert sep.outputs["icd9"].shape == (4, 12) and sep.heads["icd9"].output_proj is None
+    tied = build_model(_config("laat", output_layer="code_table"), None, NUM_CODES)
+    assert len(tied.outputs) == 0 and tied.heads["icd9"].output_proj is not None
+
+
+def _laat_reference(model, ids, mask, system, s):
+    """Official LAAT/JAMS head (GY-Jeong/JAMS attention.py) re-computed densely in float64:
+    Z = tanh(W H), A = softmax_tokens(Z U'^T), logits = sum_h(O * (A H)) + b."""
+    sid = {"icd9": 0, "icd10": 1}[s]
+    rows = system == sid
+    with torch.no_grad():
+        h, m = model.encoder(ids[rows], mask[rows])
+        h, m = h.double(), m.bool()
+        queries = model.code_embeddings()[s].double()
+        z = torch.tanh(h @ model.key_proj.weight.double().t())  # one W for both systems
+        scores = torch.einsum("bld,cd->bcl", z, queries).masked_fill(~m[:, None], -torch.inf)
+        doc = torch.softmax(scores, dim=-1) @ h
+        return (doc * model.outputs[s].double()).sum(-1) + model.biases[s].double()
+
+
+@needs_mat
+def test_official_layout_per_code_outputs_and_one_shared_key_projection():
+    torch.manual_seed(13)
+    model = build_model(_config("laat", use_mat=True), _tiny_graph(), NUM_CODES).eval()
+    # one key projection: a single parameter, none in the heads
+    assert model.key_proj is not None
+    assert all(head.proj is None for head in model.heads.values())
+    names = [n for n, _ in model.named_parameters() if "proj" in n]
+    assert names == ["key_proj.weight"], names
+    # a per-code output matrix and bias per system, untouched by MAT
+    assert model.outputs["icd9"].shape == (4, 12) and model.outputs["icd10"].shape == (5, 12)
+    ids, mask, system = _batch(batch=8)
+    with torch.no_grad():
+        out = model(ids, mask, system)
+    for s in ("icd9", "icd10"):
+        torch.testing.assert_close(out[s].double(), _laat_reference(model, ids, mask, system, s),
+                                   atol=1e-5, rtol=1e-5)
+    # both systems' losses reach the one W
+    model.train()
+    for sid, s in ((0, "icd9"), (1, "icd10")):
+        model.zero_grad()
+        rows = system == sid
+        logits = model(ids[rows], mask[rows], system[rows])
+        jams_loss(logits, {s: torch.ones_like(logits[s])}).backward()
+        assert model.key_proj.weight.grad.abs().sum() > 0
+        assert model.outputs[s].grad.abs().sum() > 0
+
+
+def test_per_system_key_projection_and_legacy_configs():
+    model = build_model(_config("laat", key_projection="per_system"), None, NUM_CODES)
+    assert model.key_proj is None and all(h.proj is not None for h in model.heads.values())
+    # CAML / MultiResCNN attend over the encoder output itself: no key projection at all
+    assert build_model(_config("caml"), None, NUM_CODES).key_proj is None
+    # a config written before the fields existed describes the old layout
+    old = _config("laat").to_dict()
+    del old["key_projection"], old["gem_direction"]
+    cfg = ModelConfig.from_dict(old)
+    assert cfg.key_projection == "per_system" and cfg.gem_direction == "union"
+    assert ModelConfig.from_dict(_config("laat").to_dict()).key_projection == "shared"
+    with pytest.raises(ValueError, match="key_projection must be"):
+        _config("laat", key_projection="both")
+    with pytest.raises(ValueError, match="gem_direction must be"):
+        _config("laat", gem_direction="forward")
+
+
+def test_official_initialisation():
+    torch.manual_seed(14)
+    big = {"icd9": 400, "icd10": 500}
+    laat = build_model(_config("laat", projection_size=64), None, big)
+    for s in big:  # N(0, 0.03): the official code's _init_weights
+        for t in (laat.code_tables[s], laat.outputs[s]):
+            assert abs(float(t.std()) - 0.03) < 0.003 and abs(float(t.mean())) < 0.003
+        bound = 1 / 12**0.5  # nn.Linear's bias: U(-1/sqrt(h), 1/sqrt(h)), h = 12
+        assert float(laat.biases[s].abs().max()) <= bound and float(laat.biases[s].std()) > 0
+    assert abs(float(laat.key_proj.weight.std()) - 0.03) < 0.006
+    # CAML without MAT: Xavier code table (Edin et al.); with MAT N(0, 0.03) (official)
+    caml = build_model(_config("caml"), None, big)
+    xavier_std = (2 / (400 + 6)) ** 0.5
+    assert abs(float(caml.code_tables["icd9"].std()) - xavier_std) < 0.1 * xavier_std
+
+
+@needs_mat
+def test_graph_direction_must_match_the_config():
+    with pytest.raises(ValueError, match="directional GEM graph but the graph is union"):
+        build_model(_config("laat", use_mat=True), _tiny_graph("union"), NUM_CODES)
+    union = build_model(_config("laat", use_mat=True, gem_direction="union"),
+                        _tiny_graph("union"), NUM_CODES)
+    assert not union.directional and not hasattr(union, "edge_index_icd10")
+    directional = build_model(_config("laat", use_mat=True), _tiny_graph(), NUM_CODES)
+    # the two readings give different U', V' on the same tables
+    directional.load_state_dict(union.state_dict(), strict=False)
+    a, b = union.code_embeddings(), directional.code_embeddings()
+    assert not torch.allclose(a["icd10"], b["icd10"])
 
 
 def test_sdpa_and_explicit_models_give_the_same_logits():
@@ -362,19 +462,19 @@ def test_mat_on_and_off_through_the_same_class():
     from jams_pyg.nn import MATConv
 
     torch.manual_seed(7)
-    graph = _TinyGraph()
+    graph = _tiny_graph()
     ids, mask, system = _batch()
     on = build_model(_config("laat", use_mat=True), graph, NUM_CODES)
     off = build_model(_config("laat", use_mat=False), None, NUM_CODES)
     assert type(on) is type(off) is JAMS
     assert isinstance(on.mat, MATConv) and off.mat is None
-    torch.testing.assert_close(on.edge_weight, graph.edge_weight)
-    assert torch.equal(on.edge_index, graph.edge_index)
-    # U', V' are exactly MATConv applied to (U, V) over the GEM edges
+    torch.testing.assert_close(on.edge_weight, graph.icd9_edge_weight)
+    assert torch.equal(on.edge_index, graph.icd9_edge_index)
+    torch.testing.assert_close(on.edge_weight_icd10, graph.icd10_edge_weight)
+    assert torch.equal(on.edge_index_icd10, graph.icd10_edge_index)
+    # U', V' are exactly MATConv applied to (U, V) over the directed GEM edges
     tables = on.code_embeddings()
-    u, v = on.mat(
-        (on.code_tables["icd9"], on.code_tables["icd10"]), graph.edge_index, graph.edge_weight
-    )
+    u, v = on.mat((on.code_tables["icd9"], on.code_tables["icd10"]), *graph.mat_edges())
     torch.testing.assert_close(tables["icd9"], u)
     torch.testing.assert_close(tables["icd10"], v)
     # without MAT the tables are used as they are
@@ -386,7 +486,9 @@ def test_mat_on_and_off_through_the_same_class():
         h, m = on.encoder(ids, mask)
         tables = on.code_embeddings()
         rows = system == 1
-        ref = on.heads["icd10"](h[rows], m[rows], tables["icd10"], on.biases["icd10"])
+        keys = torch.tanh(on.key_proj(h[rows]))
+        ref = on.heads["icd10"](h[rows], m[rows], tables["icd10"], on.biases["icd10"],
+                                on.outputs["icd10"], keys=keys)
     torch.testing.assert_close(out["icd10"], ref)
     labels = {s: torch.ones_like(out[s]) for s in out}
     on.train()
@@ -398,7 +500,7 @@ def test_mat_on_and_off_through_the_same_class():
 @needs_mat
 def test_mat_runs_once_per_forward_and_links_the_systems():
     torch.manual_seed(8)
-    model = build_model(_config("caml", use_mat=True), _TinyGraph(), NUM_CODES)
+    model = build_model(_config("caml", use_mat=True), _tiny_graph(), NUM_CODES)
     calls = []
     model.mat.register_forward_hook(lambda *args: calls.append(1))
     ids, mask, system = _batch(batch=8)
@@ -416,9 +518,10 @@ def test_mat_runs_once_per_forward_and_links_the_systems():
 @needs_mat
 def test_edge_weighting_ablation_and_attention_weights():
     torch.manual_seed(9)
-    graph = _TinyGraph()
+    graph = _tiny_graph()
     model = build_model(_config("laat", use_mat=True, edge_weighting=False), graph, NUM_CODES)
     assert torch.equal(model.edge_weight, torch.ones(5))
+    assert torch.equal(model.edge_weight_icd10, torch.ones(4))
     out = model.code_embeddings(return_attention_weights=True)
     assert out["icd9"].shape == (4, 5) and out["icd10"].shape == (5, 5)
     assert len(out["mat_attention"]) == 5
@@ -430,7 +533,7 @@ def test_edge_weighting_ablation_and_attention_weights():
 @pytest.mark.parametrize("name", BACKBONE_NAMES)
 def test_mat_on_every_backbone_fits(name):
     torch.manual_seed(0)
-    model = build_model(_config(name, use_mat=True), _TinyGraph(), NUM_CODES)
+    model = build_model(_config(name, use_mat=True), _tiny_graph(), NUM_CODES)
     losses = _fit_separable(model, name)
     assert losses[-1] < 0.5 * losses[0], losses
 
@@ -439,7 +542,7 @@ def test_mat_on_every_backbone_fits(name):
 @pytest.mark.parametrize("name", ["caml", "laat"])
 def test_mat_only_ablation_gives_each_system_its_own_encoder(name):
     torch.manual_seed(12)
-    model = build_model(_config(name, use_mat=True, shared_encoder=False), _TinyGraph(),
+    model = build_model(_config(name, use_mat=True, shared_encoder=False), _tiny_graph(),
                         NUM_CODES)
     assert not model.shared_encoder and set(model.encoder) == {"icd9", "icd10"}
     p9, p10 = (list(model.encoder[s].parameters()) for s in ("icd9", "icd10"))
@@ -452,7 +555,8 @@ def test_mat_only_ablation_gives_each_system_its_own_encoder(name):
         for s, sid in (("icd9", 0), ("icd10", 1)):
             rows = system == sid
             h, m = model.encoder[s](ids[rows], mask[rows])
-            ref = model.heads[s](h, m, tables[s], model.biases[s])
+            ref = model.heads[s](h, m, tables[s], model.biases[s], model.outputs[s],
+                                 keys=model.keys(s, h))
             torch.testing.assert_close(out[s], ref)
             torch.testing.assert_close(model.encode(ids[rows], mask[rows], s)[0], h)
     # ICD-9 documents train the ICD-9 encoder and, through MAT, the linked ICD-10 codes,
@@ -486,7 +590,7 @@ def test_runs_under_bfloat16_autocast(attention):
 @needs_mat
 def test_multi_head_mat():
     torch.manual_seed(11)
-    model = build_model(_config("caml", use_mat=True, mat_heads=2), _TinyGraph(), NUM_CODES)
+    model = build_model(_config("caml", use_mat=True, mat_heads=2), _tiny_graph(), NUM_CODES)
     assert model.mat.heads == 2
     tables = model.code_embeddings()
     assert tables["icd9"].shape == (4, 6) and tables["icd10"].shape == (5, 6)

@@ -12,6 +12,13 @@ be the same vector).  Alternatively per-code output vectors ``outputs [C, in_cha
 can be passed (the official JAMS code keeps such a separate output layer per system);
 build the head with ``output_proj=False`` then.
 
+*Keys.*  A head computes its token keys itself (``keys(x)``), or takes them precomputed
+(``forward(..., keys=...)``): in a joint LAAT / PLM-ICD model the official JAMS code
+(GY-Jeong/JAMS, ``src/models/modules/attention.py``, ``LabelAttention.first_linear``) uses ONE
+key projection :math:`\tanh(\mathbf{W}\mathbf{H})` for both systems, so the MAT-mixed queries
+of both tables live in one key space; :class:`~jams_pyg.models.JAMS` then owns that projection
+and the heads are built with ``key_proj=False``.
+
 *Masking.*  Pad tokens get :math:`-\infty` before the softmax, so padding never changes a
 logit.  A document without any token gets :math:`\mathbf{v}_c = \mathbf{0}`, i.e. the
 logit :math:`b_c`.
@@ -164,6 +171,7 @@ class LabelAttentionHead(nn.Module):
         outputs: Tensor | None = None,
         return_attention: bool = False,
         attention_index: Tensor | None = None,
+        keys: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         r"""
         Args:
@@ -176,6 +184,8 @@ class LabelAttentionHead(nn.Module):
             return_attention (bool, optional): Also return token attention weights.
             attention_index (Tensor, optional): Code indices whose weights are returned,
                 ``[K]`` (same codes for every document) or ``[B, K]``; all codes if omitted.
+            keys (Tensor, optional): Precomputed token keys ``[B, L, code_channels]`` (a key
+                projection shared across systems); ``keys(x)`` if omitted.
 
         Returns:
             ``logits [B, C]``, or ``(logits, attention [B, K, L])`` with
@@ -183,7 +193,12 @@ class LabelAttentionHead(nn.Module):
         """
         mask = mask.bool()
         self._check(x, mask, codes)
-        keys = self.keys(x)
+        if keys is None:
+            keys = self.keys(x)
+        elif keys.shape[:2] != x.shape[:2]:
+            raise ValueError(
+                f"keys shape {tuple(keys.shape)} does not match x shape {tuple(x.shape[:2])}"
+            )
         queries = self.queries(codes)
         doc = label_attention(queries, keys, x, mask, self.attention)  # [B, C, h]
         out_vec = self.output_vectors(codes, outputs)
@@ -234,6 +249,9 @@ class LAATHead(LabelAttentionHead):
         output_proj (bool, optional): Derive output vectors from ``codes`` with a shared
             ``Linear(d, h)``; else ``outputs`` must be passed. (default: :obj:`True`)
         attention (str, optional): ``"sdpa"`` or ``"explicit"``. (default: :obj:`"sdpa"`)
+        key_proj (bool, optional): Own the key projection :math:`\mathbf{W}`; with
+            :obj:`False` the keys must be passed to :meth:`forward` (a projection shared
+            across systems). (default: :obj:`True`)
 
     Shapes:
         - **input:** ``x [B, L, h]``, ``mask [B, L]``, ``codes [C, d]``, ``bias [C]``
@@ -246,16 +264,20 @@ class LAATHead(LabelAttentionHead):
         code_channels: int,
         output_proj: bool = True,
         attention: AttentionImpl = "sdpa",
+        key_proj: bool = True,
     ) -> None:
         super().__init__(in_channels, code_channels, output_proj, attention)
-        self.proj = nn.Linear(in_channels, code_channels, bias=False)
+        self.proj = nn.Linear(in_channels, code_channels, bias=False) if key_proj else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        nn.init.normal_(self.proj.weight, 0.0, 0.03)  # as Edin et al.
+        if self.proj is not None:
+            nn.init.normal_(self.proj.weight, 0.0, 0.03)  # as Edin et al.
 
     def keys(self, x: Tensor) -> Tensor:
+        if self.proj is None:
+            raise ValueError("this LAATHead shares its key projection: pass keys to forward")
         return torch.tanh(self.proj(x))
 
     def queries(self, codes: Tensor) -> Tensor:

@@ -1,11 +1,29 @@
 r"""The JAMS joint coding model, its configuration and the normalised joint loss.
 
 One shared text encoder reads every document; each coding system ``s`` has a code
-embedding table (``U`` for ICD-9, ``V`` for ICD-10, ``[C_s, d]``), a label-attention head and
-a per-code bias.  With ``use_mat`` the two tables are refined by one :class:`MATConv` over the
-GEM graph once per forward pass (eq. 1-2 of the paper) and the refined :math:`U', V'` serve as
-the code queries (and, through a shared linear map, the output vectors) of the heads; without
-it the tables are used as they are.  Every document goes through its own system's head only.
+embedding table (``U`` for ICD-9, ``V`` for ICD-10, ``[C_s, d]``), a label-attention head, a
+per-code output matrix and a per-code bias.  With ``use_mat`` the two tables are refined by one
+:class:`MATConv` over the GEM graph once per forward pass (eq. 1-2 of the paper) and the
+refined :math:`U', V'` serve as the code queries of the heads; without it the tables are used
+as they are.
+
+The defaults follow the authors' official code (GY-Jeong/JAMS, ``src/models/modules/
+attention.py`` and ``graph_attention.py``) where the paper is silent:
+
+* a separate per-code output matrix and bias per system (``third_linear_icd9/icd10``), never
+  touched by MAT (``output_layer="separate"``);
+* for LAAT and PLM-ICD one key projection :math:`\tanh(\mathbf{W}\mathbf{H})` shared by both
+  systems (``first_linear``; ``key_projection="shared"``);
+* code tables initialised from :math:`\mathcal{N}(0, 0.03)` (``_init_weights``), output
+  matrices as the backbone's own (LAAT/PLM-ICD :math:`\mathcal{N}(0, 0.03)`,
+  CAML/MultiResCNN Xavier), biases as ``nn.Linear``'s;
+* the directional GEM graph (forward-file links update ICD-9 codes, backward-file links
+  update ICD-10 codes; ``adj_matrix_icd9_to_icd10.npy`` / ``adj_matrix_icd10_to_icd9.npy``).
+
+A plain CAML/MultiResCNN backbone (no MAT) initialises its code table with Xavier, as Edin et
+al.'s ``mullenbach_models.py``.  Our own extension ``output_layer="code_table"`` (variant
+``tied``) derives each code's output vector from its (refined) code table through one shared
+linear map instead.  Every document goes through its own system's head only.
 The same class with MAT off and one system is the plain backbone (CAML, MultiResCNN, LAAT or
 PLM-ICD), so every comparison runs one code path; with one encoder per system
 (``shared_encoder=False``) it isolates what MAT adds without sharing the encoder.
@@ -14,6 +32,7 @@ PLM-ICD), so every comparison runs one code path; with one encoder per system
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -93,10 +112,17 @@ class ModelConfig:
         mat_heads, mat_dropout, mat_negative_slope: MATConv settings.
         edge_weighting: Use the GEM weights :math:`\omega` (1 exact, 0.5 approximate);
             ``False`` sets all :math:`\omega = 1` (ablation).
-        output_layer: ``"code_table"``: output vectors :math:`\mathbf{o}_c = \mathbf{W}_o
-            \mathbf{e}'_c` from the (refined) code table with a shared linear map;
-            ``"separate"``: a separate per-code output matrix per system, as in the official
-            JAMS code (MAT then refines the attention queries only).
+        output_layer: ``"separate"`` (default, the official JAMS code and Edin et al.'s
+            backbones): a separate per-code output matrix and bias per system; MAT refines
+            the attention queries only.  ``"code_table"`` (our extension, variant ``tied``):
+            output vectors :math:`\mathbf{o}_c = \mathbf{W}_o \mathbf{e}'_c` from the
+            (refined) code table with one shared linear map.
+        key_projection: LAAT / PLM-ICD only: ``"shared"`` (default, official code): one key
+            projection for every system; ``"per_system"``: one per system's head.
+        gem_direction: The GEM graph MAT runs on: ``"directional"`` (default, official code:
+            forward-file links update ICD-9 codes, backward-file links ICD-10 codes) or
+            ``"union"`` (one symmetric edge set, ablation); the graph passed to
+            :func:`build_model` must match.
         attention: Token softmax implementation of the heads, ``"sdpa"`` or ``"explicit"``.
     """
 
@@ -122,7 +148,9 @@ class ModelConfig:
     mat_dropout: float = 0.0
     mat_negative_slope: float = 0.2
     edge_weighting: bool = True
-    output_layer: Literal["code_table", "separate"] = "code_table"
+    output_layer: Literal["code_table", "separate"] = "separate"
+    key_projection: Literal["shared", "per_system"] = "shared"
+    gem_direction: Literal["directional", "union"] = "directional"
     attention: Literal["sdpa", "explicit"] = "sdpa"
 
     def __post_init__(self) -> None:
@@ -155,6 +183,14 @@ class ModelConfig:
             )
         if self.attention not in ("sdpa", "explicit"):
             raise ValueError(f"attention must be 'sdpa' or 'explicit', got {self.attention!r}")
+        if self.key_projection not in ("shared", "per_system"):
+            raise ValueError(
+                f"key_projection must be 'shared' or 'per_system', got {self.key_projection!r}"
+            )
+        if self.gem_direction not in ("directional", "union"):
+            raise ValueError(
+                f"gem_direction must be 'directional' or 'union', got {self.gem_direction!r}"
+            )
         if self.model != "plm_icd" and self.vocab_size < 0:
             raise ValueError(f"vocab_size must be positive, got {self.vocab_size}")
 
@@ -183,11 +219,24 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`.  Configs written before ``key_projection`` and
+        ``gem_direction`` existed describe models with per-system key projections over the
+        union graph, so those are their values when the fields are missing."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown ModelConfig field(s) {unknown}")
-        return cls(**dict(data))
+        data = {**_LEGACY_FIELDS, **dict(data)}
+        return cls(**data)
+
+    @property
+    def shares_keys(self) -> bool:
+        """Whether the model owns one key projection for all systems (LAAT, PLM-ICD)."""
+        return self.model in ("laat", "plm_icd") and self.key_projection == "shared"
+
+
+#: Values of fields that configs written by older versions lack (see ModelConfig.from_dict).
+_LEGACY_FIELDS: dict[str, Any] = {"key_projection": "per_system", "gem_direction": "union"}
 
 
 def _system_ids(system: Tensor | Sequence[Any] | str | None, batch: int, device) -> Tensor:
@@ -229,8 +278,16 @@ class JAMS(nn.Module):
         graph (GEMGraph, optional): GEM graph; ``edge_index``/``edge_weight`` become buffers.
         edge_weighting (bool, optional): Use the GEM edge weights; all ones if
             :obj:`False`. (default: :obj:`True`)
-        output_layer (str, optional): ``"code_table"`` or ``"separate"`` (see
-            :class:`ModelConfig`). (default: :obj:`"code_table"`)
+        output_layer (str, optional): ``"separate"`` or ``"code_table"`` (see
+            :class:`ModelConfig`). (default: :obj:`"separate"`)
+        key_proj (nn.Linear, optional): Key projection :math:`\mathbf{W}` shared by the
+            heads of all systems (their keys are :math:`\tanh(\mathbf{W}\mathbf{H})`); the
+            heads must then be built with ``key_proj=False``.
+        output_init (str, optional): Initialisation of the per-code output matrices,
+            ``"normal"`` (:math:`\mathcal{N}(0, 0.03)`) or ``"xavier"``.
+            (default: :obj:`"normal"`)
+        table_init (str, optional): Initialisation of the code tables, ``"normal"``
+            (:math:`\mathcal{N}(0, 0.03)`) or ``"xavier"``. (default: :obj:`"normal"`)
         config (ModelConfig, optional): Kept for checkpoints.
 
     Shapes:
@@ -249,7 +306,10 @@ class JAMS(nn.Module):
         mat: nn.Module | None = None,
         graph: Any = None,
         edge_weighting: bool = True,
-        output_layer: str = "code_table",
+        output_layer: str = "separate",
+        key_proj: nn.Linear | None = None,
+        output_init: str = "normal",
+        table_init: str = "normal",
         config: ModelConfig | None = None,
     ) -> None:
         super().__init__()
@@ -282,6 +342,11 @@ class JAMS(nn.Module):
         self.code_dim = code_dim
         self.output_layer = output_layer
         self.edge_weighting = edge_weighting
+        for name, value in (("output_init", output_init), ("table_init", table_init)):
+            if value not in ("normal", "xavier"):
+                raise ValueError(f"{name} must be 'normal' or 'xavier', got {value!r}")
+        self.output_init, self.table_init = output_init, table_init
+        self.key_proj = key_proj
         self.config = config
         self.code_tables = nn.ParameterDict(
             {s: nn.Parameter(torch.empty(self.num_codes[s], code_dim)) for s in self.systems}
@@ -309,24 +374,61 @@ class JAMS(nn.Module):
                         f"GEM graph has {n} {s} nodes but num_codes[{s!r}] = "
                         f"{self.num_codes[s]}: build the graph on the dataset's code lists"
                     )
-            edge_index = graph.edge_index.detach().clone().long()
-            weight = graph.edge_weight.detach().clone().float()
-            if not edge_weighting:
-                weight = torch.ones_like(weight)
-            self.register_buffer("edge_index", edge_index)
-            self.register_buffer("edge_weight", weight)
+            # Links updating ICD-9 codes (edge_index) and, for a directional graph, the
+            # links updating ICD-10 codes (edge_index_icd10); see GEMGraph.
+            self.directional = graph.direction == "directional"
+            edges = [("", graph.icd9_edge_index, graph.icd9_edge_weight)]
+            if self.directional:
+                edges.append(("_icd10", graph.icd10_edge_index, graph.icd10_edge_weight))
+            for suffix, index, weight in edges:
+                weight = weight.detach().clone().float()
+                if not edge_weighting:
+                    weight = torch.ones_like(weight)
+                self.register_buffer("edge_index" + suffix, index.detach().clone().long())
+                self.register_buffer("edge_weight" + suffix, weight)
         else:
+            self.directional = False
             self.edge_index = None
             self.edge_weight = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        std = 0.03  # the official code's _init_weights(mean=0.0, std=0.03)
         for table in self.code_tables.values():
-            nn.init.xavier_uniform_(table)
-        for bias in self.biases.values():
-            nn.init.zeros_(bias)
-        for out in self.outputs.values():
-            nn.init.normal_(out, 0.0, 0.03)
+            if self.table_init == "normal":
+                nn.init.normal_(table, 0.0, std)
+            else:
+                nn.init.xavier_uniform_(table)
+        width = next(iter(self.outputs.values())).size(1) if len(self.outputs) else 0
+        for s, bias in self.biases.items():
+            if self.output_layer == "separate":
+                # nn.Linear's bias initialisation, as the official per-code output layers
+                bound = 1.0 / math.sqrt(width)
+                nn.init.uniform_(bias, -bound, bound)
+            else:
+                nn.init.zeros_(bias)
+            if s in self.outputs:
+                if self.output_init == "normal":
+                    nn.init.normal_(self.outputs[s], 0.0, std)
+                else:
+                    nn.init.xavier_uniform_(self.outputs[s])
+        if self.key_proj is not None:
+            nn.init.normal_(self.key_proj.weight, 0.0, std)
+
+    def mat_edges(self) -> tuple[Any, Any]:
+        """``(edge_index, edge_weight)`` as :class:`~jams_pyg.nn.MATConv` takes them: tensors
+        for the union graph, pairs ``(ICD-9 updates, ICD-10 updates)`` for a directional one."""
+        if self.directional:
+            return ((self.edge_index, self.edge_index_icd10),
+                    (self.edge_weight, self.edge_weight_icd10))
+        return self.edge_index, self.edge_weight
+
+    def keys(self, system: str, h: Tensor) -> Tensor:
+        r"""Token keys ``[B, L, d]`` the head of ``system`` attends with: the shared projection
+        :math:`\tanh(\mathbf{W}\mathbf{H})` when the model has one, else the head's own."""
+        if self.key_proj is not None:
+            return torch.tanh(self.key_proj(h))
+        return self.heads[system].keys(h)
 
     @property
     def use_mat(self) -> bool:
@@ -342,12 +444,11 @@ class JAMS(nn.Module):
         if self.mat is None:
             return {s: self.code_tables[s] for s in self.systems}
         x = (self.code_tables["icd9"], self.code_tables["icd10"])
+        edge_index, edge_weight = self.mat_edges()
         if return_attention_weights:
-            (u, v), att = self.mat(
-                x, self.edge_index, self.edge_weight, return_attention_weights=True
-            )
+            (u, v), att = self.mat(x, edge_index, edge_weight, return_attention_weights=True)
         else:
-            u, v = self.mat(x, self.edge_index, self.edge_weight)
+            u, v = self.mat(x, edge_index, edge_weight)
             att = None
         for s, t in (("icd9", u), ("icd10", v)):
             if t.shape != (self.num_codes[s], self.code_dim):
@@ -415,6 +516,7 @@ class JAMS(nn.Module):
                 hs, ms = h[rows], mask[rows]
             outputs = self.outputs[s] if self.output_layer == "separate" else None
             head = self.heads[s]
+            keys = torch.tanh(self.key_proj(hs)) if self.key_proj is not None else None
             if attention_codes is not None and s in attention_codes:
                 index = attention_codes[s]
                 if index.dim() == 2 and index.size(0) != rows.numel():
@@ -430,9 +532,10 @@ class JAMS(nn.Module):
                     outputs,
                     return_attention=True,
                     attention_index=index,
+                    keys=keys,
                 )
             else:
-                logits[s] = head(hs, ms, tables[s], self.biases[s], outputs)
+                logits[s] = head(hs, ms, tables[s], self.biases[s], outputs, keys=keys)
         return logits, attention
 
     def forward(
@@ -476,7 +579,8 @@ class JAMS(nn.Module):
         codes = ", ".join(f"{s}={n}" for s, n in self.num_codes.items())
         return (
             f"{self.__class__.__name__}(encoder={self.encoder!r}, codes=({codes}), "
-            f"code_dim={self.code_dim}, mat={self.mat!r}, output_layer={self.output_layer!r})"
+            f"code_dim={self.code_dim}, mat={self.mat!r}, output_layer={self.output_layer!r}, "
+            f"shared_keys={self.key_proj is not None}, directional={self.directional})"
         )
 
 
@@ -572,13 +676,21 @@ def build_model(
     else:
         d = config.code_dim or h
     separate = config.output_layer == "separate"
-    head_cls = LAATHead if m in ("laat", "plm_icd") else CAMLHead
-    heads = {
-        s: head_cls(h, d, output_proj=not separate, attention=config.attention)
-        for s in config.systems
-    }
+    heads: dict[str, LabelAttentionHead] = {}
+    for s in config.systems:
+        if m in ("laat", "plm_icd"):
+            heads[s] = LAATHead(h, d, output_proj=not separate, attention=config.attention,
+                                key_proj=not config.shares_keys)
+        else:
+            heads[s] = CAMLHead(h, d, output_proj=not separate, attention=config.attention)
+    key_proj = nn.Linear(h, d, bias=False) if config.shares_keys else None
     mat = None
     if config.use_mat:
+        if graph.direction != config.gem_direction:
+            raise ValueError(
+                f"the config asks for the {config.gem_direction} GEM graph but the graph is "
+                f"{graph.direction}: build it with direction={config.gem_direction!r}"
+            )
         from jams_pyg.nn import MATConv  # imported only when MAT is used
 
         mat = MATConv(
@@ -596,6 +708,11 @@ def build_model(
         graph=graph if config.use_mat else None,
         edge_weighting=config.edge_weighting,
         output_layer=config.output_layer,
+        key_proj=key_proj,
+        # LAAT / PLM-ICD: N(0, 0.03) (official code, Edin et al.); CAML / MultiResCNN
+        # outputs Xavier (official CAMLAttention), code tables Xavier without MAT (Edin et al.)
+        output_init="normal" if m in ("laat", "plm_icd") else "xavier",
+        table_init="normal" if m in ("laat", "plm_icd") or config.use_mat else "xavier",
         config=config,
     )
 
