@@ -10,7 +10,8 @@ from the bundle)::
     codes.json           label vocabularies {"icd9": [...], "icd10": [...]} (label order)
     vocab.json           word tokenizer (WordTokenizer.save) -- or --
     tokenizer/           a Hugging Face tokenizer folder (save_pretrained), for PLM-ICD
-    graph.safetensors    GEM graph edges (edge_index [2, E], edge_weight [E])  [optional]
+    graph.safetensors    GEM graph edges (edge_index [2, E], edge_weight [E]; a directional
+                         graph adds icd10_edge_index [2, E'], icd10_edge_weight [E'])  [optional]
     graph_codes.json     GEM graph node codes {"icd9_codes": [...], "icd10_codes": [...]}
 
 :func:`load_bundle` refuses (with :class:`BundleError`) a bundle with a missing file, a file
@@ -276,11 +277,10 @@ def save_bundle(
 
     graph_info = None
     if graph is not None:
+        # edge_index/edge_weight (links updating ICD-9 codes) and, for a directional
+        # graph, icd10_edge_index/icd10_edge_weight (links updating ICD-10 codes)
         save_file(
-            {
-                "edge_index": graph.edge_index.detach().to("cpu").long().contiguous(),
-                "edge_weight": graph.edge_weight.detach().to("cpu").float().contiguous(),
-            },
+            {name: t.detach().to("cpu").contiguous() for name, t in graph.tensors().items()},
             str(directory / GRAPH_FILE),
         )
         _write_json(
@@ -399,7 +399,8 @@ def _load_graph(directory: Path) -> GEMGraph:
     try:
         tensors = load_file(str(directory / GRAPH_FILE))
         return GEMGraph(codes["icd9_codes"], codes["icd10_codes"], tensors["edge_index"],
-                        tensors["edge_weight"])
+                        tensors["edge_weight"], tensors.get("icd10_edge_index"),
+                        tensors.get("icd10_edge_weight"))
     except Exception as err:  # safetensors / GEMGraph validation errors
         raise BundleError(f"{directory / GRAPH_FILE}: cannot rebuild the GEM graph ({err})") \
             from err

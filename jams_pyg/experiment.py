@@ -44,15 +44,30 @@ from jams_pyg.training import Predictions, TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
+#: The evaluation protocol of every result (Edin et al. 2023): the decision threshold tuned
+#: per system on validation over ``linspace(0, 1, 100)`` with all codes and documents,
+#: ``p > t``; micro AUC over all (document, code) pairs.  Recorded in ``metrics.json``.
+EVAL_PROTOCOL = {"threshold": "edin", "micro_auc_codes": "all", "threshold_split": "val"}
+
 BACKBONES = ("laat", "caml", "multirescnn", "plm_icd")
-#: ``jams``: the full method. ``backbone``: the plain backbone, one model per
-#: system. Ablations, each removing one part of JAMS: ``no_mat`` (MAT off:
-#: joint training with the shared encoder only, code tables not linked),
-#: ``unweighted`` (MAT with ω = 1 for every link), ``mat_only`` (no shared
-#: encoder: one encoder per system, joint training, tables linked by MAT).
-VARIANTS = ("jams", "backbone", "no_mat", "unweighted", "mat_only")
+#: ``jams``: the full method, as the official code. ``backbone``: the plain
+#: backbone, one model per system (Edin et al.'s model). Ablations, each
+#: changing one part of JAMS: ``no_mat`` (MAT off: joint training with the
+#: shared encoder only, code tables not linked), ``unweighted`` (MAT with
+#: ω = 1 for every link), ``mat_only`` (no shared encoder: one encoder per
+#: system, joint training, tables linked by MAT), ``union`` (MAT over the
+#: symmetric union of both GEM files instead of the directional graph).
+#: Our extension, the tied output layer (``output_layer="code_table"``: output
+#: vectors derived from the code table): ``tied`` (JAMS) and
+#: ``tied_backbone`` (the plain backbone with it).
+VARIANTS = ("jams", "backbone", "no_mat", "unweighted", "mat_only", "union", "tied",
+            "tied_backbone")
 #: The variants whose code tables MATConv links over the GEM graph.
-MAT_VARIANTS = ("jams", "unweighted", "mat_only")
+MAT_VARIANTS = ("jams", "unweighted", "mat_only", "union", "tied")
+#: The variants that train one plain model per system.
+SEPARATE_VARIANTS = ("backbone", "tied_backbone")
+#: The variants with the tied output layer (our extension).
+TIED_VARIANTS = ("tied", "tied_backbone")
 DISPLAY = {"laat": "LAAT", "caml": "CAML", "multirescnn": "MultiResCNN", "plm_icd": "PLM-ICD"}
 #: Training-set-size-dependent defaults for the embedded synthetic corpus
 #: (the CPU default must finish in a few minutes).
@@ -148,13 +163,14 @@ class ExperimentConfig:
         for system in self.systems:
             if system not in SYSTEMS:
                 raise ValueError(f"unknown system {system!r}: expected icd9 and/or icd10")
-        if self.variant != "backbone" and len(self.systems) != 2:
+        if self.variant not in SEPARATE_VARIANTS and len(self.systems) != 2:
             raise ValueError(f"variant {self.variant!r} trains both systems jointly")
 
     @property
     def label(self) -> str:
         name = DISPLAY[self.model]
-        return {"jams": f"{name}+JAMS", "backbone": name}.get(
+        return {"jams": f"{name}+JAMS", "backbone": name,
+                "tied_backbone": f"{name} (tied)"}.get(
             self.variant, f"{name}+JAMS ({self.variant})")
 
 
@@ -200,7 +216,10 @@ def load_data(config: ExperimentConfig, generate: bool = True
     return {s: load_edin_dataset(directory, s) for s in config.systems}, scale
 
 
-def build_graph(config: ExperimentConfig, datasets: dict[str, CodingDataset]) -> GEMGraph:
+def build_graph(config: ExperimentConfig, datasets: dict[str, CodingDataset],
+                direction: str = "directional") -> GEMGraph:
+    """The GEM graph over the datasets' label vocabularies (shipped CMS 2018 diagnosis
+    GEMs plus ``config``'s extra files)."""
     from jams_pyg.gem import cms_2018_gem_paths
 
     forward, backward = cms_2018_gem_paths()
@@ -208,6 +227,7 @@ def build_graph(config: ExperimentConfig, datasets: dict[str, CodingDataset]) ->
         [forward, *config.icd9_gems], [backward, *config.icd10_gems],
         icd9_codes=datasets["icd9"].codes if "icd9" in datasets else None,
         icd10_codes=datasets["icd10"].codes if "icd10" in datasets else None,
+        direction=direction,
     )
 
 
@@ -242,7 +262,9 @@ def _model_config(config: ExperimentConfig, tokenizer, systems: Sequence[str],
         use_mat=config.variant in MAT_VARIANTS,
         edge_weighting=config.variant != "unweighted",
         shared_encoder=config.variant != "mat_only",
-        **overrides,
+        gem_direction="union" if config.variant == "union" else "directional",
+        **{"output_layer": "code_table" if config.variant in TIED_VARIANTS else "separate",
+           **overrides},
     )
 
 
@@ -250,9 +272,11 @@ def _evaluate(val: Predictions, test: Predictions, train_counts: dict[str, np.nd
               linked: dict[str, np.ndarray], scale: float) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for system, probs in test.probs.items():
-        threshold = tune_threshold(val.probs[system], val.targets[system])
+        threshold = tune_threshold(val.probs[system], val.targets[system],
+                                   protocol=EVAL_PROTOCOL["threshold"])
         targets = test.targets[system]
-        metrics = compute_metrics(probs, targets, threshold=threshold)
+        metrics = compute_metrics(probs, targets, threshold=threshold,
+                                  micro_auc_codes=EVAL_PROTOCOL["micro_auc_codes"])
         f1 = per_code_f1(probs, targets, threshold)
         results[system] = {
             "threshold": threshold,
@@ -273,7 +297,10 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     tokenizer = _tokenizer(config, selected, out)
     seed_everything(config.seed)
     model_config = _model_config(config, tokenizer, systems, synthetic)
-    graph = joint_graph if model_config.use_mat else None
+    graph = None
+    if model_config.use_mat and joint_graph is not None:
+        graph = (joint_graph if joint_graph.direction == model_config.gem_direction
+                 else build_graph(config, selected, model_config.gem_direction))
     num_codes = {s: selected[s].num_codes for s in systems}
     embeddings = None
     if config.word2vec and config.model != "plm_icd":
@@ -311,7 +338,8 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
         save_bundle(out / "model", trainer.model, model_config, tokenizer,
                     {s: selected[s].codes for s in systems},
                     {s: results[s]["threshold"] for s in systems}, graph,
-                    config.max_length, extra={"label": config.label, "seed": config.seed})
+                    config.max_length, extra={"label": config.label, "seed": config.seed,
+                                              "protocol": EVAL_PROTOCOL})
     return results, {"training": summary, "model_config": model_config.to_dict()}
 
 
@@ -331,12 +359,13 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         datasets, scale = load_data(config, generate=False)
     synthetic = config.data_dir is None
     # Whether a code has a GEM link to the other dataset's codes: the same
-    # grouping for JAMS and the plain backbone (which never sees the graph).
+    # grouping (the directional graph's) for every variant, including the
+    # plain backbone (which never sees the graph) and the union ablation.
     joint_graph = build_graph(config, datasets) if len(config.systems) == 2 else None
     results: dict[str, Any] = {"label": config.label, "model": config.model,
                                "variant": config.variant, "seed": config.seed,
-                               "bucket_scale": scale, "systems": {}}
-    if config.variant == "backbone":
+                               "bucket_scale": scale, "protocol": EVAL_PROTOCOL, "systems": {}}
+    if config.variant in SEPARATE_VARIANTS:
         groups = [(s,) for s in config.systems]
     else:
         groups = [tuple(config.systems)]

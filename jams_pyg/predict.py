@@ -327,23 +327,33 @@ class JAMSPredictor:
         return self._tables
 
     def _build_links(self, mat_attention: Any) -> dict[str, dict[str, Any]]:
-        """Per system, a CSR over the GEM edges: for code ``c`` the other system's codes,
-        their ω and (with MAT) the α that ``c`` gives them."""
+        """Per system, a CSR over the GEM links that update its codes: for code ``c`` the
+        other system's codes, their ω and (with MAT) the α that ``c`` gives them."""
+        def per_system(value: Any) -> dict[str, Tensor]:
+            # MATConv's edge arguments: one tensor (union graph) or an (ICD-9, ICD-10) pair
+            pair = value if isinstance(value, (tuple, list)) else (value, value)
+            return {"icd9": pair[0].cpu(), "icd10": pair[1].cpu()}
+
         if mat_attention is not None:
-            edge_index, a9, a10, s9, s10 = mat_attention
-            edge_index = edge_index.cpu()
+            edge_arg, a9, a10, s9, s10 = mat_attention
+            edges = per_system(edge_arg)
             alphas = {"icd9": a9.float().mean(1).cpu(), "icd10": a10.float().mean(1).cpu()}
             selfs = {"icd9": s9.float().mean(1).cpu(), "icd10": s10.float().mean(1).cpu()}
-            omega = self.model.edge_weight.float().cpu()
-            if self.graph is not None and torch.equal(self.graph.edge_index, edge_index):
-                omega = self.graph.edge_weight.float()  # the real ω even if edge_weighting=False
+            omegas = {k: w.float() for k, w in per_system(self.model.mat_edges()[1]).items()}
+            if self.graph is not None:
+                for s in omegas:  # the real ω even if edge_weighting=False
+                    index, weight = self.graph.edges(s)
+                    if torch.equal(index, edges[s]):
+                        omegas[s] = weight.float()
         elif self.graph is not None:
-            edge_index, omega = self.graph.edge_index, self.graph.edge_weight.float()
+            edges = {s: self.graph.edges(s)[0] for s in ("icd9", "icd10")}
+            omegas = {s: self.graph.edges(s)[1].float() for s in ("icd9", "icd10")}
             alphas, selfs = {}, {}
         else:
             return {}
         links: dict[str, dict[str, Any]] = {}
         for s, row in (("icd9", 0), ("icd10", 1)):
+            edge_index, omega = edges[s], omegas[s]
             node, other = edge_index[row], edge_index[1 - row]
             num = self.graph.num_icd9 if (self.graph is not None and s == "icd9") else (
                 self.graph.num_icd10 if self.graph is not None else self.model.num_codes[s]
@@ -389,14 +399,15 @@ class JAMSPredictor:
         model = self.model
         outputs = model.outputs[system] if model.output_layer == "separate" else None
         tables = self._code_tables()
-        return model.heads[system](h, mask, tables[system], model.biases[system], outputs)
+        return model.heads[system](h, mask, tables[system], model.biases[system], outputs,
+                                   keys=model.keys(system, h))
 
     def _token_attention(self, system: str, h: Tensor, mask: Tensor, index: Tensor) -> Tensor:
         """Label-attention weights ``[B, K, L]`` of the codes ``index [B, K]`` only (the
         head's own softmax, without recomputing the logits of every code)."""
         head = self.model.heads[system]
         queries = head.queries(self._code_tables()[system])[index]  # [B, K, d]
-        scores = torch.einsum("bkd,bld->bkl", queries, head.keys(h)).float()
+        scores = torch.einsum("bkd,bld->bkl", queries, self.model.keys(system, h)).float()
         scores = scores.masked_fill(~mask.bool()[:, None, :], float("-inf"))
         return torch.softmax(scores, dim=-1)
 

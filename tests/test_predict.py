@@ -168,7 +168,9 @@ def test_evidence_neighbours_are_gem_neighbours_with_mat_attention(trained, pred
     graph, model = trained["graph"], trained["model"]
     with torch.no_grad():
         out = model.code_embeddings(return_attention_weights=True)
-    edge_index, a9, a10, s9, s10 = out["mat_attention"]
+    edge_arg, a9, a10, s9, s10 = out["mat_attention"]
+    assert isinstance(edge_arg, tuple)  # the directional graph: one edge set per system
+    edges = dict(zip(("icd9", "icd10"), edge_arg, strict=True))
     alpha = {"icd9": a9.mean(1), "icd10": a10.mean(1)}
     self_alpha = {"icd9": s9.mean(1), "icd10": s10.mean(1)}
     result = predictor.predict(trained["notes"], top_k=40, evidence=True)
@@ -177,6 +179,7 @@ def test_evidence_neighbours_are_gem_neighbours_with_mat_attention(trained, pred
         for s, listed in note.codes.items():
             other = "icd10" if s == "icd9" else "icd9"
             row = 0 if s == "icd9" else 1
+            edge_index = edges[s]
             for c in listed:
                 expected = dict(graph.neighbors(c.code, s))
                 assert {n.code: n.gem_weight for n in c.linked} == expected
