@@ -438,3 +438,311 @@ def test_cuda_matches_cpu(heads):
     for a, b in zip(xs, xs_cuda, strict=True):
         torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-9, atol=1e-11)
     torch.testing.assert_close(cuda_conv.att.grad.cpu(), conv.att.grad, rtol=1e-9, atol=1e-11)
+
+
+# ------------------------------------------------- directional link sets
+def dense_directional(x9, x10, adj9, adj10, att, slope=0.2):
+    """Matrix form of the official code: ``adj9 [n, m]`` holds the ω of the links
+    updating ICD-9 codes, ``adj10 [m, n]`` those updating ICD-10 codes (0: no link).
+    Softmax over a self column and the masked cross scores, ω after it, heads
+    averaged, ELU. Returns outputs and per-head attention ``(self [N], cross [N, M])``."""
+    heads, d = att.size(0), x9.size(1)
+
+    def update(x_own, x_other, adj):
+        outs, alphas = [], []
+        for h in range(heads):
+            a_own, a_other = att[h, :d], att[h, d:]
+            own = x_own @ a_own
+            e_self = F.leaky_relu(own + x_own @ a_other, slope)
+            e_cross = F.leaky_relu(own[:, None] + (x_other @ a_other)[None, :], slope)
+            e_cross = torch.where(adj != 0, e_cross, torch.full_like(e_cross, -torch.inf))
+            alpha = torch.softmax(torch.cat([e_self[:, None], e_cross], dim=1), dim=1)
+            s, cross = alpha[:, 0], alpha[:, 1:]
+            outs.append(s[:, None] * x_own + (cross * adj) @ x_other)
+            alphas.append((s, cross))
+        return F.elu(torch.stack(outs).mean(dim=0)), alphas
+
+    out9, alpha9 = update(x9, x10, adj9)
+    out10, alpha10 = update(x10, x9, adj10)
+    return out9, out10, alpha9, alpha10
+
+
+def dense_adjacency(edge_index, weight, rows, cols, transpose=False):
+    """Dense ω matrix of a link set (differentiable in ``weight``); ``[rows, cols]``
+    indexed by (ICD-9, ICD-10), or (ICD-10, ICD-9) with ``transpose``."""
+    if weight is None:
+        weight = torch.ones(edge_index.size(1), dtype=DT)
+    index = (edge_index[1], edge_index[0]) if transpose else (edge_index[0], edge_index[1])
+    return torch.zeros(rows, cols, dtype=DT).index_put(index, weight)
+
+
+def directional_graph(seed=0):
+    """Two different link sets between 8 ICD-9 and 10 ICD-10 codes, each in its own
+    shuffled order: 6 links in both sets (with ω that may differ between them), 8
+    only in the ICD-9 set (3 of them to ICD-10 codes 6..8, linked in no other way)
+    and 9 only in the ICD-10 set (3 of them from ICD-9 codes 5..6, likewise). ICD-9
+    code 7 and ICD-10 code 9 have no link at all. E9 = 14, E10 = 15."""
+    g = torch.Generator().manual_seed(seed)
+    n, m = 8, 10
+    grid = torch.cartesian_prod(torch.arange(5), torch.arange(6)).t()  # ICD-9 0..4, ICD-10 0..5
+    grid = grid[:, torch.randperm(grid.size(1), generator=g)]
+    r9 = torch.randint(0, 5, (3,), generator=g)
+    r10 = torch.randint(0, 6, (3,), generator=g)
+    only9 = torch.cat([grid[:, 6:11], torch.stack([r9, torch.tensor([6, 7, 8])])], dim=1)
+    only10 = torch.cat([grid[:, 11:17], torch.stack([torch.tensor([5, 6, 5]), r10])], dim=1)
+    ei9 = torch.cat([grid[:, :6], only9], dim=1)
+    ei10 = torch.cat([only10, grid[:, :6]], dim=1)
+    ei9 = ei9[:, torch.randperm(ei9.size(1), generator=g)]
+    ei10 = ei10[:, torch.randperm(ei10.size(1), generator=g)]
+
+    def omega(size):
+        return torch.where(torch.rand(size, generator=g) < 0.5, 1.0, 0.5).to(DT)
+
+    x9 = torch.randn(n, 5, generator=g, dtype=DT)
+    x10 = torch.randn(m, 5, generator=g, dtype=DT)
+    return x9, x10, (ei9, ei10), (omega(ei9.size(1)), omega(ei10.size(1)))
+
+
+def test_directional_graph_has_one_way_links():
+    # the fixtures below exercise links present in one direction only
+    _, _, (ei9, ei10), _ = directional_graph()
+    set9 = {tuple(c) for c in ei9.t().tolist()}
+    set10 = {tuple(c) for c in ei10.t().tolist()}
+    assert set9 & set10 and set9 - set10 and set10 - set9
+    # ICD-9 codes linked only in the ICD-10 set update as isolated codes
+    assert set(ei10[0].tolist()) - set(ei9[0].tolist())
+    assert set(ei9[1].tolist()) - set(ei10[1].tolist())
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("weights", ["both", "none", "icd9_only", "icd10_only"])
+def test_directional_matches_dense_reference_values_and_gradients(heads, fused, weights):
+    x9, x10, (ei9, ei10), (w9, w10) = directional_graph(seed=heads)
+    n, m = x9.size(0), x10.size(0)
+    conv = make_conv(heads, fused=fused)
+    for t in (x9, x10, w9, w10):
+        t.requires_grad_()
+    pair = {
+        "both": (w9, w10),
+        "none": None,
+        "icd9_only": (w9, None),
+        "icd10_only": (None, w10),
+    }[weights]
+    out9, out10 = conv((x9, x10), (ei9, ei10), pair)
+    p9, p10 = (None, None) if pair is None else pair
+    adj9 = dense_adjacency(ei9, p9, n, m)
+    adj10 = dense_adjacency(ei10, p10, m, n, transpose=True)
+    ref9, ref10, _, _ = dense_directional(x9, x10, adj9, adj10, conv.att)
+    torch.testing.assert_close(out9, ref9, **TOL)
+    torch.testing.assert_close(out10, ref10, **TOL)
+    # codes whose links all lie in the other set keep only themselves
+    lonely9 = sorted(set(range(n)) - set(ei9[0].tolist()))
+    torch.testing.assert_close(out9[lonely9], F.elu(x9)[lonely9], rtol=0, atol=0)
+
+    g = torch.Generator().manual_seed(5)
+    r9 = torch.randn(out9.shape, generator=g, dtype=DT)
+    r10 = torch.randn(out10.shape, generator=g, dtype=DT)
+    names = ["x_icd9", "x_icd10", "att"]
+    inputs = [x9, x10, conv.att]
+    for name, w in (("edge_weight_icd9", p9), ("edge_weight_icd10", p10)):
+        if w is not None:
+            names.append(name)
+            inputs.append(w)
+    got = torch.autograd.grad((out9 * r9).sum() + (out10 * r10).sum(), inputs)
+    want = torch.autograd.grad((ref9 * r9).sum() + (ref10 * r10).sum(), inputs)
+    for name, a, b in zip(names, got, want, strict=True):
+        assert b.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, **TOL, msg=lambda msg, name=name: f"grad {name}: {msg}")
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_directional_attention_weights_align_with_their_own_sets(heads):
+    x9, x10, (ei9, ei10), (w9, w10) = directional_graph(seed=3)
+    n, m = x9.size(0), x10.size(0)
+    conv = make_conv(heads)
+    edges = (ei9, ei10)
+    _, (got_edges, a9, a10, s9, s10) = conv(
+        (x9, x10), edges, (w9, w10), return_attention_weights=True
+    )
+    assert got_edges is edges
+    assert a9.shape == (ei9.size(1), heads) and a10.shape == (ei10.size(1), heads)
+    assert s9.shape == (n, heads) and s10.shape == (m, heads)
+    adj9 = dense_adjacency(ei9, w9, n, m)
+    adj10 = dense_adjacency(ei10, w10, m, n, transpose=True)
+    _, _, ref9, ref10 = dense_directional(x9, x10, adj9, adj10, conv.att)
+    for h in range(heads):
+        torch.testing.assert_close(a9[:, h], ref9[h][1][ei9[0], ei9[1]], **TOL)
+        torch.testing.assert_close(a10[:, h], ref10[h][1][ei10[1], ei10[0]], **TOL)
+        torch.testing.assert_close(s9[:, h], ref9[h][0], **TOL)
+        torch.testing.assert_close(s10[:, h], ref10[h][0], **TOL)
+    # each code's weights over {self} ∪ its own set's neighbours sum to one
+    total9 = s9.clone().index_add_(0, ei9[0], a9)
+    total10 = s10.clone().index_add_(0, ei10[1], a10)
+    torch.testing.assert_close(total9, torch.ones_like(total9), **TOL)
+    torch.testing.assert_close(total10, torch.ones_like(total10), **TOL)
+    # codes without a link in their own set listen only to themselves
+    lonely9 = sorted(set(range(n)) - set(ei9[0].tolist()))
+    lonely10 = sorted(set(range(m)) - set(ei10[1].tolist()))
+    assert len(lonely9) >= 2 and len(lonely10) >= 2
+    assert torch.equal(s9[lonely9], torch.ones(len(lonely9), heads, dtype=DT))
+    assert torch.equal(s10[lonely10], torch.ones(len(lonely10), heads, dtype=DT))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_pair_of_identical_sets_equals_tensor_form(fused):
+    x9, x10, edge_index, weight = random_graph(seed=15)
+    conv = make_conv(heads=2, fused=fused)
+    (t9, t10), att_t = conv((x9, x10), edge_index, weight, return_attention_weights=True)
+    # the same tensor twice: the shared (symmetric) structure, bit for bit
+    (p9, p10), att_p = conv(
+        (x9, x10), (edge_index, edge_index), (weight, weight), return_attention_weights=True
+    )
+    for a, b in zip((t9, t10, *att_t[1:]), (p9, p10, *att_p[1:]), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # the ICD-10 set in another order: weights follow their own set's columns
+    perm = torch.randperm(edge_index.size(1), generator=torch.Generator().manual_seed(1))
+    (q9, q10), att_q = conv(
+        (x9, x10),
+        (edge_index, edge_index[:, perm]),
+        (weight, weight[perm]),
+        return_attention_weights=True,
+    )
+    torch.testing.assert_close(q9, t9, **TOL)
+    torch.testing.assert_close(q10, t10, **TOL)
+    torch.testing.assert_close(att_q[1], att_t[1], **TOL)
+    torch.testing.assert_close(att_q[2], att_t[2][perm], **TOL)
+    torch.testing.assert_close(att_q[3], att_t[3], **TOL)
+    torch.testing.assert_close(att_q[4], att_t[4], **TOL)
+    # no weights on either side: the same as no weights at all
+    a = conv((x9, x10), edge_index)
+    b = conv((x9, x10), (edge_index, edge_index[:, perm]))
+    c = conv((x9, x10), (edge_index, edge_index), (None, None))
+    torch.testing.assert_close(a, b, **TOL)
+    torch.testing.assert_close(a, c, rtol=0, atol=0)
+
+
+def test_directional_empty_sets():
+    x9, x10, (ei9, ei10), (_, w10) = directional_graph(seed=4)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    conv = make_conv(heads=2)
+    for fused in (True, False):
+        conv.fused = fused
+        out9, out10 = conv((x9, x10), (empty, ei10), (torch.empty(0, dtype=DT), w10))
+        torch.testing.assert_close(out9, F.elu(x9), rtol=0, atol=0)
+        assert not torch.allclose(out10, F.elu(x10))
+        out9, out10 = conv((x9, x10), (ei9, empty))
+        torch.testing.assert_close(out10, F.elu(x10), rtol=0, atol=0)
+        assert not torch.allclose(out9, F.elu(x9))
+
+
+@pytest.mark.parametrize("with_weight", [True, False])
+@pytest.mark.parametrize("sizes", [(8, 10), (12, 10)])  # both buffer-reuse orders
+def test_directional_fused_aggregation_gradcheck(with_weight, sizes):
+    n, m = sizes
+    _, _, (ei9, ei10), (w9, w10) = directional_graph(seed=6)
+    x9 = torch.randn(n, 3, dtype=DT, generator=torch.Generator().manual_seed(1))
+    x10 = torch.randn(m, 3, dtype=DT, generator=torch.Generator().manual_seed(2))
+    csr = build_bipartite_csr((ei9, ei10), n, m)
+    assert not csr.symmetric
+    assert (csr.num_edges9, csr.num_edges10) == (14, 15)
+    size = ei9.size(1) + ei10.size(1) + n + m
+    alpha = torch.rand(size, generator=torch.Generator().manual_seed(0), dtype=DT)
+    inputs = [alpha, w9, w10, x9, x10]
+    for t in inputs:
+        t.requires_grad_()
+
+    def fn(alpha, w9, w10, x9, x10):
+        return mat_aggregate(alpha, (w9, w10) if with_weight else None, x9, x10, csr)
+
+    assert torch.autograd.gradcheck(fn, inputs, fast_mode=True)
+    with pytest.raises(TypeError, match="pair"):
+        mat_aggregate(alpha, w9, x9, x10, csr)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error", "match"),
+    [
+        (
+            lambda a: {**a, "edge_index": (*a["edge_index"], a["edge_index"][0])},
+            TypeError,
+            "3 items",
+        ),
+        (
+            lambda a: {**a, "edge_index": (a["edge_index"][0], a["edge_index"][1].tolist())},
+            TypeError,
+            "edge_index_icd10 is a list",
+        ),
+        (
+            lambda a: {**a, "edge_index": (a["edge_index"][0].t(), a["edge_index"][1])},
+            ValueError,
+            r"edge_index_icd9 must have shape \[2, num_edges\]",
+        ),
+        (
+            lambda a: {
+                **a,
+                "edge_index": (
+                    a["edge_index"][0],
+                    torch.cat([a["edge_index"][1], torch.tensor([[0], [10]])], 1),
+                ),
+                "edge_weight": None,
+            },
+            IndexError,
+            r"edge_index_icd10\[1\] holds ICD-10 index 10.*x_icd10 with 10 rows",
+        ),
+        (
+            lambda a: {
+                **a,
+                "edge_index": (
+                    torch.cat([a["edge_index"][0], torch.tensor([[8], [0]])], 1),
+                    a["edge_index"][1],
+                ),
+                "edge_weight": None,
+            },
+            IndexError,
+            r"edge_index_icd9\[0\] holds ICD-9 index 8.*x_icd9 with 8 rows",
+        ),
+        (
+            lambda a: {**a, "edge_weight": a["edge_weight"][0]},
+            TypeError,
+            r"edge_weight must be None or a pair \(edge_weight_icd9, edge_weight_icd10\)",
+        ),
+        (
+            lambda a: {**a, "edge_weight": (*a["edge_weight"], a["edge_weight"][0])},
+            TypeError,
+            "3 items",
+        ),
+        (
+            lambda a: {**a, "edge_weight": (a["edge_weight"][0], a["edge_weight"][1][:-1])},
+            ValueError,
+            r"edge_weight_icd10 must have shape \[15\].*edge_index_icd10.*\(14,\)",
+        ),
+        (
+            lambda a: {**a, "edge_weight": (a["edge_weight"][1], a["edge_weight"][0])},
+            ValueError,
+            r"edge_weight_icd9 must have shape \[14\].*edge_index_icd9.*\(15,\)",
+        ),
+        (
+            lambda a: {**a, "edge_weight": (a["edge_weight"][0][:, None], None)},
+            ValueError,
+            r"edge_weight_icd9.*\(14, 1\)",
+        ),
+        (
+            lambda a: {**a, "edge_weight": (None, [1.0] * 15)},
+            TypeError,
+            "edge_weight_icd10 must be a Tensor",
+        ),
+        (
+            lambda a: {**a, "edge_index": a["edge_index"][0]},
+            TypeError,
+            "a pair .* goes with a pair",
+        ),
+    ],
+)
+def test_bad_directional_input_raises_clear_error(mutate, error, match):
+    x9, x10, (ei9, ei10), (w9, w10) = directional_graph()
+    assert (ei9.size(1), ei10.size(1)) == (14, 15)
+    args = {"x": (x9, x10), "edge_index": (ei9, ei10), "edge_weight": (w9, w10)}
+    args = mutate(args)
+    with pytest.raises(error, match=match):
+        make_conv()(**args)
