@@ -64,6 +64,20 @@ def shard_batch(batch: list[int], info: DistInfo) -> list[int]:
     return batch[info.rank :: info.world_size]
 
 
+def mean_over_ranks(value: float, info: DistInfo, device: torch.device) -> float:
+    """The mean of ``value`` over all ranks (``value`` itself in one process).
+
+    Every rank gets the same result, so a decision taken on it (e.g. stopping a
+    diverged run) is taken by all ranks together and none is left waiting in a
+    collective. ``device`` must suit the backend (CUDA for NCCL).
+    """
+    if not info.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / info.world_size
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

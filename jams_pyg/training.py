@@ -58,7 +58,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from jams_pyg.distributed import DistInfo, shard_batch, unwrap_model
+from jams_pyg.datasets.joint import SYSTEM_IDS
+from jams_pyg.distributed import DistInfo, mean_over_ranks, shard_batch, unwrap_model
 from jams_pyg.metrics import METRIC_KEYS, compute_metrics
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,17 @@ class RunDirLocked(TrainingError):
 
 class CheckpointError(TrainingError):
     """A checkpoint is damaged, not a checkpoint, or of another version."""
+
+
+class TrainingDiverged(TrainingError):
+    """The loss became non-finite or exploded (see
+    ``TrainConfig.divergence_factor``), or the weights became non-finite.
+
+    Raised out of :meth:`Trainer.fit` before anything is computed from the
+    diverged model: no validation score, no best checkpoint, and (in
+    :func:`jams_pyg.experiment.run_experiment`) no metrics and no bundle. The
+    message names the epoch and step and the settings to change.
+    """
 
 
 #: The lock file of a run folder (kept between runs: deleting it would let two
@@ -475,7 +487,10 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             unwrap_model(self.model).parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
+        self._check_data()
         steps_per_epoch = len(list(train_batches(0)))
+        if steps_per_epoch == 0:
+            raise ValueError("train_batches(0) gives no batch: there is nothing to train on")
         self.total_steps = max(1, steps_per_epoch * config.epochs)
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, math.ceil(config.warmup_ratio * self.total_steps), self.total_steps
@@ -494,7 +509,40 @@ class Trainer:
         self.best_epoch = -1
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
+        #: The loss of the run's first optimiser step (the untrained model's),
+        #: the reference of the divergence check; kept in checkpoints.
+        self.reference_loss: float | None = None
         self._writer = None
+
+    def _check_data(self) -> None:
+        """Refuse, before any training, a split the run cannot use: an empty
+        training set, or missing/empty validation data of a trained system
+        (early stopping and threshold tuning need every system's)."""
+        if len(self.train_dataset) == 0:
+            raise ValueError("the training split is empty: there is nothing to train on")
+        if len(self.val_dataset) == 0:
+            raise ValueError(
+                "the validation split is empty: early stopping and threshold tuning need "
+                f"validation documents of {', '.join(self.systems)}"
+            )
+        system_ids = getattr(self.val_dataset, "system_ids", None)
+        labels = getattr(self.val_dataset, "label_indices", None)
+        if system_ids is None:
+            return
+        for system in self.systems:
+            sid = SYSTEM_IDS.get(system)
+            docs = [i for i, s in enumerate(system_ids) if s == sid]
+            if not docs:
+                raise ValueError(
+                    f"the validation split has no {system} documents: early stopping and "
+                    f"threshold tuning need validation documents of every trained system "
+                    f"({', '.join(self.systems)})"
+                )
+            if labels is not None and not any(labels[i] for i in docs):
+                raise ValueError(
+                    f"the {len(docs)} {system} validation documents carry no code: the "
+                    "validation metrics need at least one"
+                )
 
     # ------------------------------------------------------------ checkpoints
     @property
@@ -518,6 +566,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
             "history": self.history,
+            "reference_loss": self.reference_loss,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "config": asdict(self.config),
@@ -536,6 +585,7 @@ class Trainer:
         self.best_epoch = state["best_epoch"]
         self.bad_epochs = state["bad_epochs"]
         self.history = list(state["history"])
+        self.reference_loss = state.get("reference_loss")
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -592,7 +642,7 @@ class Trainer:
             steps, desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
             disable=not (self.config.progress and self.dist.is_main), leave=False,
         )
-        for step in bar:
+        for index, step in enumerate(bar):
             size = sum(len(part) for part in step)
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
@@ -605,6 +655,9 @@ class Trainer:
                     loss = self.loss_fn(logits, batch.labels) * (len(part) / size)
                 self.scaler.scale(loss).backward()
                 step_loss += float(loss.detach())
+            # All ranks see the same (global mean) loss, so all stop together.
+            step_loss = mean_over_ranks(step_loss, self.dist, self.device)
+            self._check_loss(step_loss, index, len(steps))
             if self.config.max_grad_norm is not None:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(unwrap_model(self.model).parameters(),
@@ -619,6 +672,46 @@ class Trainer:
             bar.set_postfix(loss=f"{step_loss:.4f}", docs_per_s=f"{rate:.1f}")
             self._log_scalar("train/loss", step_loss, self.global_step)
         return total / max(len(steps), 1)
+
+    def _advice(self) -> str:
+        lower = f"lower the learning rate (lr {self.config.lr:g}, --lr)"
+        if self.config.max_grad_norm is None:
+            return f"{lower} or turn gradient clipping on (max_grad_norm, e.g. 1.0)"
+        return f"{lower} or clip gradients harder (max_grad_norm {self.config.max_grad_norm:g})"
+
+    def _check_loss(self, loss: float, index: int, num_steps: int) -> None:
+        """Stop on a non-finite or exploding step loss (before the optimiser
+        applies that step)."""
+        where = (f"epoch {self.epoch + 1}, step {index + 1} of {num_steps} "
+                 f"(optimiser step {self.global_step + 1})")
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"training diverged at {where}: the loss is {loss}; {self._advice()}. "
+                "No metrics or model bundle are written from a diverged run."
+            )
+        if self.reference_loss is None:
+            self.reference_loss = loss
+            return
+        factor = self.config.divergence_factor
+        if factor is not None and loss > factor * max(self.reference_loss, 1e-12):
+            raise TrainingDiverged(
+                f"training diverged at {where}: the loss {loss:.4g} is more than "
+                f"{factor:g} times the first step's loss {self.reference_loss:.4g} "
+                f"(divergence_factor); {self._advice()}. No metrics or model bundle are "
+                "written from a diverged run."
+            )
+
+    def _check_weights(self) -> None:
+        bad = [name for name, param in unwrap_model(self.model).named_parameters()
+               if not bool(torch.isfinite(param).all())]
+        if bad:
+            raise TrainingDiverged(
+                f"training diverged in epoch {self.epoch + 1} (by optimiser step "
+                f"{self.global_step}): {len(bad)} weight tensors are no longer finite "
+                f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); "
+                f"{self._advice()}. No metrics or model bundle are written from a "
+                "diverged run."
+            )
 
     @torch.no_grad()
     def predict(self, dataset: Dataset, batch_size: int | None = None) -> Predictions:
@@ -642,8 +735,9 @@ class Trainer:
                     continue
                 probs[system].append(torch.sigmoid(logits[system].float()).cpu().numpy())
                 targets[system].append(batch.labels[system].cpu().numpy())
+                sid = SYSTEM_IDS.get(system, index)
                 ids[system].extend(d for d, s in zip(batch.ids, system_ids, strict=True)
-                                   if s == index)
+                                   if s == sid)
         model.train(was_training)
         out = Predictions()
         for system in self.systems:
@@ -658,6 +752,11 @@ class Trainer:
         tuning; threshold metrics use 0.5)."""
         scores = {}
         for system, probs in predictions.probs.items():
+            if not np.isfinite(probs).all():
+                raise TrainingDiverged(
+                    f"after epoch {self.epoch + 1} the model gives non-finite {system} "
+                    f"probabilities on the validation split; {self._advice()}."
+                )
             metrics = compute_metrics(probs, predictions.targets[system], threshold=0.5)
             scores[system] = float(metrics[self.config.monitor])
         return scores
@@ -670,9 +769,18 @@ class Trainer:
             stop_after: Stop after this many epochs of this call (a time-boxed
                 job); :meth:`resume` in a new process continues exactly.
 
+        Training watches its loss: a non-finite step loss, one above
+        ``config.divergence_factor`` times the first step's loss, or non-finite
+        weights after an epoch stop it with :class:`TrainingDiverged` (naming
+        the epoch, the step and the settings to change) before the diverged
+        model is validated or saved as the best checkpoint.
+
         Raises:
             RunDirLocked: when another process holds the output folder (see
                 :func:`run_dir_lock`; held by the main process for the call).
+            TrainingDiverged: when training diverges (see above).
+            TrainingError: when no epoch gave a validation score (nothing was
+                selected, so the model would be the untrained one).
         """
         with run_dir_lock(self.output_dir, enabled=self.dist.is_main):
             return self._fit(stop_after)
@@ -683,6 +791,7 @@ class Trainer:
                and self.bad_epochs < self.config.patience):
             start = time.perf_counter()
             train_loss = self.train_epoch()
+            self._check_weights()
             scores = self.validation_score(self.predict(self.val_dataset))
             score = float(np.mean(list(scores.values()))) if scores else -math.inf
             improved = score > self.best_score
@@ -709,6 +818,12 @@ class Trainer:
             self.epoch += 1
             if self.dist.is_main:
                 atomic_save(self.state_dict(), self.last_path)
+        if self.best_epoch < 0:
+            raise TrainingError(
+                f"after {self.epoch} epochs no epoch gave a validation {self.config.monitor} "
+                "score: the model was never selected, so nothing would be evaluated"
+                + (" (stop_after=0 runs no epoch)" if stop_after == 0 else "")
+            )
         self.load_best()
         if self._writer is not None:
             self._writer.close()

@@ -16,6 +16,8 @@ from jams_pyg.training import (
     CheckpointError,
     RunDirLocked,
     TrainConfig,
+    TrainingDiverged,
+    TrainingError,
     atomic_save,
     load_checkpoint,
     prepare_run_dir,
@@ -227,3 +229,111 @@ def test_settings_are_checked_when_parsed():
             parser.parse_args(bad)
     with pytest.raises(argparse.ArgumentTypeError, match="patience must be an integer >= 1"):
         train_setting_type("patience")("0")
+
+
+# ----------------------------------------------------------------- divergence
+def _trainer(tmp_path, **kw):
+    from test_training import config, make_trainer
+
+    datasets = kw.pop("datasets", None)
+    fingerprint = kw.pop("run_fingerprint", None)
+    extra = {} if fingerprint is None else {"run_fingerprint": fingerprint}
+    return make_trainer(tmp_path, config(**kw), datasets=datasets, **extra)
+
+
+def test_exploding_loss_stops_the_run_naming_epoch_step_and_settings(tmp_path, one_thread):
+    trainer = _trainer(tmp_path, lr=1e3, epochs=3)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, step \d+ of 8 .*more than 100 "
+                       r"times the first step's loss.*lr 1000, --lr.*max_grad_norm 1"):
+        trainer.fit()
+    # nothing was selected or saved from the diverged model
+    assert not (tmp_path / "best.pt").exists() and not (tmp_path / "last.pt").exists()
+    assert trainer.history == []
+
+
+def test_non_finite_loss_stops_the_run(tmp_path, one_thread):
+    from jams_pyg.models import jams_loss
+
+    trainer = _trainer(tmp_path, epochs=3, divergence_factor=None)
+    calls = []
+
+    def loss_fn(logits, labels):
+        calls.append(1)
+        loss = jams_loss(logits, labels)
+        return loss * math.nan if len(calls) == 10 else loss  # epoch 2, step 2
+
+    trainer.loss_fn = loss_fn
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 2 of 8 \(optimiser step 10\): "
+                       r"the loss is nan"):
+        trainer.fit()
+    # epoch 1 finished and was checkpointed; the diverged epoch 2 left no trace
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert len(trainer.history) == 1
+
+
+def test_huge_lr_gives_a_clear_error_not_a_metrics_crash(tmp_path, one_thread):
+    trainer = _trainer(tmp_path, lr=1e20, epochs=2, divergence_factor=None,
+                       max_grad_norm=None)
+    with pytest.raises(TrainingDiverged, match="epoch 1.*lr 1e\\+20.*turn gradient clipping on"):
+        trainer.fit()
+
+
+def test_non_finite_weights_after_an_epoch_stop_the_run(tmp_path, one_thread):
+    trainer = _trainer(tmp_path, epochs=2)
+    train_epoch = trainer.train_epoch
+
+    def poisoned() -> float:
+        loss = train_epoch()
+        with torch.no_grad():
+            next(trainer.model.parameters()).fill_(math.inf)
+        return loss
+
+    trainer.train_epoch = poisoned
+    with pytest.raises(TrainingDiverged, match="epoch 1 .*weight tensors are no longer finite"):
+        trainer.fit()
+    assert not (tmp_path / "best.pt").exists()
+
+
+def test_a_never_selected_model_is_an_error(tmp_path, one_thread):
+    trainer = _trainer(tmp_path, epochs=2)
+    trainer.validation_score = lambda predictions: {}
+    with pytest.raises(TrainingError, match="no epoch gave a validation map score"):
+        trainer.fit()
+
+
+def test_resume_keeps_the_divergence_reference(tmp_path, one_thread):
+    trainer = _trainer(tmp_path, epochs=2)
+    trainer.fit(stop_after=1)
+    reference = trainer.reference_loss
+    assert reference is not None and math.isfinite(reference)
+    resumed = _trainer(tmp_path, epochs=2)
+    assert resumed.resume() and resumed.reference_loss == reference
+
+
+# --------------------------------------------------------------- data checks
+def _without(split_of: str, keep_codes: bool = False):
+    from test_training import tiny_datasets
+
+    from jams_pyg.datasets import CodingDataset
+
+    datasets = tiny_datasets()
+    ds = datasets[split_of]
+    val = ds.val.copy()
+    if keep_codes:
+        val["target"] = [[] for _ in range(len(val))]
+    else:
+        val = val.iloc[:0]
+    datasets[split_of] = CodingDataset(ds.system, ds.train, val, ds.test, ds.codes)
+    return datasets
+
+
+def test_missing_validation_data_is_an_error_before_training(tmp_path, one_thread):
+    with pytest.raises(ValueError, match="validation split has no icd10 documents"):
+        _trainer(tmp_path, datasets=_without("icd10"))
+    with pytest.raises(ValueError, match="4 icd9 validation documents carry no code"):
+        _trainer(tmp_path, datasets=_without("icd9", keep_codes=True))
+    datasets = _without("icd9")
+    datasets["icd10"] = _without("icd10")["icd10"]
+    with pytest.raises(ValueError, match="validation split is empty"):
+        _trainer(tmp_path, datasets=datasets)
+    assert not (tmp_path / "last.pt").exists()

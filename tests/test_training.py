@@ -41,8 +41,9 @@ def tiny_datasets(docs: int = 24, seed: int = 0) -> dict[str, CodingDataset]:
     return out
 
 
-def make_trainer(tmp_path, config: TrainConfig, info: DistInfo | None = None, seed: int = 0):
-    datasets = tiny_datasets()
+def make_trainer(tmp_path, config: TrainConfig, info: DistInfo | None = None, seed: int = 0,
+                 datasets: dict[str, CodingDataset] | None = None, **kwargs):
+    datasets = datasets or tiny_datasets()
     texts = [t for ds in datasets.values() for t in ds.train.text]
     tokenizer = WordTokenizer.fit(texts, min_df=1)
     graph = GEMGraph.from_cms_2018(CODES["icd9"], CODES["icd10"])
@@ -59,7 +60,7 @@ def make_trainer(tmp_path, config: TrainConfig, info: DistInfo | None = None, se
         return [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
 
     return Trainer(model, jams_loss, train, val, train.collator(), batches, config, tmp_path,
-                   dist_info=info)
+                   dist_info=info, **kwargs)
 
 
 def params(trainer) -> dict[str, torch.Tensor]:
