@@ -746,3 +746,101 @@ def test_bad_directional_input_raises_clear_error(mutate, error, match):
     args = mutate(args)
     with pytest.raises(error, match=match):
         make_conv()(**args)
+
+
+# ---------------------------------------- structure cache keyed on content
+def test_structure_cache_sees_changes_through_data():
+    x9, x10, edge_index, weight = random_graph(seed=16)
+    conv = make_conv()
+    conv((x9, x10), edge_index, weight)
+    structure = conv._cache[2]
+    # .data changes leave the version counter alone: only the content shows them
+    edge_index.data[0, 0] = (edge_index[0, 0] + 1) % 5
+    got = conv((x9, x10), edge_index, weight)
+    assert conv._cache[2] is not structure
+    want = make_conv(cached=False)((x9, x10), edge_index, weight)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    # an equal copy (another storage) reuses the structure
+    structure = conv._cache[2]
+    conv((x9, x10), edge_index.clone(), weight)
+    assert conv._cache[2] is structure
+    # an out-of-range index written through .data is rejected, not used
+    edge_index.data[0, 0] = 77
+    with pytest.raises(IndexError, match="ICD-9 index 77"):
+        conv((x9, x10), edge_index, weight)
+
+
+def test_structure_cache_of_a_pair_follows_both_sets():
+    x9, x10, (ei9, ei10), (w9, w10) = directional_graph(seed=7)
+    conv = make_conv(heads=2)
+    conv((x9, x10), (ei9, ei10), (w9, w10))
+    structure = conv._cache[2]
+    conv((x9, x10), (ei9.clone(), ei10.clone()), (w9, w10))
+    assert conv._cache[2] is structure
+    ei10.data[0, 0] = 7 - ei10[0, 0]  # still in range, another link
+    got = conv((x9, x10), (ei9, ei10), (w9, w10))
+    assert conv._cache[2] is not structure
+    want = make_conv(heads=2, cached=False)((x9, x10), (ei9, ei10), (w9, w10))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    ei10.data[1, 0] = 10
+    with pytest.raises(IndexError, match=r"edge_index_icd10\[1\] holds ICD-10 index 10"):
+        conv((x9, x10), (ei9, ei10), (w9, w10))
+    # the tensor form after the pair form (and back) rebuilds the structure
+    ei10.data[1, 0] = 0
+    a = conv((x9, x10), ei9, w9)
+    b = make_conv(heads=2, cached=False)((x9, x10), ei9, w9)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------ dtypes
+def test_tables_of_another_dtype_than_the_layer_are_rejected():
+    x9, x10, edge_index, weight = random_graph(seed=17)
+    conv = MATConv(5)  # float32 parameters
+    with pytest.raises(ValueError, match=r"float64.*float32.*conv\.to\(torch\.float64\)"):
+        conv((x9, x10), edge_index, weight)
+    with pytest.raises(ValueError, match=r"bfloat16.*float32"):
+        conv((x9.bfloat16(), x10.bfloat16()), edge_index, weight)
+    with pytest.raises(ValueError, match="floating point"):
+        conv((x9.long(), x10.long()), edge_index, weight)
+    # after conv.to(dtype) the tables are accepted
+    out9, out10 = conv.to(DT)((x9, x10), edge_index, weight)
+    assert out9.dtype == out10.dtype == DT
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_autocast_mixes_dtypes(fused):
+    x9, x10, edge_index, weight = random_graph(seed=18)
+    x9, x10 = x9.float(), x10.float()
+    conv = make_conv(heads=2, fused=fused).float()
+    want = conv((x9, x10), edge_index, weight)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        same = conv((x9, x10), edge_index, weight)  # float32 tables and layer
+        low = conv((x9.bfloat16(), x10.bfloat16()), edge_index, weight)  # bf16 tables
+        # float64 is left alone by autocast: still a clear error
+        with pytest.raises(ValueError, match=r"float64.*float32"):
+            conv((x9.double(), x10.double()), edge_index, weight)
+    assert same[0].dtype == torch.float32 and low[0].dtype == torch.bfloat16
+    for got in (same, low):
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a.float(), b, rtol=0.05, atol=0.05)
+
+
+# --------------------------------------------------------- finite tables
+@pytest.mark.parametrize("fused", [True, False])
+def test_check_finite_names_the_table_and_row(fused):
+    x9, x10, edge_index, weight = random_graph(seed=19)
+    conv = make_conv(fused=fused, check_finite=True)
+    want = make_conv(fused=fused)((x9, x10), edge_index, weight)
+    torch.testing.assert_close(conv((x9, x10), edge_index, weight), want, rtol=0, atol=0)
+    bad10 = x10.clone()
+    bad10[3, 2] = float("nan")
+    bad10[5, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"x_icd10 .*\(nan\) at row 3, column 2"):
+        conv((x9, bad10), edge_index, weight)
+    bad9 = x9.clone()
+    bad9[4, 1] = -float("inf")
+    with pytest.raises(ValueError, match=r"x_icd9 .*\(-inf\) at row 4, column 1"):
+        conv((bad9, bad10), edge_index, weight)
+    # off by default: the NaN flows through
+    _, out10 = make_conv(fused=fused)((x9, bad10), edge_index, weight)
+    assert torch.isnan(out10).any()

@@ -254,8 +254,9 @@ class MATConv(MessagePassing):
                 continue
             row, col = (int(v) for v in (~finite).nonzero()[0])
             raise ValueError(
-                f"{name} holds a non-finite value ({t[row, col].item()}) in row {row} "
-                f"(column {col}); first bad row of {t.size(0)}"
+                f"{name} holds a non-finite value ({t[row, col].item()}) at row {row}, "
+                f"column {col}: the first of its {t.size(0)} rows with a NaN or infinity "
+                "(checked because check_finite=True)"
             )
 
     @staticmethod
