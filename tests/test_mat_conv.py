@@ -844,3 +844,22 @@ def test_check_finite_names_the_table_and_row(fused):
     # off by default: the NaN flows through
     _, out10 = make_conv(fused=fused)((x9, bad10), edge_index, weight)
     assert torch.isnan(out10).any()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_directional_matches_cpu():
+    x9, x10, (ei9, ei10), (w9, w10) = directional_graph(seed=20)
+    conv = make_conv(heads=2)
+    cuda_conv = make_conv(heads=2).cuda()
+    xs = [t.clone().requires_grad_() for t in (x9, x10)]
+    xs_cuda = [t.cuda().requires_grad_() for t in (x9, x10)]
+    cpu = conv(tuple(xs), (ei9, ei10), (w9, w10))
+    gpu = cuda_conv(tuple(xs_cuda), (ei9.cuda(), ei10.cuda()), (w9.cuda(), w10.cuda()))
+    for a, b in zip(cpu, gpu, strict=True):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-9, atol=1e-11)
+    sum(o.sum() for o in cpu).backward()
+    sum(o.sum() for o in gpu).backward()
+    for a, b in zip(xs, xs_cuda, strict=True):
+        torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(cuda_conv.att.grad.cpu(), conv.att.grad, rtol=1e-9, atol=1e-11)
