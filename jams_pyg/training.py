@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,11 @@ from jams_pyg.metrics import METRIC_KEYS, compute_metrics
 log = logging.getLogger(__name__)
 
 BatchFn = Callable[[int], Sequence[Sequence[int]]]
-CHECKPOINT_VERSION = 1
+#: 2 adds the run fingerprint and the divergence reference; 1 still loads
+#: (without the resume checks).
+CHECKPOINT_VERSION = 2
+#: TrainConfig fields that may change on resume (they do not change the result).
+RESUMABLE_SETTINGS = ("progress", "tensorboard", "eval_batch_size", "divergence_factor")
 
 
 def _is_int(value: Any) -> bool:
@@ -221,6 +226,11 @@ class RunDirLocked(TrainingError):
 
 class CheckpointError(TrainingError):
     """A checkpoint is damaged, not a checkpoint, or of another version."""
+
+
+class ResumeMismatch(TrainingError):
+    """``--resume`` found a checkpoint of another run: another model, other
+    data or other optimisation settings (the message lists what differs)."""
 
 
 class TrainingDiverged(TrainingError):
@@ -433,6 +443,64 @@ def load_checkpoint(path: str | os.PathLike[str],
     return state
 
 
+def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
+    """Sizes and a SHA-256 of a dataset's document ids, systems, labels and
+    label vocabularies (not the texts), for :class:`Trainer`'s
+    ``run_fingerprint``. Works on :class:`~jams_pyg.datasets.JointCodingDataset`;
+    of another dataset only the size is taken."""
+    out: dict[str, Any] = {"documents": len(dataset)}
+    ids = getattr(dataset, "ids", None)
+    systems = getattr(dataset, "system_ids", None)
+    labels = getattr(dataset, "label_indices", None)
+    if ids is None or systems is None or labels is None:
+        return out
+    digest = hashlib.sha256()
+    digest.update(json.dumps(getattr(dataset, "codes", None), sort_keys=True,
+                             default=str).encode())
+    for doc_id, system, label in zip(ids, systems, labels, strict=True):
+        digest.update(json.dumps([int(system), str(doc_id), sorted(label)]).encode())
+    names = {v: k for k, v in SYSTEM_IDS.items()}
+    counts: dict[str, int] = {}
+    for system in systems:
+        name = names.get(int(system), str(system))
+        counts[name] = counts.get(name, 0) + 1
+    out["per_system"] = counts
+    out["sha256"] = digest.hexdigest()
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """JSON-like copy (tuples become lists, other objects strings): what a
+    checkpoint stores and what is compared on resume."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def fingerprint_differences(stored: Mapping[str, Any], current: Mapping[str, Any]
+                            ) -> list[str]:
+    """``"key: stored X, now Y"`` for each (dotted) key whose value differs."""
+    old, new = _flatten(stored), _flatten(current)
+    absent = "<absent>"
+    return [f"{key}: stored {_short(old.get(key, absent))}, now {_short(new.get(key, absent))}"
+            for key in sorted(old.keys() | new.keys())
+            if old.get(key, absent) != new.get(key, absent)]
+
+
 class Trainer:
     """Train and evaluate a coding model.
 
@@ -450,6 +518,18 @@ class Trainer:
         device: Device to train on.
         dist_info: The process's place under ``torchrun``.
         systems: The systems the model predicts.
+        run_fingerprint: What identifies the run beyond the trainer's own view
+            (e.g. the model config and :func:`dataset_fingerprint` of the
+            splits), JSON-like. It is stored in every checkpoint with the
+            trainer's own part (the optimisation settings except
+            ``RESUMABLE_SETTINGS``, the model's parameter shapes, the dataset
+            sizes and steps per epoch); :meth:`resume` refuses a checkpoint
+            whose fingerprint differs, listing each differing key.
+
+    Raises:
+        ValueError: when the training split is empty or the validation split
+            lacks documents (or codes) of a trained system; raised here, before
+            any training.
     """
 
     def __init__(
@@ -465,8 +545,10 @@ class Trainer:
         device: torch.device | str = "cpu",
         dist_info: DistInfo | None = None,
         systems: Sequence[str] = ("icd9", "icd10"),
+        run_fingerprint: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.run_fingerprint = _plain(dict(run_fingerprint or {}))
         self.device = torch.device(device)
         self.dist = dist_info or DistInfo()
         self.output_dir = Path(output_dir)
@@ -491,6 +573,7 @@ class Trainer:
         steps_per_epoch = len(list(train_batches(0)))
         if steps_per_epoch == 0:
             raise ValueError("train_batches(0) gives no batch: there is nothing to train on")
+        self.steps_per_epoch = steps_per_epoch
         self.total_steps = max(1, steps_per_epoch * config.epochs)
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, math.ceil(config.warmup_ratio * self.total_steps), self.total_steps
@@ -553,8 +636,26 @@ class Trainer:
     def best_path(self) -> Path:
         return self.output_dir / "best.pt"
 
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must share with the stored one (see
+        ``run_fingerprint``)."""
+        settings = {k: v for k, v in asdict(self.config).items()
+                    if k not in RESUMABLE_SETTINGS}
+        shapes = {name: list(t.shape)
+                  for name, t in unwrap_model(self.model).state_dict().items()}
+        return _plain({
+            "run": self.run_fingerprint,
+            "train": settings,
+            "data": {"train_documents": len(self.train_dataset),
+                     "val_documents": len(self.val_dataset),
+                     "steps_per_epoch": self.steps_per_epoch},
+            "model": {"parameters": shapes},
+        })
+
     def state_dict(self) -> dict[str, Any]:
         return {
+            "fingerprint": self.fingerprint,
             "version": CHECKPOINT_VERSION,
             "model": unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -573,7 +674,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("version") != CHECKPOINT_VERSION:
+        if state.get("version") not in (1, CHECKPOINT_VERSION):
             raise ValueError(f"unsupported checkpoint version {state.get('version')!r}")
         unwrap_model(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -592,13 +693,57 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from ``last.pt`` in the output directory; ``False`` if there
-        is none. The run then ends exactly where an uninterrupted run would."""
+        is none. The run then ends exactly where an uninterrupted run would.
+
+        The stored run must match this one (see ``run_fingerprint``): same
+        model, same data, same optimisation settings (batch size, lr, epochs,
+        ...; only ``RESUMABLE_SETTINGS`` may change). Nothing is loaded when it
+        does not.
+
+        Raises:
+            CheckpointError: naming the file, when ``last.pt`` is truncated,
+                damaged or of an unknown version (suggests ``--overwrite``).
+            ResumeMismatch: listing each differing setting with its stored
+                and its current value.
+        """
         if not self.last_path.is_file():
             return False
         state = load_checkpoint(self.last_path, map_location=self.device)
-        self.load_state_dict(state)
+        self._check_resumable(state)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(
+                f"checkpoint {self.last_path} cannot be resumed ({type(err).__name__}: "
+                f"{str(err)[:200]}); delete it or start afresh with --overwrite"
+            ) from err
         log.info("resumed from %s at epoch %d", self.last_path, self.epoch)
         return True
+
+    def _check_resumable(self, state: Mapping[str, Any]) -> None:
+        version = state.get("version")
+        if version not in (1, CHECKPOINT_VERSION):
+            raise CheckpointError(
+                f"checkpoint {self.last_path} has version {version!r}; this jams_pyg reads "
+                f"versions 1 to {CHECKPOINT_VERSION}: start afresh with --overwrite"
+            )
+        stored = state.get("fingerprint")
+        if stored is None:
+            log.warning("%s is a version-1 checkpoint without a run fingerprint: cannot "
+                        "check that it belongs to this model, data and settings",
+                        self.last_path)
+            return
+        differences = fingerprint_differences(stored, self.fingerprint)
+        if differences:
+            shown = differences[:12]
+            more = len(differences) - len(shown)
+            raise ResumeMismatch(
+                f"cannot resume from {self.last_path}: it was written by another run "
+                f"({len(differences)} setting{'s' if len(differences) > 1 else ''} differ):\n  "
+                + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else "")
+                + "\nResume with the stored settings, start afresh with --overwrite, or "
+                "choose another output folder (--output-dir)."
+            )
 
     # --------------------------------------------------------------- training
     def _loader(self, batches: Iterable[Sequence[int]], dataset: Dataset) -> DataLoader:

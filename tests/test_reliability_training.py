@@ -14,6 +14,7 @@ import torch
 from jams_pyg.training import (
     LOCK_NAME,
     CheckpointError,
+    ResumeMismatch,
     RunDirLocked,
     TrainConfig,
     TrainingDiverged,
@@ -337,3 +338,80 @@ def test_missing_validation_data_is_an_error_before_training(tmp_path, one_threa
     with pytest.raises(ValueError, match="validation split is empty"):
         _trainer(tmp_path, datasets=datasets)
     assert not (tmp_path / "last.pt").exists()
+
+
+# --------------------------------------------------------------------- resume
+def _stopped_run(tmp_path, **kw):
+    trainer = _trainer(tmp_path, epochs=3, **kw)
+    trainer.fit(stop_after=1)
+    return trainer
+
+
+def test_resume_with_other_optimiser_settings_says_what_differs(tmp_path, one_thread):
+    _stopped_run(tmp_path)
+    other = _trainer(tmp_path, epochs=3, lr=2e-2, batch_size=8)
+    with pytest.raises(ResumeMismatch) as err:
+        other.resume()
+    message = str(err.value)
+    assert str(tmp_path / "last.pt") in message and "--overwrite" in message
+    assert "train.lr: stored 0.01, now 0.02" in message
+    assert "train.batch_size: stored 4, now 8" in message
+    assert "data.steps_per_epoch: stored 8, now 4" in message
+    assert other.epoch == 0  # nothing was loaded
+    # settings that do not change the result may change
+    same = _trainer(tmp_path, epochs=3, eval_batch_size=3, divergence_factor=50.0)
+    assert same.resume() and same.epoch == 1
+
+
+def test_resume_with_other_data_or_model_says_what_differs(tmp_path, one_thread):
+    from test_training import make_trainer, tiny_datasets
+
+    from jams_pyg.datasets import JointCodingDataset, WordTokenizer
+    from jams_pyg.training import dataset_fingerprint
+
+    def fingerprint(seed):
+        datasets = tiny_datasets(seed=seed)
+        tok = WordTokenizer.fit([t for ds in datasets.values() for t in ds.train.text],
+                                min_df=1)
+        return {"train_data": dataset_fingerprint(JointCodingDataset(datasets, "train", tok)),
+                "model": {"embedding_dim": 8}}
+
+    first = fingerprint(0)
+    assert first["train_data"]["documents"] == 32
+    assert first["train_data"]["per_system"] == {"icd9": 16, "icd10": 16}
+    assert fingerprint(0) == first and fingerprint(1) != first
+    _stopped_run(tmp_path, run_fingerprint=first)
+    other = _trainer(tmp_path, epochs=3, run_fingerprint=fingerprint(1))
+    with pytest.raises(ResumeMismatch, match=r"run\.train_data\.sha256: stored '[0-9a-f]+"):
+        other.resume()
+    # a model of another shape is named as such, not as a deep state_dict error
+    from test_training import config
+
+    bigger = make_trainer(tmp_path, config(epochs=3), run_fingerprint=first)
+    layer = next(m for m in bigger.model.modules() if isinstance(m, torch.nn.Embedding))
+    layer.weight = torch.nn.Parameter(torch.zeros(layer.num_embeddings, 9))
+    with pytest.raises(ResumeMismatch, match=r"model\.parameters\..*stored \[\d+, 8\], "
+                       r"now \[\d+, 9\]"):
+        bigger.resume()
+
+
+def test_resume_from_a_damaged_checkpoint_names_it(tmp_path, one_thread):
+    _stopped_run(tmp_path)
+    path = tmp_path / "last.pt"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=f"checkpoint {path} is damaged.*--overwrite"):
+        _trainer(tmp_path, epochs=3).resume()
+
+
+def test_version_1_checkpoints_still_resume(tmp_path, one_thread):
+    _stopped_run(tmp_path)
+    state = load_checkpoint(tmp_path / "last.pt")
+    del state["fingerprint"], state["reference_loss"]
+    state["version"] = 1
+    atomic_save(state, tmp_path / "last.pt")
+    trainer = _trainer(tmp_path, epochs=3)
+    assert trainer.resume() and trainer.epoch == 1
+    state["version"] = 99
+    atomic_save(state, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="version 99"):
+        _trainer(tmp_path, epochs=3).resume()

@@ -133,7 +133,7 @@ def test_checkpoint_write_is_atomic(tmp_path):
     trainer.fit()
     assert not list(tmp_path.glob(".*.tmp"))
     state = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert state["epoch"] == 1 and state["version"] == 1
+    assert state["epoch"] == 1 and state["version"] == 2
 
 
 def test_shard_batch():
