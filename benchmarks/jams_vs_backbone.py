@@ -47,11 +47,13 @@ from typing import Any
 import numpy as np
 
 DELTA_METRICS = ("f1_macro", "f1_micro", "map")
-ABLATIONS = ("no_mat", "unweighted", "mat_only")
-#: Ablation -> (variants compared with it, what the paired delta measures).
+ABLATIONS = ("no_mat", "unweighted", "mat_only", "union", "tied", "tied_backbone")
+#: Reference variant -> (variants compared with it, what the paired delta measures).
 ABLATION_REFERENCES = {
-    "no_mat": (("jams", "unweighted"), "what MAT adds on top of the shared encoder"),
+    "no_mat": (("jams", "unweighted", "union"), "what MAT adds on top of the shared encoder"),
     "mat_only": (("jams",), "what sharing the encoder adds on top of MAT"),
+    "jams": (("unweighted", "union"), "the change against the faithful JAMS"),
+    "tied_backbone": (("tied",), "what JAMS adds to the tied layout (our extension)"),
 }
 SYSTEM_NAMES = {"icd9": "ICD-9", "icd10": "ICD-10"}
 METRIC_NAMES = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "map": "MAP"}
@@ -72,8 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", choices=BACKBONES, default=["laat"])
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["backbone", "jams"])
     parser.add_argument("--ablations", action="store_true",
-                        help="add the ablations no_mat, unweighted and mat_only to --variants")
+                        help="add the ablations " + ", ".join(ABLATIONS) + " to --variants")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds-for", nargs="+", default=[], metavar="MODEL:SEEDS",
+                        help="other seeds for one model, e.g. laat:0,1,2,3,4")
     parser.add_argument("--synthetic-size", "--size", dest="synthetic_size",
                         type=parse_synthetic_size, default="default",
                         help="small, default, large or a scale factor")
@@ -97,6 +101,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.variants = variants
     args.seeds = list(dict.fromkeys(args.seeds))
     args.models = list(dict.fromkeys(args.models))
+    args.model_seeds = {m: args.seeds for m in args.models}
+    for item in args.seeds_for:
+        model, _, seeds = item.partition(":")
+        try:
+            args.model_seeds[model] = list(dict.fromkeys(int(v) for v in seeds.split(",")))
+        except ValueError:
+            parser.error(f"--seeds-for takes MODEL:SEED,SEED,..., got {item!r}")
+        if model not in args.models:
+            parser.error(f"--seeds-for names {model!r}, which is not in --models")
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
     return args
@@ -159,9 +172,15 @@ def group_scores(system_result: Mapping[str, Any]) -> dict[str, float | None]:
 
 
 def _stats(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample std and the half-width of the 95 % t-interval of the mean."""
+    from scipy.stats import t
+
+    n = len(values)
+    std = float(np.std(values, ddof=1)) if n > 1 else None
     return {
         "mean": float(np.mean(values)) if values else None,
-        "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+        "std": std,
+        "ci95": float(t.ppf(0.975, n - 1) * std / np.sqrt(n)) if std is not None else None,
         "per_seed": [float(v) for v in values],
     }
 
@@ -211,17 +230,19 @@ def summarize_deltas(runs: Sequence[Mapping[str, Any]], reference: str = "backbo
 
 
 def _fmt(stats: Mapping[str, Any]) -> str:
+    """``mean ± half-width of the 95 % interval`` (× 100)."""
     if stats["mean"] is None:
         return "–"
     text = f"{100 * stats['mean']:+.1f}"
-    if stats["std"] is not None:
-        text += f" ± {100 * stats['std']:.1f}"
+    if stats.get("ci95") is not None:
+        text += f" ± {100 * stats['ci95']:.1f}"
     return text
 
 
 def delta_table(summary: Mapping[str, Any], display: Mapping[str, str] | None = None) -> str:
     """Markdown table of :func:`summarize_deltas`, × 100: one row per (model, variant,
-    system), one column per score; mean ± std over seeds, ``n`` = paired seeds."""
+    system), one column per score; mean ± half-width of the 95 % t-interval over seeds,
+    ``n`` = paired seeds."""
     display = display or {}
     scores: list[str] = []
     for variants in summary.values():
@@ -277,7 +298,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     from jams_pyg.experiment import run_experiment
 
     runs = []
-    plan = [(m, v, s) for m in args.models for v in args.variants for s in args.seeds]
+    plan = [(m, v, s) for m in args.models for v in args.variants for s in args.model_seeds[m]]
     for position, (model, variant, seed) in enumerate(plan, 1):
         config = make_config(args, model, variant, seed)
         out = Path(config.output_dir)
@@ -307,6 +328,37 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     return runs
 
 
+def convergence(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per run and trained model: epochs run, best epoch, the epoch cap, and whether early
+    stopping ended it (rather than the cap)."""
+    rows = []
+    for run in runs:
+        for group, meta in run.get("training", {}).items():
+            summary = meta["training"]
+            cap = meta.get("train_config", {}).get("epochs")
+            rows.append({"label": run["label"], "seed": run["seed"], "model": group,
+                         "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
+                         "epochs_cap": cap,
+                         "early_stopped": None if cap is None else summary["epochs_run"] < cap})
+    return rows
+
+
+def convergence_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: per label and trained model, epochs run and best epoch over seeds."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["label"], row["model"]), []).append(row)
+    lines = ["| Run | Trained on | seeds | epochs run | best epoch | stopped early |",
+             "|:---|:---|---:|---|---|---:|"]
+    for (label, model), items in groups.items():
+        run = ", ".join(str(r["epochs_run"]) for r in items)
+        best = ", ".join(str(r["best_epoch"]) for r in items)
+        early = sum(bool(r["early_stopped"]) for r in items)
+        lines.append(f"| {label} | {model} | {len(items)} | {run} | {best} | "
+                     f"{early}/{len(items)} |")
+    return "\n".join(lines)
+
+
 def environment() -> dict[str, Any]:
     import torch
 
@@ -331,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     deltas = summarize_deltas(runs)
     text = delta_text(deltas)
     settings = {
-        "models": args.models, "variants": args.variants, "seeds": args.seeds,
+        "models": args.models, "variants": args.variants, "seeds": args.model_seeds,
         "synthetic_size": args.synthetic_size, "data_seed": args.data_seed,
         "train": {m: train_settings(args, m, seed=-1) | {"seed": "per run"}
                   for m in args.models},
@@ -344,16 +396,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     header = (
         f"# JAMS vs backbone on the synthetic corpus\n\n"
         f"Models {', '.join(args.models)}; variants {', '.join(args.variants)}; seeds "
-        f"{', '.join(map(str, args.seeds))}; corpus size {args.synthetic_size} "
+        f"{json.dumps(args.model_seeds)}; corpus size {args.synthetic_size} "
         f"(data seed {args.data_seed}); training {json.dumps(settings['train'])}.\n"
         f"Command: `python benchmarks/{settings['command']}`\n\n"
     )
+    epochs = convergence(runs)
     (results_dir / "report.md").write_text(
         header + report
-        + "\nPaired deltas (variant − backbone, same seed and data; x100; mean ± std over "
-        "seeds)\n\n" + delta_table(deltas, DISPLAY) + "\n"
+        + "\nPaired deltas (variant − backbone, same seed and data; x100; mean ± half-width "
+        "of the 95 % t-interval over seeds)\n\n" + delta_table(deltas, DISPLAY) + "\n"
+        + "\nEpochs each run took (early stopping on validation MAP)\n\n"
+        + convergence_table(epochs) + "\n"
     )
-    payload = {"settings": settings, "runs": runs, "deltas": deltas,
+    payload = {"settings": settings, "runs": runs, "deltas": deltas, "convergence": epochs,
                "seconds": time.perf_counter() - start}
     for reference, (compared, meaning) in ABLATION_REFERENCES.items():
         if reference not in args.variants:
@@ -364,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         table = delta_table(payload[f"deltas_vs_{reference}"], DISPLAY)
         with (results_dir / "report.md").open("a") as f:
             f.write(f"\nPaired deltas against {reference} (variant − {reference}: {meaning}; "
-                    "x100; mean ± std over seeds)\n\n"
+                    "x100; mean ± half-width of the 95 % t-interval over seeds)\n\n"
                     + table.replace("Delta vs backbone", f"Delta vs {reference}") + "\n")
     (results_dir / "results.json").write_text(json.dumps(payload, indent=2, default=float))
     print("\nDeltas (x100, mean ± std over seeds):\n" + text)

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,7 +39,15 @@ from jams_pyg.distributed import DistInfo, barrier, cleanup, init_distributed
 from jams_pyg.gem_graph import GEMGraph
 from jams_pyg.metrics import compute_metrics, per_code_f1, tune_threshold
 from jams_pyg.models import ModelConfig, build_model, jams_loss
-from jams_pyg.training import Predictions, TrainConfig, Trainer
+from jams_pyg.training import (
+    Predictions,
+    TrainConfig,
+    Trainer,
+    dataset_fingerprint,
+    prepare_run_dir,
+    run_dir_lock,
+    train_setting_type,
+)
 
 log = logging.getLogger(__name__)
 
@@ -318,8 +325,12 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
         sampler.set_epoch(epoch)
         return list(sampler)
 
+    # --resume refuses a last.pt of another model, data or settings (listing what differs).
+    fingerprint = {"model": model_config.to_dict(), "train_data": dataset_fingerprint(train),
+                   "val_data": dataset_fingerprint(val), "max_length": config.max_length}
     trainer = Trainer(model, jams_loss, train, val, train.collator(), batches, config.train,
-                      out, device=device, dist_info=info, systems=systems)
+                      out, device=device, dist_info=info, systems=systems,
+                      run_fingerprint=fingerprint)
     if config.resume:
         trainer.resume()
     elif trainer.last_path.exists():
@@ -340,13 +351,24 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
                     {s: results[s]["threshold"] for s in systems}, graph,
                     config.max_length, extra={"label": config.label, "seed": config.seed,
                                               "protocol": EVAL_PROTOCOL})
-    return results, {"training": summary, "model_config": model_config.to_dict()}
+    return results, {"training": summary, "model_config": model_config.to_dict(),
+                     "train_config": asdict(config.train)}
 
 
 def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     """Train and evaluate one configuration; writes ``metrics.json``,
     ``config.json``, ``buckets.png`` and checkpoints to ``config.output_dir``
-    and returns the metrics."""
+    and returns the metrics.
+
+    The output folder belongs to this run while it lasts
+    (:func:`~jams_pyg.training.run_dir_lock`): a second run into it fails at
+    once with ``RunDirLocked`` naming the holder. A diverged run raises
+    ``TrainingDiverged`` and writes no metrics and no bundle."""
+    with run_dir_lock(config.output_dir, enabled=int(os.environ.get("RANK", "0")) == 0):
+        return _run_experiment(config)
+
+
+def _run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     info = init_distributed(resolve_device(config.device))
     device = resolve_device(config.device, info)
     out = Path(config.output_dir)
@@ -446,11 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", default=None,
                         help="default: outputs/<model>; one sub-folder per variant")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--grad-accumulation", type=int)
-    parser.add_argument("--patience", type=int)
+    # TrainConfig's rules, applied when parsed (e.g. --patience 0 is refused).
+    parser.add_argument("--epochs", type=train_setting_type("epochs"))
+    parser.add_argument("--batch-size", type=train_setting_type("batch_size"))
+    parser.add_argument("--lr", type=train_setting_type("lr"))
+    parser.add_argument("--grad-accumulation", type=train_setting_type("grad_accumulation"))
+    parser.add_argument("--patience", type=train_setting_type("patience"))
     parser.add_argument("--max-length", type=int, default=4000)
     parser.add_argument("--word2vec", action="store_true",
                         help="initialise word embeddings with word2vec on the training texts")
@@ -496,15 +519,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     variants = args.variants or ["backbone", "jams"]
     base = Path(args.output_dir or f"outputs/{args.model}")
     if args.overwrite and args.resume:
         raise SystemExit("--overwrite and --resume exclude each other")
-    if args.overwrite and int(os.environ.get("RANK", "0")) == 0:
-        for variant in variants:
-            shutil.rmtree(base / variant, ignore_errors=True)
-    runs = [run_experiment(config_from_args(args, v, base / v)) for v in variants]
+    try:  # settings that fail only together (batch size and accumulation) fail now
+        configs = [config_from_args(args, v, base / v) for v in variants]
+    except ValueError as err:
+        parser.error(str(err))
+    if int(os.environ.get("RANK", "0")) == 0:
+        for variant in variants:  # a folder held by another run fails before any work
+            prepare_run_dir(base / variant, overwrite=args.overwrite)
+    runs = [run_experiment(c) for c in configs]
     if len(runs) > 1 and int(os.environ.get("RANK", "0")) == 0:
         write_report(runs, base)
         (base / "metrics.json").write_text(json.dumps(runs, indent=2, default=float))

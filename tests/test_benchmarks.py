@@ -46,16 +46,21 @@ def test_jvb_defaults_and_flags():
     args = jvb.parse_args(["--models", "laat", "caml", "--ablations", "--seeds", "0",
                            "--size", "2.5", "--epochs", "1"])
     assert args.models == ["laat", "caml"]
-    assert args.variants == ["backbone", "jams", "no_mat", "unweighted", "mat_only"]
+    assert args.variants == ["backbone", "jams", "no_mat", "unweighted", "mat_only", "union",
+                             "tied", "tied_backbone"]
     assert args.seeds == [0]
+    assert args.model_seeds == {"laat": [0], "caml": [0]}
     assert args.synthetic_size == 2.5
     assert jvb.train_settings(args, "caml", 0)["epochs"] == 1
     assert jvb.parse_args(["--variants", "no_mat", "--ablations"]).variants == [
-        "no_mat", "unweighted", "mat_only"]
+        "no_mat", "unweighted", "mat_only", "union", "tied", "tied_backbone"]
+    args = jvb.parse_args(["--models", "laat", "caml", "--seeds-for", "laat:0,1,2,3,4"])
+    assert args.model_seeds == {"laat": [0, 1, 2, 3, 4], "caml": [0, 1, 2]}
 
 
 @pytest.mark.parametrize("argv", [["--size", "huge"], ["--size", "-1"], ["--models", "bert"],
-                                  ["--variants", "gat"], ["--epochs", "0"]])
+                                  ["--variants", "gat"], ["--epochs", "0"],
+                                  ["--seeds-for", "caml:0,1"], ["--seeds-for", "laat:x"]])
 def test_jvb_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit):
         jvb.parse_args(argv)
@@ -120,13 +125,16 @@ def test_summarize_deltas_pairs_by_seed():
     assert icd9["f1_macro"]["per_seed"] == pytest.approx([0.04, 0.06])
     assert icd9["f1_macro"]["mean"] == pytest.approx(0.05)
     assert icd9["f1_macro"]["std"] == pytest.approx(math.sqrt(2) * 0.01)
+    # 95 % t-interval of the mean, n = 2: t(0.975, 1) = 12.7062 (tables), half-width
+    # t * std / sqrt(2) = 12.7062 * 0.01
+    assert icd9["f1_macro"]["ci95"] == pytest.approx(12.7062 * 0.01, rel=1e-4)
     assert icd9["f1_macro"]["seeds"] == [0, 1]
     assert icd9["f1_micro"]["mean"] == pytest.approx(-0.005)
     assert icd9["bucket 1-10"]["mean"] == pytest.approx(0.06)
     assert icd9["bucket 11+"]["mean"] == pytest.approx(-0.005)
     assert icd9["1-10 w/ link"]["per_seed"] == pytest.approx([0.10, 0.08])
     # the backbone's seed-1 value is None: only seed 0 counts, no std from one value
-    assert icd9["1-10 w/o link"] == {"mean": pytest.approx(-0.01), "std": None,
+    assert icd9["1-10 w/o link"] == {"mean": pytest.approx(-0.01), "std": None, "ci95": None,
                                      "per_seed": [pytest.approx(-0.01)], "seeds": [0]}
     assert d["icd10"]["f1_macro"]["per_seed"] == pytest.approx([0.1])
     assert set(icd9) == {"f1_macro", "f1_micro", "map", "bucket 1-10", "bucket 11+",
@@ -147,10 +155,11 @@ def test_delta_table_and_text():
     table = jvb.delta_table(summary, {"laat": "LAAT"})
     lines = table.splitlines()
     assert lines[0].startswith("| Delta vs backbone | System | n | macro-F1 | micro-F1 | MAP |")
-    assert "| LAAT jams | ICD-9 | 2 | +5.0 ± 1.4 | -0.5 ± 0.7 |" in table
+    # mean ± half-width of the 95 % t-interval: 12.706 * std / sqrt(2)
+    assert "| LAAT jams | ICD-9 | 2 | +5.0 ± 12.7 | -0.5 ± 6.4 |" in table
     assert lines[-1].startswith("| LAAT jams | ICD-10 | 1 | +10.0 |")
     text = jvb.delta_text(summary)
-    assert "laat jams - backbone, ICD-9: macro-F1 +5.0 ± 1.4" in text
+    assert "laat jams - backbone, ICD-9: macro-F1 +5.0 ± 12.7" in text
     assert "(mean delta < 0): f1_micro, bucket 11+, 1-10 w/o link" in text
     assert jvb.delta_text({}) == "no variant/backbone pairs to compare"
 

@@ -10,11 +10,12 @@ def full_graph():
     return GEMGraph.from_cms_2018()
 
 
-def independent_pairs(shared_data):
+def independent_pairs(shared_data, files=("2018_I9gem.txt", "2018_I10gem.txt")):
     """Distinct (ICD-9, ICD-10) pairs and their weights, read plainly from the
     CMS files without the code under test."""
     exact: dict[tuple[str, str], bool] = {}
-    for name, forward in (("2018_I9gem.txt", True), ("2018_I10gem.txt", False)):
+    for name in files:
+        forward = name == "2018_I9gem.txt"
         for line in (shared_data / "gems" / name).read_text().splitlines():
             source, target, flags = line.split()
             if flags[1] == "1":
@@ -41,6 +42,47 @@ def test_full_graph_matches_files(full_graph, shared_data):
     assert full_graph.num_icd10 == 71_704
     assert full_graph.num_unlinked_icd10 == 731  # the NoDx lines of 2018_I10gem.txt
     assert full_graph.icd9_linked.sum() + full_graph.num_unlinked_icd9 == full_graph.num_icd9
+
+
+def _pairs(graph, edge_index, edge_weight):
+    return {
+        (graph.icd9_codes[i].replace(".", ""), graph.icd10_codes[j].replace(".", "")): w
+        for (i, j), w in zip(edge_index.t().tolist(), edge_weight.tolist(), strict=True)
+    }
+
+
+def test_directional_graph_reads_each_file_for_its_own_direction(full_graph, shared_data):
+    # The official code's two adjacency matrices: forward-file links update ICD-9 codes,
+    # backward-file links update ICD-10 codes, each with its own file's omega.
+    assert full_graph.direction == "directional"
+    for name, (index, weight) in (("2018_I9gem.txt", full_graph.edges("icd9")),
+                                  ("2018_I10gem.txt", full_graph.edges("icd10"))):
+        exact = independent_pairs(shared_data, (name,))
+        assert _pairs(full_graph, index, weight) == {
+            pair: 1.0 if ex else 0.5 for pair, ex in exact.items()}
+    # distinct pairs of each file, as ../shared/data/README.md states
+    assert full_graph.icd9_edge_index.size(1) == 24_428
+    assert full_graph.icd10_edge_index.size(1) == 80_559
+    # a code is linked when some link updates it
+    forward_sources = {a for a, _ in independent_pairs(shared_data, ("2018_I9gem.txt",))}
+    linked9 = {c.replace(".", "") for c, ok in zip(full_graph.icd9_codes,
+                                                   full_graph.icd9_linked.tolist(), strict=True)
+               if ok}
+    assert linked9 == forward_sources
+    assert full_graph.mat_edges()[0][1] is full_graph.icd10_edge_index
+
+
+def test_union_graph_and_the_union_of_a_directional_graph(full_graph, shared_data):
+    union = GEMGraph.from_cms_2018(direction="union")
+    assert union.direction == "union" and union.edge_index is union.icd10_edge_index
+    expected = {pair: 1.0 if ex else 0.5 for pair, ex in independent_pairs(shared_data).items()}
+    assert _pairs(union, union.edge_index, union.edge_weight) == expected
+    # the directional graph's edge_index is the union of its two sets (exact wins)
+    assert _pairs(full_graph, full_graph.edge_index, full_graph.edge_weight) == expected
+    assert union.mat_edges()[0] is union.edge_index
+    assert "union" in union.summary() and "forward GEMs" in full_graph.summary()
+    with pytest.raises(ValueError, match="direction must be one of"):
+        GEMGraph.from_cms_2018(direction="both")
 
 
 def test_paper_examples(full_graph):
@@ -92,6 +134,11 @@ def test_weight_is_exact_if_any_line_is_exact(tmp_path):
     assert graph.icd10_codes == ["I10.", "K83.1"]
     assert graph.edge_index.tolist() == [[0, 1], [0, 1]]
     assert graph.edge_weight.tolist() == [0.5, 1.0]
+    # each direction keeps its own file's flag: the forward file maps 576.2 -> K83.1
+    # approximately, the backward file K83.1 -> 576.2 exactly
+    assert graph.icd9_edge_weight.tolist() == [0.5, 0.5]
+    assert graph.icd10_edge_weight.tolist() == [0.5, 1.0]
+    assert GEMGraph.from_gem_files(fwd, bwd, direction="union").edge_weight.tolist() == [0.5, 1.0]
 
 
 def test_hetero_data(full_graph):
@@ -115,6 +162,14 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(loaded.edge_index, graph.edge_index)
     assert torch.equal(loaded.edge_weight, graph.edge_weight)
     assert torch.equal(loaded.icd10_linked, graph.icd10_linked)
+    assert loaded.direction == "directional"
+    assert torch.equal(loaded.icd10_edge_index, graph.icd10_edge_index)
+    # a graph saved before directional graphs existed (format 1) is a union graph
+    state = graph.state_dict()
+    old = {"format_version": 1, **{k: state[k] for k in
+                                   ("icd9_codes", "icd10_codes", "edge_index", "edge_weight")}}
+    torch.save(old, tmp_path / "old.pt")
+    assert GEMGraph.load(tmp_path / "old.pt").direction == "union"
 
 
 @pytest.mark.parametrize(
