@@ -415,3 +415,68 @@ def test_version_1_checkpoints_still_resume(tmp_path, one_thread):
     atomic_save(state, tmp_path / "last.pt")
     with pytest.raises(CheckpointError, match="version 99"):
         _trainer(tmp_path, epochs=3).resume()
+
+
+# --------------------------------------------------- the command line (wiring)
+CLI = ["--model", "caml", "--synthetic-size", "0.05", "--batch-size", "8", "--no-progress",
+       "--jams-only"]
+
+
+@pytest.mark.parametrize("bad", [["--patience", "0"], ["--epochs", "0"], ["--lr", "nan"],
+                                 ["--lr", "-1"], ["--batch-size", "0"],
+                                 ["--batch-size", "6", "--grad-accumulation", "4"]])
+def test_cli_refuses_bad_settings_before_any_work(tmp_path, bad, capsys):
+    from jams_pyg.experiment import main
+
+    with pytest.raises(SystemExit) as err:
+        main([*CLI, *bad, "--output-dir", str(tmp_path / "run")])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "must be" in message or "is not divisible by grad_accumulation" in message
+    assert not (tmp_path / "run").exists()  # no data generated, nothing written
+
+
+def test_cli_second_run_into_a_held_folder_fails_at_once(tmp_path):
+    from jams_pyg.experiment import main
+
+    ready, release = CTX.Event(), CTX.Event()
+    holder = CTX.Process(target=_hold_lock, args=(str(tmp_path / "jams"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        for extra in ([], ["--overwrite"], ["--resume"]):
+            with pytest.raises(RunDirLocked, match=f"pid {holder.pid}"):
+                main([*CLI, "--epochs", "1", "--output-dir", str(tmp_path), *extra])
+        assert not (tmp_path / "data").exists()  # failed before generating data
+    finally:
+        release.set()
+        holder.join(60)
+
+
+@pytest.mark.slow
+def test_cli_diverged_run_writes_no_metrics_and_no_bundle(tmp_path):
+    from jams_pyg.experiment import main
+
+    with pytest.raises(TrainingDiverged, match="epoch 1, step .*lr 1000"):
+        main([*CLI, "--epochs", "2", "--lr", "1e3", "--output-dir", str(tmp_path)])
+    run = tmp_path / "jams"
+    assert not (run / "metrics.json").exists() and not (run / "model").exists()
+    assert not (run / "best.pt").exists()
+    # the lock went with the failed run: the folder can be reused at once
+    with run_dir_lock(run):
+        pass
+
+
+@pytest.mark.slow
+def test_cli_resume_with_other_settings_says_what_differs(tmp_path):
+    from jams_pyg.experiment import main
+
+    main([*CLI, "--epochs", "1", "--output-dir", str(tmp_path)])
+    with pytest.raises(ResumeMismatch, match=r"(?s)train\.lr: stored 0\.02, now 0\.01.*"
+                       r"--overwrite"):
+        main([*CLI, "--epochs", "1", "--lr", "0.01", "--resume", "--output-dir",
+              str(tmp_path)])
+    last = tmp_path / "jams" / "last.pt"
+    last.write_bytes(last.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match=f"{last} is damaged.*--overwrite"):
+        main([*CLI, "--epochs", "1", "--resume", "--output-dir", str(tmp_path)])
