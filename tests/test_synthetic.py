@@ -1,13 +1,20 @@
 """The synthetic GEM-linked corpus: schema, statistics, GEM links, determinism."""
 
+import collections
+import gzip
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import jams_pyg
 from jams_pyg.datasets.edin import load_edin_dataset
 from jams_pyg.datasets.synthetic import (
+    MIMIC3_TOP50_CODES,
+    TOP_DIAGNOSES,
     bucket_edges_for,
     cms_2018_graph,
     corpus_statistics,
@@ -16,6 +23,15 @@ from jams_pyg.datasets.synthetic import (
     main,
 )
 from jams_pyg.gem_graph import GEMGraph
+
+_RESOURCES = Path(jams_pyg.__file__).parent / "resources"
+#: Top MIMIC-III diagnoses, their forward-GEM partner and a word both real titles share.
+_TOP_PAIRS = {
+    "401.9": ("I10.", "hypertension"),
+    "250.00": ("E11.9", "diabetes"),
+    "584.9": ("N17.9", "kidney"),
+    "428.0": ("I50.9", "failure"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +83,8 @@ def test_frequencies_are_long_tailed(corpus):
                 counts[index[code]] += 1
         ordered = np.sort(counts)[::-1]
         top = ordered[: int(np.ceil(0.1 * len(ordered)))].sum() / ordered.sum()
-        assert top > 0.4, f"{ds.system}: top 10% of codes carry only {top:.0%}"
+        # The head (real top diagnoses) is flatter than the tail, as in MIMIC.
+        assert top > 0.35, f"{ds.system}: top 10% of codes carry only {top:.0%}"
         assert (counts <= 10).mean() > 0.35  # many rare codes
         assert ordered[0] > 15 * np.median(counts)
 
@@ -76,12 +93,13 @@ def test_gem_links_connect_the_two_systems(corpus):
     _, ds9, ds10, graph, concepts = corpus
     codes9, codes10 = set(ds9.codes), set(ds10.codes)
     checked = 0
+    pairs = {(graph.icd9_codes[a], graph.icd10_codes[b])
+             for a, b in graph.edge_index.t().tolist()}  # mapped by either GEM file
     for concept in concepts:
         if concept["group"] == "linked":
             for variant in concept["icd10"]:
                 if concept["icd9"] in codes9 and variant in codes10:
-                    neighbours = {c for c, _ in graph.neighbors(concept["icd9"], "icd9")}
-                    assert variant in neighbours, (concept["icd9"], variant)
+                    assert (concept["icd9"], variant) in pairs, (concept["icd9"], variant)
                     checked += 1
         else:  # ICD-9-only, ICD-10-only and procedure concepts stay unlinked
             for code in ([concept["icd9"]] if concept["icd9"] in codes9 else []):
@@ -93,8 +111,12 @@ def test_gem_links_connect_the_two_systems(corpus):
     # The cached graph of corpus_statistics is the graph GEMGraph builds.
     cached = cms_2018_graph(ds9.codes, ds10.codes)
     assert cached.icd9_codes == graph.icd9_codes and cached.icd10_codes == graph.icd10_codes
-    assert torch.equal(cached.edge_index, graph.edge_index)
-    assert torch.equal(cached.edge_weight, graph.edge_weight)
+    assert cached.direction == graph.direction
+    for name in ("icd9_edge_index", "icd9_edge_weight", "icd10_edge_index",
+                 "icd10_edge_weight", "edge_index", "edge_weight"):
+        assert torch.equal(getattr(cached, name), getattr(graph, name)), name
+    union = cms_2018_graph(ds9.codes, ds10.codes, direction="union")
+    assert union.direction == "union" and torch.equal(union.edge_index, graph.edge_index)
     for ds in (ds9, ds10):
         freq = ds.code_frequencies("train")
         linked = graph.linked(ds.system).numpy()
@@ -179,3 +201,72 @@ def test_bad_size():
         generate_synthetic_corpus("/nonexistent", size="huge")
     with pytest.raises(ValueError, match="positive"):
         generate_synthetic_corpus("/nonexistent", size=-1)
+
+
+def _undot(code):
+    return code.replace(".", "")
+
+
+def _read_titles(name, encoding):
+    with gzip.open(_RESOURCES / "titles" / name, "rt", encoding=encoding) as f:
+        return {code: title.lower() for code, title in (
+            line.rstrip("\n").split(None, 1) for line in f if line.strip())}
+
+
+def test_head_is_the_published_top_diagnoses(corpus):
+    _, ds9, ds10, graph, concepts = corpus
+    # The real forward GEM and titles, read with plain Python.
+    forward: dict[str, set[str]] = {}
+    with gzip.open(_RESOURCES / "gems" / "2018_I9gem.txt.gz", "rt", encoding="ascii") as f:
+        for line in f:
+            source, target, _ = line.split()
+            forward.setdefault(source, set()).add(target)
+    titles9 = _read_titles("CMS32_DESC_LONG_DX.txt.gz", "latin-1")
+    titles10 = _read_titles("icd10cm-codes-2024.txt.gz", "ascii")
+    assert len(set(MIMIC3_TOP50_CODES)) == 50
+    assert TOP_DIAGNOSES[:6] == ("401.9", "428.0", "427.31", "414.01", "584.9", "250.00")
+    assert len(TOP_DIAGNOSES) == 32 and "38.93" not in TOP_DIAGNOSES  # diagnoses only
+    head = concepts[: len(TOP_DIAGNOSES)]
+    assert [c["icd9"] for c in head] == list(TOP_DIAGNOSES)
+    for c in head:
+        assert c["group"] == "linked" and c["key_words"]
+        assert set(c["key_words"]) <= set(c["core_words"])
+        assert all(_undot(v) in forward[_undot(c["icd9"])] for v in c["icd10"]), c
+        assert all(not other["key_words"] for other in concepts[len(head):])
+    by9 = {c["icd9"]: c for c in head}
+    for code9, (code10, word) in _TOP_PAIRS.items():
+        assert _undot(code10) in forward[_undot(code9)]
+        assert word in re.findall("[a-z]+", titles9[_undot(code9)])
+        assert word in re.findall("[a-z]+", titles10[_undot(code10)])
+        assert by9[code9]["icd10"][0] == code10 and word in by9[code9]["key_words"]
+        assert code10 in {c for c, _ in graph.neighbors(code9, "icd9")}  # forward file
+    # The head takes the top frequency ranks of both systems.
+    main10 = {c["icd10"][0] for c in head}
+    for ds, codes, pairs in ((ds9, set(TOP_DIAGNOSES), list(_TOP_PAIRS)),
+                             (ds10, main10, [p for p, _ in _TOP_PAIRS.values()])):
+        counts = collections.Counter(c for t in _all(ds)["target"] for c in t)
+        ranked = [c for c, _ in counts.most_common()]
+        assert ranked[0] == ("401.9" if ds.system == "icd9" else "I10.")
+        assert sum(c in codes for c in ranked[:20]) >= 18, ranked[:20]
+        assert all(ranked.index(c) < 20 for c in pairs), ranked[:20]
+    # ... and the rest stays long-tailed (rare codes of both groups):
+    # test_frequencies_are_long_tailed and test_gem_links_connect_the_two_systems.
+
+
+def test_head_documents_carry_title_words(corpus):
+    _, ds9, ds10, _, _ = corpus
+    for ds in (ds9, ds10):
+        frame = _all(ds)
+        words = [set(t.split()) for t in frame["text"]]
+        for code9, (code10, word) in _TOP_PAIRS.items():
+            code = code9 if ds.system == "icd9" else code10
+            coded = np.array([code in t for t in frame["target"]])
+            has = np.array([word in w for w in words])
+            assert coded.sum() >= 20
+            # Nearly every document coded with it says the word (5 % of codes
+            # are not mentioned), and the word points to the code.
+            assert has[coded].mean() > 0.85, (code, word, has[coded].mean())
+            assert coded[has].mean() > 0.4, (code, word, coded[has].mean())
+    frame = _all(ds9)
+    hypertension = frame["text"].map(lambda t: "hypertension" in t.split())
+    assert frame.loc[hypertension, "target"].map(lambda t: "401.9" in t).mean() > 0.8

@@ -7,6 +7,16 @@ synthetic data.
 
 Generative story
 ----------------
+* **The head: real inpatient diagnoses.** The most frequent concepts are the
+  diagnoses of a published list of the most frequent codes of real inpatient
+  coding, in its rank order (:data:`MIMIC3_TOP50_CODES`, MIMIC-III, Mullenbach
+  et al. 2018; procedures of the list left out: :data:`TOP_DIAGNOSES`), each
+  linked to its ICD-10-CM partners through the real forward GEM (401.9 and
+  I10., 250.00 and E11.9, 584.9 and N17.9, 428.0 and I50.9, ...). Their
+  mentions always carry their *key words* (the content words shared by the
+  ICD-9 and ICD-10 titles, e.g. "hypertension", "diabetes mellitus", "acute
+  kidney failure"), so a model learns to link these words to these codes.
+  They are the first concepts (``c000`` = 401.9, ``c001`` = 428.0, ...).
 * **Latent clinical concepts shared by both systems.** A *linked* concept is a
   real ICD-9-CM diagnosis (chapters 240-289 and 390-629) with its real GEM
   neighbours that still have a 2024 ICD-10-CM title; it keeps 1-3 of them as
@@ -22,14 +32,19 @@ Generative story
   systems but stay unlinked, since the procedure GEMs are not shipped.
 * **Text.** The same process for both systems: each coded concept is mentioned
   once (5 % of codes are not mentioned at all) by a positive cue ("diagnosed
-  with", ...) and a random subset of its words: the content words of its
+  with", ...), its key words (head concepts only) and a random subset of its
+  other words: the content words of its
   ICD-9 title, two concept-specific pseudo-words (synonyms), and the words
   specific to the drawn variant (its ICD-10 title words and one pseudo-word).
   Documents also mention 0-2 uncoded *distractor* concepts behind negative
   cues ("no evidence of", ...), and are filled to 60-120 words with generic
   clinical words and words of unrelated CMS titles.
-* **Frequencies.** Concept popularity is Zipf-like (exponent 1) over a random
-  ranking, perturbed per system (log-normal, sigma 0.5); patients carry 0-3
+* **Frequencies.** Concept popularity is Zipf-like over a ranking whose first
+  ranks are the head concepts in the published order (exponent 0.6: 401.9 is
+  coded in ~40 % of ICD-9 documents, as in MIMIC-III) and the rest in a random
+  order (exponent 1.1, from half the last head weight down), perturbed per
+  system (log-normal, sigma 0.1 in the head, 0.5 in the rest, capped below
+  the head); patients carry 0-3
   chronic concepts that recur over their admissions. ICD-10 has fewer
   documents and, through variants, more codes than ICD-9 (as in the JAMS
   paper's Table 1). Rare ICD-10 codes with a frequent ICD-9 partner (and vice
@@ -54,6 +69,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -79,6 +95,7 @@ from jams_pyg.datasets.edin import (
     split_filename,
 )
 from jams_pyg.datasets.text import clean_text
+from jams_pyg.gem import cms_2018_gem_paths
 from jams_pyg.gem_graph import GEMGraph
 from jams_pyg.titles import load_titles
 
@@ -103,6 +120,38 @@ _ICD10_PREFIXES = ("D5", "D6", "E", "I", "J", "K", "N")
 #: that the embedded LAAT default trains on the CPU in minutes.
 _DOC_WORDS = (60, 120)
 _DOCS_PER_PATIENT_P = {"icd9": 0.467, "icd10": 0.537}  # mean 2.14 / 1.86 (Table 1)
+
+#: The 50 most frequent ICD-9 codes of MIMIC-III discharge summaries, in the
+#: published order: Mullenbach et al., "Explainable Prediction of Medical Codes
+#: from Clinical Text", NAACL 2018 (CAML), file
+#: ``mimicdata/mimic3/TOP_50_CODES.csv`` of github.com/jamesmullenbach/caml-mimic
+#: (the MIMIC-III-50 label set of later work). Diagnoses and procedures mixed.
+MIMIC3_TOP50_CODES: tuple[str, ...] = (
+    "401.9", "38.93", "428.0", "427.31", "414.01", "96.04", "96.6", "584.9", "250.00",
+    "96.71", "272.4", "518.81", "99.04", "39.61", "599.0", "530.81", "96.72", "272.0",
+    "285.9", "88.56", "244.9", "486", "38.91", "285.1", "36.15", "276.2", "496", "99.15",
+    "995.92", "V58.61", "507.0", "038.9", "88.72", "585.9", "403.90", "311", "305.1",
+    "37.22", "412", "33.24", "39.95", "287.5", "410.71", "276.1", "V45.81", "424.0",
+    "45.13", "V15.82", "511.9", "37.23",
+)
+#: The diagnoses of :data:`MIMIC3_TOP50_CODES` (33 of 50), in its order: the
+#: head concepts of the corpus. The corpus's procedure concepts are not
+#: GEM-linked (the procedure GEMs are not shipped), so the list's 17
+#: procedures are left out. 276.2 (acidosis) is left out too: its only GEM
+#: partner, E87.2, has no 2024 ICD-10-CM title (split into E87.20-E87.29).
+TOP_DIAGNOSES: tuple[str, ...] = tuple(
+    c for c in MIMIC3_TOP50_CODES if parse_code(c, "icd9")[0] == "dx" and c != "276.2"
+)
+#: Probability of a head concept's main ICD-10 partner (the forward-GEM target
+#: whose title is nearest the ICD-9 title); other forward targets share the rest.
+_HEAD_MAIN_P = 0.85
+_HEAD_SIGMA = 0.1
+#: Zipf exponent within the head: flatter than the tail's, as in MIMIC-III
+#: (401.9 in ~38 % of admissions, the 20th diagnosis in ~6 %).
+_HEAD_EXPONENT = 0.6
+#: The tail starts at this fraction of the last head weight, then falls as
+#: Zipf with :data:`_ZIPF_EXPONENT`.
+_TAIL_GAP = 0.3
 
 _STOPWORDS_TEXT = (
     "a an and as at by due for from in into its of on or other others the to with without "
@@ -155,6 +204,8 @@ class Concept:
         core_words (list[str]): Words mentioned whatever the variant.
         variant_words (list[list[str]]): Words specific to each variant.
         weight (dict[str, float]): Popularity in each system (0 = absent).
+        key_words (list[str]): Words of ``core_words`` every mention carries
+            (head concepts; empty for the others).
     """
 
     name: str
@@ -165,6 +216,7 @@ class Concept:
     core_words: list[str]
     variant_words: list[list[str]]
     weight: dict[str, float] = field(default_factory=dict)
+    key_words: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -172,6 +224,7 @@ class Concept:
             "variant_probs": [round(p, 6) for p in self.variant_probs],
             "core_words": self.core_words, "variant_words": self.variant_words,
             "weight": {k: round(v, 6) for k, v in self.weight.items()},
+            "key_words": self.key_words,
         }
 
 
@@ -195,18 +248,20 @@ def _scale(size: str | float) -> float:
     return scale
 
 
-@lru_cache(maxsize=1)
-def _full_graph() -> tuple[GEMGraph, dict, dict]:
-    graph = GEMGraph.from_cms_2018()
+@lru_cache(maxsize=2)
+def _full_graph(direction: str = "directional") -> tuple[GEMGraph, dict, dict]:
+    graph = GEMGraph.from_cms_2018(direction=direction)
     keys9 = {parse_code(c, "icd9"): i for i, c in enumerate(graph.icd9_codes)}
     keys10 = {parse_code(c, "icd10"): i for i, c in enumerate(graph.icd10_codes)}
     return graph, keys9, keys10
 
 
-def cms_2018_graph(icd9_codes: list[str], icd10_codes: list[str]) -> GEMGraph:
-    """``GEMGraph.from_cms_2018(icd9_codes, icd10_codes)``, cut from a full
-    graph cached in this process (the GEM files are parsed once)."""
-    full, keys9, keys10 = _full_graph()
+def cms_2018_graph(
+    icd9_codes: list[str], icd10_codes: list[str], direction: str = "directional"
+) -> GEMGraph:
+    """``GEMGraph.from_cms_2018(icd9_codes, icd10_codes, direction)``, cut from
+    a full graph cached in this process (the GEM files are parsed once)."""
+    full, keys9, keys10 = _full_graph(direction)
     map9 = torch.full((full.num_icd9,), -1, dtype=torch.long)
     map10 = torch.full((full.num_icd10,), -1, dtype=torch.long)
     for codes, keys, mapping, system in ((icd9_codes, keys9, map9, "icd9"),
@@ -215,18 +270,24 @@ def cms_2018_graph(icd9_codes: list[str], icd10_codes: list[str]) -> GEMGraph:
             j = keys.get(parse_code(code, system))
             if j is not None:
                 mapping[j] = i
-    row, col = map9[full.edge_index[0]], map10[full.edge_index[1]]
-    keep = (row >= 0) & (col >= 0)
-    row, col, weight = row[keep], col[keep], full.edge_weight[keep]
-    order = torch.argsort(row * max(len(icd10_codes), 1) + col)
-    return GEMGraph(icd9_codes, icd10_codes, torch.stack([row[order], col[order]]),
-                    weight[order])
+
+    def cut(edge_index: torch.Tensor, edge_weight: torch.Tensor) -> list[torch.Tensor]:
+        row, col = map9[edge_index[0]], map10[edge_index[1]]
+        keep = (row >= 0) & (col >= 0)
+        row, col, weight = row[keep], col[keep], edge_weight[keep]
+        order = torch.argsort(row * max(len(icd10_codes), 1) + col)
+        return [torch.stack([row[order], col[order]]), weight[order]]
+
+    edges = cut(full.icd9_edge_index, full.icd9_edge_weight)
+    if full.direction != "union":
+        edges += cut(full.icd10_edge_index, full.icd10_edge_weight)
+    return GEMGraph(icd9_codes, icd10_codes, *edges)
 
 
 @lru_cache(maxsize=1)
 def _gem_neighbours() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """``(icd9 -> [icd10], icd10 -> [icd9])`` over the full shipped GEM graph,
-    dotted codes."""
+    """``(icd9 -> [icd10], icd10 -> [icd9])`` over the full shipped GEM graph
+    (pairs mapped by either file), dotted codes."""
     graph = _full_graph()[0]
     n9: dict[str, list[str]] = {}
     n10: dict[str, list[str]] = {}
@@ -235,6 +296,20 @@ def _gem_neighbours() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         n9.setdefault(c9, []).append(c10)
         n10.setdefault(c10, []).append(c9)
     return n9, n10
+
+
+@lru_cache(maxsize=1)
+def _forward_targets() -> dict[str, list[str]]:
+    """ICD-9 diagnosis -> its ICD-10-CM targets in the shipped forward GEM
+    (``2018_I9gem.txt``), dotted, in file order, no-map lines left out."""
+    out: dict[str, list[str]] = {}
+    with gzip.open(cms_2018_gem_paths()[0], "rt", encoding="ascii") as lines:
+        for line in lines:
+            src, tgt, flags = line.split()
+            if flags[1] == "0":  # the second flag marks no-map lines
+                out.setdefault(format_code(src.upper(), "icd9", "dx"), []).append(
+                    format_code(tgt.upper(), "icd10", "dx"))
+    return out
 
 
 class _PseudoWords:
@@ -288,18 +363,49 @@ def _build_concepts(rng: np.random.Generator, scale: float) -> tuple[list[Concep
 
     factor = math.sqrt(scale)
     counts = {k: max(3, round(v * factor)) for k, v in _CONCEPTS.items()}
+    concepts: list[Concept] = []
+    used9: set[str] = set()
+    used10: set[str] = set()
+
+    # The head: the published top diagnoses in their order (at most half of
+    # the linked concepts, so that small corpora keep random linked ones),
+    # each with its titled forward-GEM targets, the one whose title is
+    # nearest the ICD-9 title first.
+    forward = _forward_targets()
+    for c9 in TOP_DIAGNOSES[: max(1, counts["linked"] // 2)]:
+        core = _words(title9(c9))
+        options = [x for x in forward.get(c9, []) if title10(x) and x not in used10]
+        if not core or not options:
+            continue
+        overlap = [len(set(core) & set(_words(title10(x)))) / len(set(core) | set(
+            _words(title10(x)))) for x in options]
+        main = int(np.argmax(overlap))
+        variants = [options[main]] + [x for j, x in enumerate(options) if j != main]
+        rest = len(variants) - 1
+        probs = [1.0] if not rest else [_HEAD_MAIN_P] + [(1 - _HEAD_MAIN_P) / rest] * rest
+        main_words = set(_words(title10(variants[0])))
+        key = [w for w in core if w in main_words]
+        key += [w for w in core if w not in key][: max(0, 2 - len(key))]
+        concepts.append(Concept(
+            f"c{len(concepts):03d}", "linked", c9, variants, probs, core,
+            [[w for w in _words(title10(v)) if w not in core] for v in variants],
+            key_words=key,
+        ))
+        used9.add(c9)
+        used10.update(variants)
+    n_head = len(concepts)
+
     candidates = sorted(
         c for c in n9
         if _in_ranges(c) and title9(c) and any(title10(x) for x in n9[c])
     )
     order = rng.permutation(len(candidates))
-    concepts: list[Concept] = []
-    used9: set[str] = set()
-    used10: set[str] = set()
     for i in order:
         if len(concepts) >= counts["linked"]:
             break
         c9 = candidates[int(i)]
+        if c9 in used9:
+            continue
         options = sorted(x for x in n9[c9] if title10(x) and x not in used10)
         if not options:
             continue
@@ -373,15 +479,26 @@ def _build_concepts(rng: np.random.Generator, scale: float) -> tuple[list[Concep
         c.core_words = [*c.core_words, pseudo(), pseudo()]
         c.variant_words = [[*ws, pseudo()] for ws in c.variant_words]
 
-    # Popularity: Zipf over a random ranking, perturbed per system.
-    ranks = rng.permutation(len(concepts))
+    # Popularity: Zipf over the head in its published order, then the rest in
+    # a random order, perturbed per system (less in the head).
+    ranks = np.concatenate([np.arange(n_head), n_head + rng.permutation(len(concepts) - n_head)])
     for c, r in zip(concepts, ranks, strict=True):
-        base = 1.0 / (int(r) + 1) ** _ZIPF_EXPONENT
+        r = int(r)
+        base = ((r + 1) ** -_HEAD_EXPONENT if r < n_head else _TAIL_GAP * max(n_head, 1) ** (
+            -_HEAD_EXPONENT) * ((r + 1) / max(n_head, 1)) ** -_ZIPF_EXPONENT)
+        sigma = _HEAD_SIGMA if r < n_head else 0.5
         c.weight = {
             s: 0.0 if (s == "icd9" and c.group == "only10") or (
-                s == "icd10" and c.group == "only9") else base * float(rng.lognormal(0, 0.5))
+                s == "icd10" and c.group == "only9") else base * float(rng.lognormal(0, sigma))
             for s in ("icd9", "icd10")
         }
+    # The head keeps the top ranks: a tail concept perturbed above the least
+    # frequent head concept of a system is brought just below it.
+    if n_head:
+        for s in ("icd9", "icd10"):
+            floor = 0.9 * min(c.weight[s] for c in concepts[:n_head])
+            for c in concepts[n_head:]:
+                c.weight[s] = min(c.weight[s], floor)
 
     taken_words = {w for c in concepts for w in c.core_words}
     taken_words.update(w for c in concepts for ws in c.variant_words for w in ws)
@@ -394,7 +511,8 @@ def _build_concepts(rng: np.random.Generator, scale: float) -> tuple[list[Concep
 
 
 def _mention(rng: np.random.Generator, concept: Concept, variant: int, cue: str) -> list[str]:
-    words = [w for w in concept.core_words if rng.random() < 0.5]
+    words = list(concept.key_words)
+    words += [w for w in concept.core_words if w not in concept.key_words and rng.random() < 0.5]
     if concept.variant_words:
         words += [w for w in concept.variant_words[variant] if rng.random() < 0.6]
     if len(words) < 2:
@@ -514,7 +632,7 @@ def generate_synthetic_corpus(
         out_dir (str or os.PathLike): Output folder (created).
         seed (int): Random seed.
         size (str or float): ``"small"`` (0.2), ``"default"`` (1.0: 2,400
-            ICD-9 and 1,500 ICD-10 documents, ~150 and ~250 codes),
+            ICD-9 and 1,500 ICD-10 documents, ~200 and ~260 codes),
             ``"large"`` (5.0), or a scale factor: documents scale linearly,
             concepts with its square root.
 
