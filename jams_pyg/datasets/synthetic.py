@@ -42,7 +42,7 @@ Generative story
 * **Frequencies.** Concept popularity is Zipf-like over a ranking whose first
   ranks are the head concepts in the published order (exponent 0.6: 401.9 is
   coded in ~40 % of ICD-9 documents, as in MIMIC-III) and the rest in a random
-  order (exponent 1.1, from half the last head weight down), perturbed per
+  order (exponent 1.1, from 0.3 x the last head weight down), perturbed per
   system (log-normal, sigma 0.1 in the head, 0.5 in the rest, capped below
   the head); patients carry 0-3
   chronic concepts that recur over their admissions. ICD-10 has fewer
