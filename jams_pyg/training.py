@@ -25,6 +25,18 @@ Reliability guarantees (tested in ``tests/test_reliability_training.py``):
   :func:`load_checkpoint` loads with ``weights_only=True`` (nothing is
   unpickled) and names the file in a :class:`CheckpointError` when it is
   damaged.
+* **Checked resume.** Every checkpoint carries a run fingerprint (the
+  caller's ``run_fingerprint``, the optimisation settings, the parameter
+  shapes, the dataset sizes); :meth:`Trainer.resume` refuses another run's
+  checkpoint with :class:`ResumeMismatch` listing each difference, and a
+  resumed run ends exactly where an uninterrupted one would.
+* **Divergence stop.** A non-finite or exploding step loss
+  (``TrainConfig.divergence_factor``) or non-finite weights raise
+  :class:`TrainingDiverged` naming the epoch, the step and the settings to
+  change, before the diverged model is validated or saved as the best.
+* **Checked settings and data.** :class:`TrainConfig` refuses bad values when
+  made; :class:`Trainer` refuses an empty training split and missing or empty
+  validation data of a trained system before training.
 """
 
 from __future__ import annotations
@@ -737,9 +749,11 @@ class Trainer:
         if differences:
             shown = differences[:12]
             more = len(differences) - len(shown)
+            count = (f"{len(differences)} settings differ" if len(differences) > 1
+                     else "1 setting differs")
             raise ResumeMismatch(
                 f"cannot resume from {self.last_path}: it was written by another run "
-                f"({len(differences)} setting{'s' if len(differences) > 1 else ''} differ):\n  "
+                f"({count}):\n  "
                 + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else "")
                 + "\nResume with the stored settings, start afresh with --overwrite, or "
                 "choose another output folder (--output-dir)."
