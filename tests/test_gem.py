@@ -1,8 +1,14 @@
 import gzip
+import importlib.util
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from jams_pyg.gem import cms_2018_gem_paths, read_gem_file
+from jams_pyg import gem
+from jams_pyg.gem import DataFileError, cms_2018_gem_paths, read_gem_file
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "gem_reader_memory.py"
 
 
 def write(tmp_path, name, text):
@@ -103,3 +109,104 @@ def test_gzip_and_crlf(tmp_path):
     frame = read_gem_file(path)
     assert frame.target.tolist() == ["A000", "A001"]
     assert frame.approximate.tolist() == [False, True]
+
+
+# ------------------------------------------------------------ reliability (issue #13)
+def test_real_files_match_an_independent_parser():
+    """Values of both shipped GEMs equal a plain whitespace split of the decompressed
+    file (the reader streams and packs rows in chunks; nothing may shift)."""
+    for path in cms_2018_gem_paths():
+        lines = gzip.decompress(path.read_bytes()).decode("ascii").split("\n")
+        rows = [(n, line.split()) for n, line in enumerate(lines, start=1) if line.strip()]
+        frame = read_gem_file(path)
+        assert frame.line.tolist() == [n for n, _ in rows]
+        assert frame.source.tolist() == [f[0].upper() for _, f in rows]
+        assert frame.target.tolist() == [
+            f[1] if f[1] in ("NoDx", "NoPCS") else f[1].upper() for _, f in rows]
+        flags = [f[2] for _, f in rows]
+        assert frame.approximate.tolist() == [f[0] == "1" for f in flags]
+        assert frame.no_map.tolist() == [f[1] == "1" for f in flags]
+        assert frame.combination.tolist() == [f[2] == "1" for f in flags]
+        assert frame.scenario.tolist() == [int(f[3]) for f in flags]
+        assert frame.choice_list.tolist() == [int(f[4]) for f in flags]
+        assert [str(t) for t in frame.dtypes] == [
+            "str", "str", "bool", "bool", "bool", "int8", "int8", "int64"]
+        assert frame.attrs == {"path": str(path), "kind": "dx"}
+        assert frame.index.equals(pd.RangeIndex(len(rows)))
+
+
+def test_many_chunks_keep_order_and_line_numbers(tmp_path, monkeypatch):
+    monkeypatch.setattr(gem, "_CHUNK_ROWS", 7)
+    text = "".join(f"{1000 + i} A{100 + i} 1000{i % 2}\n" + ("\n" if i % 5 == 0 else "")
+                   for i in range(40))
+    frame = read_gem_file(write(tmp_path, "g.txt", text))
+    assert frame.source.tolist() == [str(1000 + i) for i in range(40)]
+    assert frame.choice_list.tolist() == [i % 2 for i in range(40)]
+    expected_lines, number = [], 0
+    for i in range(40):
+        number += 1
+        expected_lines.append(number)
+        number += i % 5 == 0
+    assert frame.line.tolist() == expected_lines
+
+
+@pytest.mark.parametrize("text", ["", "\n\n  \n"])
+def test_empty_gem_file_is_an_error(tmp_path, text):
+    with pytest.raises(DataFileError, match=r"empty\.txt: empty GEM file"):
+        read_gem_file(write(tmp_path, "empty.txt", text))
+
+
+def test_line_without_newline_is_refused_with_a_short_message(tmp_path):
+    path = tmp_path / "one_line.txt"
+    path.write_bytes(b"0010 A000 00000 " * 200_000)  # 3.2 MB, no newline
+    with pytest.raises(DataFileError) as info:
+        read_gem_file(path)
+    message = str(info.value)
+    assert "one_line.txt, line 1: line longer than" in message
+    assert len(message) < 300
+
+
+def test_long_bad_line_is_quoted_short(tmp_path):
+    path = write(tmp_path, "g.txt", "0010 A000 00000\n0011 " + "x " * 100 + "\n")
+    with pytest.raises(DataFileError, match="line 2: expected") as info:
+        read_gem_file(path)
+    assert len(str(info.value)) < 250
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (gzip.compress(b"0010 A000 00000\n" * 2000)[:-30],
+         r"g\.txt\.gz.*truncated or corrupt gzip"),
+        (b"0010 A000 00000\n", r"g\.txt\.gz: not a gzip file"),
+        (gzip.compress(b"0010 A000 00000\n0011 A\xe9 00000\n"),
+         r"g\.txt\.gz, line 2: not ascii text \(byte 0xe9 at column 7\)"),
+    ],
+)
+def test_gzip_and_encoding_errors_name_the_file(tmp_path, data, message):
+    path = tmp_path / "g.txt.gz"
+    path.write_bytes(data)
+    with pytest.raises(DataFileError, match=message):
+        read_gem_file(path)
+
+
+def test_latin1_plain_file_names_the_line(tmp_path):
+    path = tmp_path / "g.txt"
+    path.write_bytes(b"0010 A000 00000\n0011 A001 00000\n0012 \xc0001 00000\n")
+    with pytest.raises(DataFileError, match=r"g\.txt, line 3: not ascii text"):
+        read_gem_file(path)
+
+
+def test_reader_memory_does_not_grow_with_the_file(tmp_path):
+    """benchmarks/gem_reader_memory.py at a tiny size: the reader's own working memory
+    (peak RSS growth minus the returned table) for a 4x larger file grows by less than
+    half the extra bytes (before streaming it grew by ~20x them)."""
+    spec = importlib.util.spec_from_file_location("_bench_gem_reader_memory", BENCHMARK)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    small, large, one_line = bench.run([1.0, 4.0], tmp_path)
+    assert (small["rows"], large["rows"]) == (52_428, 209_715)
+    extra_mb = large["file_mb"] - small["file_mb"]
+    assert large["overhead_mb"] - small["overhead_mb"] < 0.5 * extra_mb
+    assert one_line["error"] is not None and one_line["error_chars"] < 300
+    assert one_line["peak_growth_mb"] < 2.0
