@@ -16,10 +16,11 @@ codes of the 2018 GEMs have no 2024 title (deleted since), so look-ups take a
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 from jams_pyg.codes import Kind, System, check_system, parse_code
-from jams_pyg.gem import open_text, resource_path
+from jams_pyg.gem import DataFileError, iter_lines, quote, resource_path
 
 TITLE_FILES: dict[tuple[System, Kind], tuple[str, str]] = {
     ("icd9", "dx"): ("CMS32_DESC_LONG_DX.txt.gz", "iso-8859-1"),
@@ -29,24 +30,38 @@ TITLE_FILES: dict[tuple[System, Kind], tuple[str, str]] = {
 }
 
 _MISSING = object()
+PathLike = str | os.PathLike[str]
+
+
+#: Longest title line accepted, in bytes (CMS lines are at most ~400).
+MAX_TITLE_LINE_BYTES = 4096
+
+
+def read_title_file(path: PathLike, encoding: str) -> dict[str, str]:
+    """``{CODE: title}`` of a CMS title file (plain or ``.gz``), read line by line.
+
+    Raises:
+        DataFileError: (a :class:`ValueError`) naming the file and line, for a line
+            without code and title, text that is not ``encoding``, a line longer than
+            :data:`MAX_TITLE_LINE_BYTES`, or truncated / corrupt gzip data.
+    """
+    titles: dict[str, str] = {}
+    for number, line in iter_lines(path, encoding, MAX_TITLE_LINE_BYTES, "CMS title file"):
+        text = line.strip()
+        if not text:
+            continue
+        parts = text.split(None, 1)
+        if len(parts) != 2:
+            raise DataFileError(f"{path}, line {number}: expected 'CODE title', got {quote(text)}")
+        code, title = parts
+        titles[code.upper()] = title.strip()
+    return titles
 
 
 @cache
 def _load(system: System, kind: Kind) -> dict[str, str]:
     name, encoding = TITLE_FILES[(system, kind)]
-    path = resource_path("titles", name)
-    titles: dict[str, str] = {}
-    with open_text(path, encoding) as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            parts = text.split(None, 1)
-            if len(parts) != 2:
-                raise ValueError(f"{path}, line {number}: expected 'CODE title', got {text!r}")
-            code, title = parts
-            titles[code.upper()] = title.strip()
-    return titles
+    return read_title_file(resource_path("titles", name), encoding)
 
 
 def load_titles(system: System, kind: Kind = "dx") -> dict[str, str]:

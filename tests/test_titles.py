@@ -4,8 +4,8 @@ import gzip
 
 import pytest
 
-from jams_pyg.gem import resource_path
-from jams_pyg.titles import TITLE_FILES, code_title, load_titles
+from jams_pyg.gem import DataFileError, resource_path
+from jams_pyg.titles import TITLE_FILES, code_title, load_titles, read_title_file
 
 
 def test_titles_of_each_system_and_kind():
@@ -47,3 +47,25 @@ def test_errors():
         load_titles("icd9", "surgery")
     with pytest.raises(ValueError, match="coding system"):
         load_titles("icd11", "dx")
+
+
+def test_read_title_file_errors_name_file_and_line(tmp_path):
+    """Issue #13: gzip and encoding errors name the file (and line), not a bare
+    EOFError / BadGzipFile / UnicodeDecodeError."""
+    good = tmp_path / "t.txt.gz"
+    good.write_bytes(gzip.compress("0010 Cholera\n0011 Ménière\n".encode("iso-8859-1")))
+    assert read_title_file(good, "iso-8859-1") == {"0010": "Cholera", "0011": "Ménière"}
+    with pytest.raises(DataFileError, match=r"t\.txt\.gz, line 2: not ascii text"):
+        read_title_file(good, "ascii")
+    truncated = tmp_path / "cut.txt.gz"
+    truncated.write_bytes(gzip.compress(b"0010 Cholera\n" * 1000)[:-12])
+    with pytest.raises(DataFileError, match=r"cut\.txt\.gz.*truncated or corrupt gzip"):
+        read_title_file(truncated, "ascii")
+    plain = tmp_path / "plain.txt.gz"
+    plain.write_bytes(b"0010 Cholera\n")
+    with pytest.raises(DataFileError, match=r"plain\.txt\.gz: not a gzip file"):
+        read_title_file(plain, "ascii")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0010 Cholera\n0011\n")
+    with pytest.raises(DataFileError, match=r"bad\.txt, line 2: expected 'CODE title'"):
+        read_title_file(bad, "ascii")
