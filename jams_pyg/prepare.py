@@ -49,7 +49,9 @@ import gzip
 import hashlib
 import logging
 import os
+import re
 import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from itertools import compress
 from pathlib import Path
@@ -67,6 +69,7 @@ from jams_pyg.datasets.edin import (
     stratified_group_split,
 )
 from jams_pyg.datasets.text import clean_text
+from jams_pyg.gem import DataFileError
 
 log = logging.getLogger(__name__)
 
@@ -130,36 +133,68 @@ def _read_chunks(
     opener = gzip.open if path.suffix == ".gz" else open
     # MIMIC-IV notes exceed the csv module's default 131,072-character field limit.
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None) or []
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; found {header}")
-        positions = [header.index(c) for c in columns]
-        width = len(header)
-        first = row = 1
-        buffer: list[list] = [[] for _ in columns]
-        size = 0
-        try:
-            for record in reader:
-                if len(record) != width:
-                    if not record:
-                        continue
-                    raise ValueError(
-                        f"{path}, data row {row}: {len(record)} fields, expected {width}")
-                for store, position in zip(buffer, positions, strict=True):
-                    value = record[position]
-                    store.append(value if value != "" else None)
-                    size += len(value)
-                row += 1
-                if size >= block_size or row - first >= max_rows:
-                    yield first, _Chunk(dict(zip(columns, buffer, strict=True)))
-                    first, buffer, size = row, [[] for _ in columns], 0
-        except csv.Error as err:
-            raise ValueError(f"{path}, data row {row}: {err}") from err
-        if buffer[0]:
-            yield first, _Chunk(dict(zip(columns, buffer, strict=True)))
+    row = 0  # the data row being parsed (0: the header)
+    try:
+        # surrogateescape: a byte that is not UTF-8 becomes a lone surrogate, found in
+        # the row that holds it (strict decoding fails a block ahead, rows unknown).
+        with opener(path, "rt", encoding="utf-8", errors="surrogateescape",
+                    newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None) or []
+            _check_utf8(path, 0, header)
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {missing}; found {header}")
+            positions = [header.index(c) for c in columns]
+            width = len(header)
+            first = row = 1
+            buffer: list[list] = [[] for _ in columns]
+            size = 0
+            try:
+                for record in reader:
+                    if len(record) != width:
+                        if not record:
+                            continue
+                        raise ValueError(
+                            f"{path}, data row {row}: {len(record)} fields, expected {width}")
+                    for store, position in zip(buffer, positions, strict=True):
+                        value = record[position]
+                        if not value.isascii():
+                            _check_utf8(path, row, [value])
+                        store.append(value if value != "" else None)
+                        size += len(value)
+                    row += 1
+                    if size >= block_size or row - first >= max_rows:
+                        yield first, _Chunk(dict(zip(columns, buffer, strict=True)))
+                        first, buffer, size = row, [[] for _ in columns], 0
+            except csv.Error as err:
+                raise ValueError(f"{path}, data row {row}: {err}") from err
+            if buffer[0]:
+                yield first, _Chunk(dict(zip(columns, buffer, strict=True)))
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        if isinstance(err, gzip.BadGzipFile) and row == 0:
+            problem = "not a gzip file"
+        else:
+            problem = "truncated or corrupt gzip data"
+        where = f"{path}, data row {row}" if row else str(path)
+        raise DataFileError(f"{where}: {problem} ({err})") from None
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _check_utf8(path: Path, row: int, values: Sequence[str]) -> None:
+    """Raise naming file and row if a field holds a byte that was not UTF-8 (decoded
+    with ``surrogateescape``)."""
+    for value in values:
+        found = _SURROGATE.search(value)
+        if found:
+            where = f"{path}, data row {row}" if row else f"{path}, header"
+            byte = ord(found.group()) - 0xDC00
+            raise DataFileError(
+                f"{where}: not UTF-8 text (byte {byte:#04x} at character "
+                f"{found.start() + 1} of a field; MIMIC-IV files are UTF-8)"
+            )
 
 
 def _valid(chunk: _Chunk, *columns: str) -> np.ndarray:
@@ -415,7 +450,9 @@ def prepare_mimiciv(
         ValueError: naming the file and row, for a missing column, a
             non-integer id, an ``icd_version`` other than 9/10, a malformed
             code (unless ``invalid_codes="drop"``), or an admission listed
-            under two patients.
+            under two patients; :class:`~jams_pyg.gem.DataFileError` (a
+            ValueError) for a truncated, corrupt or non-gzip ``.gz`` file or a
+            field that is not UTF-8, naming the file and data row.
     """
     if invalid_codes not in ("error", "drop"):
         raise ValueError(f"invalid_codes must be 'error' or 'drop', got {invalid_codes!r}")
@@ -581,11 +618,15 @@ def main(argv: list[str] | None = None) -> int:
     mimic.add_argument("--invalid-codes", choices=["error", "drop"], default="error")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    summary = prepare_mimiciv(
-        args.raw_dir, args.out_dir, note_dir=args.note_dir, min_count=args.min_count,
-        seed=args.seed, block_size=int(args.block_size_mb * 2**20),
-        invalid_codes=args.invalid_codes,
-    )
+    try:
+        summary = prepare_mimiciv(
+            args.raw_dir, args.out_dir, note_dir=args.note_dir, min_count=args.min_count,
+            seed=args.seed, block_size=int(args.block_size_mb * 2**20),
+            invalid_codes=args.invalid_codes,
+        )
+    except (OSError, ValueError) as err:  # every message names the file (and row)
+        print(f"python -m jams_pyg.prepare: error: {err}", file=sys.stderr)
+        return 1
     for system in ("icd9", "icd10"):
         s = summary[system]
         print(f"{system}: {s['documents']} documents, {s['patients']} patients, "

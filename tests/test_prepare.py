@@ -7,6 +7,7 @@ import pytest
 
 from jams_pyg.codes import format_code
 from jams_pyg.datasets.edin import load_edin_dataset
+from jams_pyg.gem import DataFileError
 from jams_pyg.prepare import edin_format, main, prepare_mimiciv
 
 NOTE_COLS = ["note_id", "subject_id", "hadm_id", "note_type", "note_seq", "charttime",
@@ -223,4 +224,44 @@ def test_errors(tmp_path):
         prepare_mimiciv(raw, tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="procedures_icd.csv.gz"):
         (raw / "hosp" / "procedures_icd.csv.gz").unlink()
+        prepare_mimiciv(raw, tmp_path / "out")
+
+
+def _rewrite_gz(path, data):
+    path.write_bytes(data)
+
+
+def test_gzip_and_encoding_errors_name_file_and_row(tmp_path, capsys):
+    """Issue #13: a truncated or non-gzip .gz and a Latin-1 byte give an error naming the
+    file (and row), not a bare EOFError / BadGzipFile / UnicodeDecodeError."""
+    raw = _write_raw(tmp_path / "a")
+    notes = raw / "note" / "discharge.csv.gz"
+    original = notes.read_bytes()
+    _rewrite_gz(notes, original[: len(original) // 2])
+    with pytest.raises(DataFileError, match=r"discharge.csv.gz, data row \d+: truncated or "
+                                            r"corrupt gzip data"):
+        prepare_mimiciv(raw, tmp_path / "out")
+    _rewrite_gz(notes, gzip.decompress(original))
+    with pytest.raises(DataFileError, match=r"discharge.csv.gz: not a gzip file"):
+        prepare_mimiciv(raw, tmp_path / "out")
+    assert main(["mimiciv", str(raw), str(tmp_path / "out")]) == 1
+    assert "discharge.csv.gz: not a gzip file" in capsys.readouterr().err
+
+    # a Latin-1 byte in a note after the multi-line one (data rows != physical lines)
+    notes_list = _notes()
+    row = next(i for i, (h, _) in enumerate(notes_list, start=1) if h == 110)
+    notes_list[row - 1] = (110, "Patient 110 has M\xe9ni\xe8re's disease.")
+    raw = _write_raw(tmp_path / "b", notes=notes_list)
+    notes = raw / "note" / "discharge.csv.gz"
+    latin1 = gzip.decompress(notes.read_bytes()).decode("utf-8").encode("iso-8859-1")
+    assert latin1.count(b"\n") > row + 1  # quoted newlines come before it
+    _rewrite_gz(notes, gzip.compress(latin1))
+    with pytest.raises(DataFileError, match=rf"discharge.csv.gz, data row {row}: not UTF-8 "
+                                            r"text \(byte 0xe9 at character 18"):
+        prepare_mimiciv(raw, tmp_path / "out")
+    _rewrite_gz(notes, gzip.compress(latin1.decode("iso-8859-1").encode("utf-8")))
+    codes = raw / "hosp" / "diagnoses_icd.csv.gz"
+    codes.write_bytes(gzip.compress(b"subject_id,hadm_id,seq_num,icd_code,icd_version\n"
+                                    b"33,100,1,40\xb019,9\n"))
+    with pytest.raises(DataFileError, match=r"diagnoses_icd.csv.gz, data row 1: not UTF-8"):
         prepare_mimiciv(raw, tmp_path / "out")
