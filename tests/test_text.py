@@ -140,3 +140,34 @@ def test_hf_tokenizer_round_trip(tmp_path, model):
         load_hf_tokenizer(tmp_path)
     with pytest.raises(ValueError, match="unknown tokenizer model"):
         train_hf_tokenizer(texts, model="unigram")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "Expecting value"),
+        (b"[]", "a JSON list, not an object"),
+        (b"null", "a JSON NoneType, not an object"),
+        (b"{}", "format/version mismatch"),
+        (b'{"format": "jams_pyg.Vocabulary", "version": 1}', "'tokens' must be a list"),
+        (b'{"format": "jams_pyg.Vocabulary", "version": 1, "tokens": 5}',
+         "'tokens' must be a list"),
+        (b'{"format": "jams_pyg.Vocabulary", "version": 1, "tokens": ["<pad>", "<unk>", 3]}',
+         "token 2 must be a non-empty string"),
+        (b'{"format": "jams_pyg.Vocabulary", "version": 1, "tokens": ["<pad>", "<unk>", "a"],'
+         b' "max_length": 1.5}', "max_length must be a positive integer"),
+        (b'{"format": "jams_pyg.Vocabulary", "version": 1, "tokens": ["<pad>", "<unk>", "a"],'
+         b' "max_length": true}', "max_length must be a positive integer"),
+        (b"\xff\xfe", "codec can't decode"),
+    ],
+)
+def test_malformed_tokenizer_file_is_a_value_error_naming_it(tmp_path, content, message):
+    """Issue #13: an emptied or malformed vocab.json gives ValueError naming the file
+    (an AttributeError before), for the tokenizer and the bare vocabulary."""
+    path = tmp_path / "vocab.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"vocab\.json: cannot read word tokenizer .*{message}"):
+        WordTokenizer.load(path)
+    if b"max_length" not in content:
+        with pytest.raises(ValueError, match=r"vocab\.json: "):
+            Vocabulary.load(path)

@@ -126,9 +126,25 @@ class Vocabulary:
 
     @classmethod
     def from_json(cls, state: dict) -> Vocabulary:
+        """Rebuild from :meth:`to_json`'s dict.
+
+        Raises:
+            ValueError: for anything else (not a JSON object, another format or
+                version, ``tokens`` that is not a list of non-empty strings starting
+                with ``<pad>``, ``<unk>``, a duplicated token).
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"not a jams_pyg vocabulary (a JSON {type(state).__name__}, "
+                             "not an object)")
         if state.get("format") != "jams_pyg.Vocabulary" or state.get("version") != 1:
             raise ValueError("not a jams_pyg vocabulary (format/version mismatch)")
-        tokens = state["tokens"]
+        tokens = state.get("tokens")
+        if not isinstance(tokens, list):
+            raise ValueError("vocabulary 'tokens' must be a list of strings")
+        for i, token in enumerate(tokens):
+            if not isinstance(token, str) or not token:
+                raise ValueError(f"vocabulary token {i} must be a non-empty string, "
+                                 f"got {token!r}")
         if tokens[:2] != [PAD_TOKEN, UNK_TOKEN]:
             raise ValueError(f"vocabulary must start with {PAD_TOKEN}, {UNK_TOKEN}")
         return cls(tokens[2:])
@@ -143,7 +159,7 @@ class Vocabulary:
         path = Path(path)
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # JSONDecodeError, UnicodeDecodeError
             raise ValueError(f"{path}: cannot read vocabulary ({err})") from err
         try:
             return cls.from_json(state)
@@ -222,12 +238,23 @@ class WordTokenizer:
 
     @classmethod
     def load(cls, path: PathLike) -> WordTokenizer:
+        """Read a tokenizer written by :meth:`save`.
+
+        Raises:
+            ValueError: naming the file, for a file that is unreadable, not UTF-8,
+                not JSON, or not a tokenizer (see :meth:`Vocabulary.from_json`;
+                ``max_length`` must be a positive integer).
+        """
         path = Path(path)
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
-            return cls(Vocabulary.from_json(state), int(state.get("max_length",
-                                                                  DEFAULT_MAX_LENGTH)))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            vocab = Vocabulary.from_json(state)
+            max_length = state.get("max_length", DEFAULT_MAX_LENGTH)
+            if isinstance(max_length, bool) or not isinstance(max_length, int) \
+                    or max_length < 1:
+                raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+            return cls(vocab, max_length)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{path}: cannot read word tokenizer ({err})") from err
 
     def __repr__(self) -> str:
