@@ -11,10 +11,14 @@ from collections.abc import Sequence
 def _graph(args: argparse.Namespace) -> int:
     from jams_pyg.gem_graph import GEMGraph
 
-    if args.icd9_gem or args.icd10_gem:
-        graph = GEMGraph.from_gem_files(args.icd9_gem or None, args.icd10_gem or None)
-    else:
-        graph = GEMGraph.from_cms_2018()
+    try:
+        if args.icd9_gem or args.icd10_gem:
+            graph = GEMGraph.from_gem_files(args.icd9_gem or None, args.icd10_gem or None)
+        else:
+            graph = GEMGraph.from_cms_2018()
+    except (OSError, ValueError) as err:  # names the GEM file (and line)
+        print(f"python -m jams_pyg graph: error: {err}", file=sys.stderr)
+        return 1
     print(graph.summary())
     if args.save:
         graph.save(args.save)
@@ -26,19 +30,23 @@ PREDICT_DESCRIPTION = """\
 Code clinical notes with a trained model bundle (the folder save_bundle writes, e.g.
 <output_dir>/model of an experiment) and write one JSON object per note (JSONL).
 
-Input (INPUT, or - for standard input):
+Input (INPUT, or - for standard input), UTF-8, read line by line; lines end at \n only
+(\r\n too), so a form feed or U+2028 inside a note stays in that note:
   * a text file: one note per line; a blank line is an error; the note's id is its line
     number (1-based);
-  * a .jsonl / .ndjson file (or --format jsonl): one JSON object per line with a "text"
-    string and an optional "id" (default: the line number); blank lines are skipped.
+  * a .jsonl / .ndjson file (or --format jsonl): one strict JSON object per line with a
+    "text" string and an optional "id" (default: the line number); blank lines are
+    skipped; NaN / Infinity are invalid JSON.
 Notes are raw text: they are cleaned (Edin et al.'s preprocessing) and truncated to the
-bundle's max_length tokens as in training.
+bundle's max_length tokens as in training. A bad line stops the run (--on-error fail) or
+becomes an error record {"id": ..., "line": 7, "error": "..."} (--on-error skip).
 
 Output (stdout, or --output FILE), one line per note in input order:
   {"id": ..., "index": 0, "codes": {"icd10": [{"code": "I10.", "title": "...",
    "probability": 0.93, "predicted": true, ...}, ...], "icd9": [...]},
    "thresholds": {"icd10": 0.31, ...}, "num_tokens": 812, "truncated": false}
-Codes are sorted by probability; "predicted" is probability > the system's tuned threshold.
+The output is strict JSON (UTF-8, no NaN). Codes are sorted by probability; "predicted"
+is probability > the system's tuned threshold.
 Without --top-k only the predicted codes are listed; with --top-k K the K most probable.
 With --evidence every listed code also has "tokens" (the note's words with the highest
 label-attention weight: {"word", "position", "weight"}) and "linked" (its GEM neighbours in
@@ -48,32 +56,46 @@ the MAT weight, null for a model without MAT) and "self_attention".
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import json
-
     from jams_pyg.bundle import BundleError
-    from jams_pyg.predict import JAMSPredictor, read_notes
+    from jams_pyg.predict import (
+        AtomicOutput,
+        JAMSPredictor,
+        dumps_strict,
+        load_notes,
+        prediction_records,
+    )
 
+    output = None
     try:
-        texts, ids = read_notes(args.input, args.format)
+        # Checked first: an unwritable --output fails before any note or model work.
+        output = AtomicOutput(args.output) if args.output else None
+        notes = load_notes(args.input, args.format, args.on_error)
         predictor = JAMSPredictor.load(args.model, device=args.device)
         results = predictor.predict(
-            texts,
+            notes.texts,
             system=args.system,
             top_k=args.top_k,
             evidence=args.evidence,
             batch_size=args.batch_size,
-            ids=ids,
-        )
+            ids=notes.ids,
+        ) if notes.texts else []
+        text = "".join(dumps_strict(r) + "\n" for r in prediction_records(notes, results))
+        if output is not None:
+            output.write(text)
+            output.commit()
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
     except (BundleError, OSError, ValueError, TypeError, RuntimeError) as err:
         print(f"python -m jams_pyg predict: error: {err}", file=sys.stderr)
         return 1
-    lines = [json.dumps(r.to_dict(), ensure_ascii=False) for r in results]
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-    else:
-        sys.stdout.write("\n".join(lines) + "\n")
-        sys.stdout.flush()
+    finally:
+        if output is not None:
+            output.discard()
+    if notes.errors:
+        print(f"python -m jams_pyg predict: {len(notes.errors)} bad line(s) skipped, "
+              f"written as error records (first: line {notes.errors[0].line}: "
+              f"{notes.errors[0].error})", file=sys.stderr)
     return 0
 
 
@@ -132,7 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", default="auto", choices=["auto", "text", "jsonl"],
                          help="input format (default: jsonl for .jsonl/.ndjson, else text)")
     predict.add_argument("--output", "-o", metavar="FILE",
-                         help="write the JSONL here instead of standard output")
+                         help="write the JSONL here instead of standard output; checked "
+                         "writable before any work, written to a temporary file next to "
+                         "it and renamed at the end (atomic: FILE is never partial, and "
+                         "is untouched on error)")
+    predict.add_argument("--on-error", default="fail", choices=["fail", "skip"],
+                         help="a bad input line (empty note, invalid JSON, not UTF-8, ...): "
+                         "'fail' (default) stops with an error naming the line and writes "
+                         "nothing; 'skip' writes {\"id\", \"line\", \"error\"} for that line, "
+                         "in input order, keeps the other notes and exits 0")
     predict.set_defaults(handler=_predict)
     return parser
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,11 +44,15 @@ from jams_pyg.bundle import Bundle, load_bundle
 from jams_pyg.datasets.text import PAD_ID, clean_text, pad_sequences
 
 __all__ = [
+    "AtomicOutput",
     "CodePrediction",
     "JAMSPredictor",
     "LinkedCode",
+    "NoteError",
+    "NoteInput",
     "NotePrediction",
     "TokenEvidence",
+    "load_notes",
     "read_notes",
 ]
 
@@ -568,65 +573,240 @@ class JAMSPredictor:
 
 
 # ------------------------------------------------------------------------------- input
-def read_notes(path: PathLike, fmt: str = "auto") -> tuple[list[str], list[Any]]:
-    """Read notes for :meth:`JAMSPredictor.predict` from a file (``"-"``: standard input).
+ON_ERROR_CHOICES = ("fail", "skip")
 
-    Formats: ``"text"``: one note per line (the id is the 1-based line number; a blank
-    line is an error); ``"jsonl"``: one JSON object per line with a ``"text"`` string and an
-    optional ``"id"`` (default: the line number), blank lines skipped.  ``"auto"`` picks
-    ``jsonl`` for ``.jsonl`` / ``.ndjson`` files, else ``text``.
 
-    Returns:
-        ``(texts, ids)``.
+@dataclass
+class NoteError:
+    """An input line that is not a usable note (kept, with ``on_error="skip"``, as an
+    error record in the output)."""
 
-    Raises:
-        ValueError: naming the file and line of a bad entry.
-    """
+    line: int
+    id: Any
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "line": self.line, "error": self.error}
+
+
+@dataclass
+class NoteInput:
+    """Notes read by :func:`load_notes`: ``texts[i]`` with ``ids[i]`` from input line
+    ``lines[i]``; ``errors`` holds the bad lines (``on_error="skip"`` only)."""
+
+    name: str
+    texts: list[str] = field(default_factory=list)
+    ids: list[Any] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    errors: list[NoteError] = field(default_factory=list)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (strict JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range (not a finite float)")
+    return value
+
+
+def _parse_jsonl(line: str) -> Any:
+    """Strict JSON: NaN, Infinity and numbers that overflow a float are refused."""
+    return json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _raw_lines(path: PathLike) -> Iterable[bytes]:
+    """Lines of a file (``"-"``: standard input) as bytes, split on ``\\n`` only."""
     import sys
 
+    if str(path) == "-":
+        yield from sys.stdin.buffer
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, generator
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such input file") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path}: is a directory, not an input file") from None
+    with handle:
+        yield from handle
+
+
+def load_notes(path: PathLike, fmt: str = "auto", on_error: str = "fail") -> NoteInput:
+    """Read notes for :meth:`JAMSPredictor.predict` from a file (``"-"``: standard input),
+    one line at a time.
+
+    Lines end at ``\\n`` only (a ``\\r`` right before it is dropped): a form feed,
+    vertical tab, U+2028 or U+2029 inside a note is part of the note, so line numbers and
+    ids never shift. Every line is decoded as UTF-8 on its own (a leading byte-order mark
+    is ignored).
+
+    Formats: ``"text"``: one note per line (the id is the 1-based line number; a blank
+    line is an error); ``"jsonl"``: one strict JSON object per line with a ``"text"``
+    string and an optional ``"id"`` (default: the line number; ``NaN``, ``Infinity`` and
+    out-of-range numbers are refused as invalid JSON), blank lines skipped. ``"auto"``
+    picks ``jsonl`` for ``.jsonl`` / ``.ndjson`` files, else ``text``.
+
+    Args:
+        path: The input file, or ``"-"``.
+        fmt (str): ``"auto"``, ``"text"`` or ``"jsonl"``.
+        on_error (str): ``"fail"`` (default): the first bad line raises;
+            ``"skip"``: each bad line becomes a :class:`NoteError` (line number, id
+            where known, message) in ``errors`` and the other lines are kept.
+
+    Returns:
+        A :class:`NoteInput`.
+
+    Raises:
+        ValueError: naming the file and line of a bad entry (``on_error="fail"``), or
+            when the input holds no line at all.
+        FileNotFoundError: for a missing input file.
+    """
     name = str(path)
     if fmt == "auto":
         fmt = "jsonl" if name.lower().endswith((".jsonl", ".ndjson")) else "text"
     if fmt not in ("text", "jsonl"):
         raise ValueError(f"unknown input format {fmt!r}: use 'text', 'jsonl' or 'auto'")
-    if name == "-":
-        content = sys.stdin.read()
-        name = "<stdin>"
-    else:
+    if on_error not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    notes = NoteInput(name="<stdin>" if name == "-" else name)
+
+    def bad(number: int, note_id: Any, message: str) -> None:
+        if on_error == "fail":
+            raise ValueError(f"{notes.name}, line {number}: {message}")
+        notes.errors.append(NoteError(number, note_id, message))
+
+    for number, raw in enumerate(_raw_lines(path), start=1):
+        if raw.endswith(b"\n"):
+            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
         try:
-            content = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{name}: no such input file") from None
+            line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{name}: not UTF-8 text ({err})") from err
-    texts: list[str] = []
-    ids: list[Any] = []
-    for number, line in enumerate(content.splitlines(), start=1):
+            bad(number, number, f"not UTF-8 text (byte {raw[err.start]:#04x} at byte "
+                f"{err.start + 1}); notes must be UTF-8")
+            continue
         if fmt == "text":
             if not line.strip():
-                raise ValueError(f"{name}, line {number}: empty note (one note per line)")
-            if not clean_text(line):
-                raise ValueError(f"{name}, line {number}: the note has no words")
-            texts.append(line)
-            ids.append(number)
+                bad(number, number, "empty note (one note per line)")
+            elif not clean_text(line):
+                bad(number, number, "the note has no words")
+            else:
+                notes.texts.append(line)
+                notes.ids.append(number)
+                notes.lines.append(number)
             continue
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = _parse_jsonl(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{name}, line {number}: invalid JSON ({err.msg})") from None
+            bad(number, number, f"invalid JSON ({err.msg}, column {err.colno})")
+            continue
+        except ValueError as err:  # NaN / Infinity / overflowing number
+            bad(number, number, f"invalid JSON ({err})")
+            continue
         if not isinstance(record, dict) or "text" not in record:
-            raise ValueError(f"{name}, line {number}: expected an object with a 'text' field")
+            bad(number, number, "expected an object with a 'text' field")
+            continue
+        note_id = record.get("id", number)
         text = record["text"]
         if not isinstance(text, str):
-            raise ValueError(
-                f"{name}, line {number}: 'text' must be a string, got {type(text).__name__}"
-            )
-        if not text.strip() or not clean_text(text):
-            raise ValueError(f"{name}, line {number}: empty note")
-        texts.append(text)
-        ids.append(record.get("id", number))
-    if not texts:
-        raise ValueError(f"{name}: no notes found")
-    return texts, ids
+            bad(number, note_id, f"'text' must be a string, got {type(text).__name__}")
+        elif not text.strip() or not clean_text(text):
+            bad(number, note_id, "empty note")
+        else:
+            notes.texts.append(text)
+            notes.ids.append(note_id)
+            notes.lines.append(number)
+    if not notes.texts and not notes.errors:
+        raise ValueError(f"{notes.name}: no notes found")
+    return notes
+
+
+def read_notes(path: PathLike, fmt: str = "auto") -> tuple[list[str], list[Any]]:
+    """``(texts, ids)`` of :func:`load_notes` with ``on_error="fail"`` (the first bad
+    line raises a ValueError naming the file and line)."""
+    notes = load_notes(path, fmt, "fail")
+    return notes.texts, notes.ids
+
+
+class AtomicOutput:
+    """A text file written atomically: the content goes to a temporary file next to
+    ``path`` (unique per writer), which :meth:`commit` flushes, syncs and renames over
+    ``path`` (:func:`os.replace`), so readers see the old file or the whole new one, never
+    a part. Opening it checks that ``path`` can be written, before any other work. The
+    file gets the mode of the file it replaces, else the ordinary ``0o666 & ~umask``.
+
+    Raises:
+        OSError: naming ``path`` if it is a directory or its folder is missing or not
+            writable.
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        import tempfile
+
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path}: is a directory, not an output file")
+        folder = self.path.parent
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                       dir=folder)
+        except OSError as err:
+            raise type(err)(err.errno, f"{self.path}: cannot write the output file "
+                            f"({err.strerror}: {folder})") from None
+        self._tmp = Path(tmp)
+        try:
+            try:
+                mode = os.stat(self.path).st_mode & 0o7777
+            except FileNotFoundError:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.chmod(fd, mode)
+            self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        except BaseException:
+            os.close(fd)
+            self._tmp.unlink(missing_ok=True)
+            raise
+        self._done = False
+
+    def write(self, text: str) -> None:
+        self._handle.write(text)
+
+    def commit(self) -> None:
+        """Make the written content the file at ``path``."""
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self._tmp, self.path)
+        self._done = True
+
+    def discard(self) -> None:
+        """Remove the temporary file (no-op after :meth:`commit`)."""
+        if not self._done:
+            self._handle.close()
+            self._tmp.unlink(missing_ok=True)
+            self._done = True
+
+
+def prediction_records(notes: NoteInput, results: Sequence[NotePrediction]) -> list[dict]:
+    """The output records in input order: one per note (``NotePrediction.to_dict``) and
+    one ``{"id", "line", "error"}`` per skipped line."""
+    records = [(line, r.to_dict()) for line, r in zip(notes.lines, results, strict=True)]
+    records += [(e.line, e.to_dict()) for e in notes.errors]
+    records.sort(key=lambda item: item[0])
+    return [record for _, record in records]
+
+
+def dumps_strict(record: Any) -> str:
+    """One JSONL line of strict JSON (UTF-8 text, no NaN / Infinity).
+
+    Raises:
+        ValueError: for a value that strict JSON cannot hold (a non-finite float).
+    """
+    return json.dumps(record, ensure_ascii=False, allow_nan=False)

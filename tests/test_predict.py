@@ -1,7 +1,9 @@
 """JAMSPredictor and ``python -m jams_pyg predict`` on a model trained for a few steps on
 the synthetic corpus, checked against the in-memory model's own forward pass."""
 
+import gzip
 import json
+import os
 import subprocess
 import sys
 
@@ -345,3 +347,131 @@ def test_cuda_without_cuda_is_a_clear_error(trained, capsys):
     assert main(["predict", "--model", str(trained["bundle"]), str(notes), "--device",
                  "cuda"]) == 1
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- input/output reliability (#13)
+def _strict_loads(line):
+    def refuse(name):
+        raise AssertionError(f"non-strict JSON constant {name}")
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_notes_split_on_newline_only(tmp_path):
+    """A form feed, vertical tab, file separator, U+2028 or U+2029 inside a note stays in
+    it (str.splitlines would split there and shift every later id); reference: split on
+    '\\n'."""
+    notes = ["chest pain\x0cpage two", "fever\x0bcough", "rash\x1cpruritus",
+             "sob\u2028wheeze", "edema\u2029ascites", "plain note", "crlf note"]
+    content = "\n".join(notes[:-1]) + "\n" + notes[-1] + "\r\n"
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content.encode("utf-8"))
+    texts, ids = read_notes(path)
+    reference = [line.removesuffix("\r") for line in content.split("\n")[:-1]]
+    assert texts == reference == notes
+    assert ids == list(range(1, 8))
+    jsonl = tmp_path / "notes.jsonl"
+    jsonl.write_bytes(("\n".join(json.dumps({"id": i, "text": t}, ensure_ascii=False)
+                                 for i, t in enumerate(notes)) + "\n").encode("utf-8"))
+    assert "\u2028" in jsonl.read_text(encoding="utf-8")  # raw, not escaped
+    texts, ids = read_notes(jsonl)
+    assert texts == notes and ids == list(range(7))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"id": NaN, "text": "a note"}\n', r"line 1: invalid JSON \(NaN is not valid JSON"),
+        (b'{"id": Infinity, "text": "a note"}\n', "line 1: invalid JSON"),
+        (b'{"id": 1e400, "text": "a note"}\n', r"line 1: invalid JSON \(number 1e400"),
+        (b'{"text": "ok note"}\n{"text": "caf\xe9 note"}\n',
+         r"line 2: not UTF-8 text \(byte 0xe9"),
+    ],
+)
+def test_non_strict_or_non_utf8_lines_are_refused(tmp_path, content, message):
+    path = tmp_path / "notes.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"notes\.jsonl, {message}"):
+        read_notes(path)
+
+
+def test_on_error_skip_keeps_the_good_lines(trained, predictor, tmp_path):
+    notes = trained["notes"][:3]
+    lines = [json.dumps({"id": "a", "text": notes[0]}),
+             '{"id": NaN, "text": "a note"}',
+             json.dumps({"id": "b", "text": notes[1]}),
+             "{broken",
+             json.dumps({"id": "c", "text": "***"}),
+             json.dumps({"id": "d", "text": notes[2]})]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    args = ["predict", "--model", str(trained["bundle"]), str(path), "--top-k", "3",
+            "--device", "cpu", "--output", str(out)]
+    assert main(args) == 1  # --on-error fail (default): nothing written
+    assert not out.exists() and list(tmp_path.iterdir()) == [path]
+    assert main([*args, "--on-error", "skip"]) == 0
+    records = [_strict_loads(line) for line in out.read_text().split("\n")[:-1]]
+    assert [r["id"] for r in records] == ["a", 2, "b", 4, "c", "d"]
+    errors = [r for r in records if "error" in r]
+    assert [(r["line"], r["error"].split(" (")[0]) for r in errors] == [
+        (2, "invalid JSON"), (4, "invalid JSON"), (5, "empty note")]
+    expected = predictor.predict(notes, top_k=3)
+    good = [r for r in records if "error" not in r]
+    for got, want in zip(good, expected, strict=True):
+        assert got["codes"] == json.loads(json.dumps(want.to_dict()))["codes"]
+
+
+def test_unwritable_output_fails_before_any_model_work(trained, tmp_path, capsys,
+                                                       monkeypatch):
+    import jams_pyg.predict as predict_module
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(predict_module.JAMSPredictor, "load", no_model)
+    monkeypatch.setattr(predict_module, "load_notes", no_model)
+    notes = tmp_path / "n.txt"
+    notes.write_text("a note\n")
+    for output in (tmp_path / "missing" / "out.jsonl", tmp_path):
+        assert main(["predict", "--model", str(trained["bundle"]), str(notes),
+                     "--output", str(output)]) == 1
+        assert f"{output}:" in capsys.readouterr().err
+
+
+def test_output_is_atomic_and_gets_an_ordinary_mode(trained, tmp_path, capsys):
+    notes = tmp_path / "n.txt"
+    notes.write_text(trained["notes"][0].replace("\n", " ") + "\n\n")  # line 2 is blank
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous results\n")
+    assert main(["predict", "--model", str(trained["bundle"]), str(notes), "--output",
+                 str(out), "--device", "cpu"]) == 1
+    assert out.read_text() == "previous results\n"  # untouched on error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.txt", "out.jsonl"]
+    new = tmp_path / "new.jsonl"
+    notes.write_text(trained["notes"][0].replace("\n", " ") + "\n")
+    assert main(["predict", "--model", str(trained["bundle"]), str(notes), "--output",
+                 str(new), "--device", "cpu"]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert new.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert len(new.read_text().split("\n")) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.txt", "new.jsonl", "out.jsonl"]
+
+
+def test_strict_json_output():
+    from jams_pyg.predict import dumps_strict
+
+    assert dumps_strict({"id": "é", "p": 0.5}) == '{"id": "é", "p": 0.5}'
+    with pytest.raises(ValueError, match="Out of range float"):
+        dumps_strict({"id": float("nan")})
+
+
+def test_graph_subcommand_names_a_bad_gem_file(tmp_path, capsys):
+    empty = tmp_path / "empty_gem.txt"
+    empty.write_text("")
+    assert main(["graph", "--icd9-gem", str(empty)]) == 1
+    assert "empty_gem.txt: empty GEM file" in capsys.readouterr().err
+    cut = tmp_path / "gem.txt.gz"
+    cut.write_bytes(gzip.compress(b"0010 A000 00000\n" * 500)[:-20])
+    assert main(["graph", "--icd9-gem", str(cut)]) == 1
+    assert "gem.txt.gz" in capsys.readouterr().err
