@@ -51,7 +51,6 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -71,6 +70,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from jams_pyg.atomic import atomic_open
 from jams_pyg.datasets.joint import SYSTEM_IDS
 from jams_pyg.distributed import DistInfo, mean_over_ranks, shard_batch, unwrap_model
 from jams_pyg.metrics import METRIC_KEYS, compute_metrics
@@ -389,39 +389,12 @@ def prepare_run_dir(folder: str | os.PathLike[str], overwrite: bool = False) -> 
                     entry.unlink()
 
 
-def _file_mode() -> int:
-    """The mode an ordinary new file gets (0666 less the umask)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file unique to this call in ``path``'s
-    folder, fsync it, then rename it over ``path`` (``os.replace``): a reader
-    sees the previous or the new file, never a partial one, a crash leaves the
-    previous file, and concurrent writers never share a temporary file. The
-    file gets the ordinary mode (0666 less the umask)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """``torch.save`` through :func:`jams_pyg.atomic.atomic_open`: a reader sees the
+    previous or the new file, never a partial one, a crash leaves the previous file, and
+    concurrent writers never share a temporary file."""
+    with atomic_open(path) as handle:
+        torch.save(obj, handle)
 
 
 def load_checkpoint(path: str | os.PathLike[str],

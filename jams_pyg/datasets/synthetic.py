@@ -85,6 +85,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import torch
 
+from jams_pyg.atomic import atomic_open
 from jams_pyg.codes import format_code, parse_code
 from jams_pyg.datasets.edin import (
     SPLITS,
@@ -609,12 +610,14 @@ def _write(frame: pd.DataFrame, splits: pd.DataFrame, folder: Path, system: str)
         ("num_words", pa.int64()), ("num_targets", pa.int64()),
     ])
     table = pa.Table.from_pydict({name: frame[name].tolist() for name in schema.names}, schema)
-    feather.write_feather(table, folder / data_filename(system), compression="zstd")
     split_table = pa.Table.from_pydict(
         {"_id": splits["_id"].tolist(), "split": splits["split"].tolist()},
         pa.schema([("_id", pa.int64()), ("split", pa.string())]),
     )
-    feather.write_feather(split_table, folder / split_filename(system), compression="zstd")
+    # Atomic: runs that share a corpus folder may rewrite it while another reads it.
+    for data, name in ((table, data_filename(system)), (split_table, split_filename(system))):
+        with atomic_open(folder / name) as handle:
+            feather.write_feather(data, handle, compression="zstd")
 
 
 def generate_synthetic_corpus(
@@ -669,7 +672,8 @@ def generate_synthetic_corpus(
         "bucket_edges": list(bucket_edges_for(scale)),
         "concepts": [c.to_json() for c in concepts],
     }
-    (out / "synthetic_concepts.json").write_text(json.dumps(meta, indent=1) + "\n")
+    with atomic_open(out / "synthetic_concepts.json", "w") as handle:
+        handle.write(json.dumps(meta, indent=1) + "\n")
     return out
 
 
