@@ -5,7 +5,9 @@ Layout (no pickle anywhere; loading parses JSON and safetensors only, so it neve
 from the bundle)::
 
     config.json          format + version, model config, systems, max_length, thresholds,
-                         tokenizer kind, the sha256 of every other file, user extras
+                         tokenizer kind, the sha256 of every other file, user extras, and
+                         config_sha256: the sha256 of config.json's own content (its
+                         canonical JSON without that entry)
     weights.safetensors  the model's state dict
     codes.json           label vocabularies {"icd9": [...], "icd10": [...]} (label order)
     vocab.json           word tokenizer (WordTokenizer.save) -- or --
@@ -15,8 +17,17 @@ from the bundle)::
     graph_codes.json     GEM graph node codes {"icd9_codes": [...], "icd10_codes": [...]}
 
 :func:`load_bundle` refuses (with :class:`BundleError`) a bundle with a missing file, a file
-whose checksum differs from ``config.json`` (modified or truncated), an unknown format
-version, or weights whose names or shapes do not fit the model the config describes.
+whose checksum differs from ``config.json`` (modified or truncated), a ``config.json``
+whose content differs from its ``config_sha256`` (an edited threshold or ``max_length``),
+an unknown format version, weights whose names or shapes do not fit the model the config
+describes, or any other malformed part; every error names the file. The checksums detect
+accidental and casual edits; they are no signature (anyone can recompute them).
+
+Every file is written with the ordinary mode of a new file (``0o666 & ~umask``, e.g. 0644),
+through a temporary file unique to the writer that is renamed into place.
+
+Format versions: 2 (written since ``config_sha256``); 1 (no ``config_sha256``) is still
+read, with a warning that its ``config.json`` is not protected: re-save it to upgrade.
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ import hashlib
 import json
 import math
 import os
+import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -40,8 +53,10 @@ from jams_pyg.models import ModelConfig, build_model
 __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
+    "READABLE_VERSIONS",
     "Bundle",
     "BundleError",
+    "config_checksum",
     "load_bundle",
     "read_bundle_config",
     "save_bundle",
@@ -51,7 +66,10 @@ PathLike = str | os.PathLike[str]
 
 BUNDLE_FORMAT = "jams_pyg.bundle"
 #: Version of the bundle layout written by :func:`save_bundle`; loading any other is refused.
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+#: Versions :func:`load_bundle` reads: 1 (before ``config_sha256``; loaded with a warning).
+READABLE_VERSIONS = (1, 2)
+CONFIG_CHECKSUM_KEY = "config_sha256"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 CODES_FILE = "codes.json"
@@ -96,10 +114,49 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _temporary(path: Path) -> Path:
+    """A temporary name next to ``path``, unique to this writer."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _ordinary_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = _temporary(path)
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:  # mode 0o666 & ~umask
+            handle.write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor],
+                  metadata: dict[str, str] | None = None) -> None:
+    """safetensors file written through a unique temporary file, with the ordinary mode
+    (``safetensors`` itself creates its files 0600)."""
+    from safetensors.torch import save_file
+
+    tmp = _temporary(path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, _ordinary_mode())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def config_checksum(config: Mapping[str, Any]) -> str:
+    """sha256 of a bundle config's canonical JSON (sorted keys, no white space, ASCII),
+    without its ``config_sha256`` entry: what ``config_sha256`` records."""
+    content = {k: v for k, v in config.items() if k != CONFIG_CHECKSUM_KEY}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -247,11 +304,9 @@ def save_bundle(
     directory.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
 
-    from safetensors.torch import save_file
-
     # Cloning drops shared storage (tied weights), which safetensors refuses.
     state = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": BUNDLE_FORMAT})
+    _save_tensors(directory / WEIGHTS_FILE, state, metadata={"format": BUNDLE_FORMAT})
     files.append(WEIGHTS_FILE)
 
     _write_json(directory / CODES_FILE, {s: codes[s] for s in systems})
@@ -279,9 +334,9 @@ def save_bundle(
     if graph is not None:
         # edge_index/edge_weight (links updating ICD-9 codes) and, for a directional
         # graph, icd10_edge_index/icd10_edge_weight (links updating ICD-10 codes)
-        save_file(
+        _save_tensors(
+            directory / GRAPH_FILE,
             {name: t.detach().to("cpu").contiguous() for name, t in graph.tensors().items()},
-            str(directory / GRAPH_FILE),
         )
         _write_json(
             directory / GRAPH_CODES_FILE,
@@ -306,6 +361,7 @@ def save_bundle(
         "files": {name: _sha256(directory / name) for name in files},
         "extra": extra,
     }
+    config[CONFIG_CHECKSUM_KEY] = config_checksum(config)
     _write_json(directory / CONFIG_FILE, config)
     return directory
 
@@ -342,11 +398,29 @@ def read_bundle_config(directory: PathLike, verify: bool = True) -> dict[str, An
         raise BundleError(f"{path}: not a jams_pyg model bundle config (format != "
                           f"{BUNDLE_FORMAT!r})")
     version = config.get("format_version")
-    if version != BUNDLE_VERSION:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise BundleError(
             f"{path}: bundle format version {version!r} is not supported (this jams_pyg "
-            f"reads version {BUNDLE_VERSION}); re-save the model with a matching jams_pyg"
+            f"reads versions {', '.join(map(str, READABLE_VERSIONS))}); re-save the model "
+            "with a matching jams_pyg"
         )
+    if version >= 2 and verify:
+        recorded = config.get(CONFIG_CHECKSUM_KEY)
+        try:
+            actual = config_checksum(config)
+        except ValueError as err:  # NaN / Infinity in the config
+            raise BundleError(f"{path}: not strict JSON ({err})") from err
+        if recorded != actual:
+            raise BundleError(
+                f"{path}: checksum mismatch ({CONFIG_CHECKSUM_KEY} differs from the "
+                "content); config.json was modified after the bundle was saved (an edited "
+                "threshold, max_length or model setting is refused: re-save the bundle)"
+            )
+    elif version == 1:
+        warnings.warn(
+            f"{path}: bundle format version 1 has no {CONFIG_CHECKSUM_KEY}, so edits to "
+            "config.json cannot be detected; re-save the bundle to upgrade it to version "
+            f"{BUNDLE_VERSION}", UserWarning, stacklevel=2)
     for key in ("model_config", "systems", "max_length", "thresholds", "tokenizer", "files"):
         if key not in config:
             raise BundleError(f"{path}: missing entry {key!r}")
@@ -358,6 +432,8 @@ def read_bundle_config(directory: PathLike, verify: bool = True) -> dict[str, An
     if not isinstance(tok, dict) or tok.get("kind") not in ("word", "huggingface"):
         raise BundleError(f"{path}: unknown tokenizer entry {tok!r}")
     required.append(VOCAB_FILE if tok["kind"] == "word" else f"{HF_TOKENIZER_DIR}/tokenizer.json")
+    if config.get("graph") is not None and not isinstance(config["graph"], dict):
+        raise BundleError(f"{path}: 'graph' must be null or an object, got {config['graph']!r}")
     if config.get("graph"):
         required += [GRAPH_FILE, GRAPH_CODES_FILE]
     for name in required:
@@ -410,13 +486,28 @@ def load_bundle(directory: PathLike, device: str | torch.device | None = None,
                 verify: bool = True) -> Bundle:
     """Rebuild model, tokenizer, label vocabularies, thresholds and GEM graph of a bundle
     written by :func:`save_bundle`; the model is returned in ``eval()`` mode on ``device``
-    (default CPU).
+    (default CPU). Only JSON and safetensors are parsed: nothing is unpickled.
+
+    Args:
+        verify (bool): Check the sha256 of every file and of ``config.json`` itself
+            (default). Without it a malformed part still raises :class:`BundleError`.
 
     Raises:
-        BundleError: missing file, checksum mismatch, unsupported format version, or weights
-            whose names/shapes do not fit the model the config describes.
+        BundleError: missing file, checksum mismatch (``config.json`` included),
+            unsupported format version, weights whose names/shapes do not fit the model
+            the config describes, or any other malformed part (naming the bundle).
     """
-    directory = Path(directory)
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    try:
+        return _load_bundle(Path(directory), target, verify)
+    except BundleError:
+        raise
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
+        raise BundleError(
+            f"{directory}: malformed bundle ({type(err).__name__}: {err})") from err
+
+
+def _load_bundle(directory: Path, device: torch.device, verify: bool) -> Bundle:
     config = read_bundle_config(directory, verify=verify)
     cfg_path = directory / CONFIG_FILE
     systems = config["systems"]
@@ -485,7 +576,7 @@ def load_bundle(directory: PathLike, device: str | torch.device | None = None,
             + "; ".join(parts) + ")"
         )
     model.load_state_dict(state, strict=True)
-    model.to(torch.device(device) if device is not None else torch.device("cpu"))
+    model.to(device)
     model.eval()
     return Bundle(
         path=directory,

@@ -3,15 +3,23 @@ and a PLM-ICD bundle with a Hugging Face tokenizer."""
 
 import hashlib
 import json
+import os
 import pickle
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from jams_pyg.bundle import BUNDLE_VERSION, BundleError, load_bundle, save_bundle
+from jams_pyg.bundle import (
+    BUNDLE_VERSION,
+    BundleError,
+    config_checksum,
+    load_bundle,
+    save_bundle,
+)
 from jams_pyg.datasets import WordTokenizer, clean_text, train_hf_tokenizer
 from jams_pyg.gem_graph import GEMGraph
 from jams_pyg.models import ModelConfig, build_model
@@ -137,9 +145,13 @@ def test_missing_config_or_folder(copy, tmp_path):
         load_bundle(tmp_path / "absent")
 
 
-def edit_config(path, change):
+def edit_config(path, change, resign=True):
+    """Change config.json; ``resign``: record the new content's checksum, as a deliberate
+    edit (to reach the checks behind the checksum) would."""
     cfg = json.loads((path / "config.json").read_text())
     change(cfg)
+    if resign and "config_sha256" in cfg:
+        cfg["config_sha256"] = config_checksum(cfg)
     (path / "config.json").write_text(json.dumps(cfg))
 
 
@@ -218,3 +230,94 @@ def test_plm_icd_bundle_with_hf_tokenizer(tmp_path):
             assert weights == sorted(weights, reverse=True)
     with pytest.raises(ValueError, match="codes only"):
         loaded.predict(notes, system="icd9")
+
+
+# ---------------------------------------------------------------- integrity (issue #13)
+@pytest.mark.parametrize(
+    "change",
+    [lambda c: c["thresholds"].update(icd9=0.05), lambda c: c.update(max_length=4000),
+     lambda c: c["model_config"].update(dropout=0.9), lambda c: c.pop("extra")],
+)
+def test_edited_config_is_refused(copy, change):
+    edit_config(copy, change, resign=False)
+    with pytest.raises(BundleError, match=r"config\.json: checksum mismatch"):
+        load_bundle(copy)
+
+
+def test_config_checksum_covers_the_whole_content(saved):
+    cfg = json.loads((saved[0] / "config.json").read_text())
+    assert cfg["format_version"] == BUNDLE_VERSION == 2
+    content = {k: v for k, v in cfg.items() if k != "config_sha256"}
+    reference = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"))
+                               .encode()).hexdigest()
+    assert cfg["config_sha256"] == reference
+
+
+def test_all_files_get_the_ordinary_mode(tmp_path):
+    model, config, tok, graph = make_model()
+    old = os.umask(0o027)
+    try:
+        path = save_bundle(tmp_path / "m", model, config, tok, CODES, THRESHOLDS, graph, 32)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
+    assert set(modes) == {"config.json", "weights.safetensors", "codes.json", "vocab.json",
+                          "graph.safetensors", "graph_codes.json"}  # no temporary left
+    assert set(modes.values()) == {0o640}, modes
+
+
+def _replace_file(path, name, content):
+    """Replace a bundle file and record its new checksum (a consistent but malformed
+    bundle: only the parsing can refuse it)."""
+    (path / name).write_bytes(content)
+    edit_config(path, lambda c: c["files"].update(
+        {name: hashlib.sha256(content).hexdigest()}))
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("vocab.json", b""), ("vocab.json", b"[]"), ("vocab.json", b"null"),
+     ("vocab.json", b'{"format": "jams_pyg.Vocabulary", "version": 1, "tokens": 3}'),
+     ("codes.json", b"[]"), ("codes.json", b'{"icd9": 5, "icd10": []}'),
+     ("codes.json", b'{"icd9": [1, 2, 3], "icd10": ["A"]}'),
+     ("graph_codes.json", b"[]"), ("graph_codes.json", b"{}"),
+     ("graph.safetensors", b"not safetensors"), ("weights.safetensors", b"\x00" * 16)],
+)
+def test_every_malformed_file_is_a_bundle_error(copy, name, content):
+    _replace_file(copy, name, content)
+    with pytest.raises(BundleError, match=name.replace(".", r"\.") + "|" + str(copy)):
+        load_bundle(copy)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda c: c.update(model_config=[]), lambda c: c.update(systems="icd9"),
+     lambda c: c.update(thresholds=[]), lambda c: c.update(max_length="32"),
+     lambda c: c.update(extra=[1]), lambda c: c.update(files=[]),
+     lambda c: c.update(tokenizer="word"), lambda c: c.update(graph=7),
+     lambda c: c["model_config"].update(model="gpt"),
+     lambda c: c["model_config"].update(embedding_dim="8")],
+)
+def test_every_malformed_config_entry_is_a_bundle_error(copy, change):
+    edit_config(copy, change)
+    with pytest.raises(BundleError):
+        load_bundle(copy)
+
+
+def test_format_version_1_is_read_with_a_warning(saved, copy):
+    """Bundles written before config_sha256 (format version 1) still load, warned."""
+    def downgrade(cfg):
+        cfg.pop("config_sha256")
+        cfg["format_version"] = 1
+    edit_config(copy, downgrade)
+    with pytest.warns(UserWarning, match="format version 1 has no config_sha256"):
+        bundle = load_bundle(copy)
+    a = JAMSPredictor(bundle).predict_proba(TEXTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b = JAMSPredictor(load_bundle(saved[0])).predict_proba(TEXTS)
+    for s in CODES:
+        np.testing.assert_array_equal(a[s], b[s])
+    edit_config(copy, lambda c: c.update(format_version=2))  # v2 without its checksum
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        load_bundle(copy)
