@@ -15,7 +15,8 @@ Models (Edin et al.'s LAAT sizes: embedding 200, BiLSTM 512 per direction, proje
 The only difference is the MAT refinement of the code tables. Both see the same batch:
 ``--batch`` documents of ``--tokens`` random tokens, half ICD-9 and half ICD-10, random
 multi-hot targets. One step = forward, the JAMS loss (eq. 3), backward, gradient clipping
-at 1.0 and an AdamW step, as in :class:`jams_pyg.training.Trainer` (float32).
+at 1.0 and an AdamW step, as in :class:`jams_pyg.training.Trainer` (float32; ``--amp bf16``:
+forward and loss under ``torch.autocast(dtype=torch.bfloat16)``, as the Trainer on CUDA).
 
 Time: both variants alternate step by step in one process (machine-load changes hit both
 alike); the median over ``--repeats`` steps after ``--warmup`` steps. ``MATConv`` alone:
@@ -24,17 +25,21 @@ forward + backward of the JAMS model's MAT on its code tables, median likewise.
 Peak memory: every variant in its own subprocess (a warm-up step, then the measured steps).
 CPU: the child's peak resident set (``ru_maxrss`` from ``os.wait4``, i.e. the child's own
 ``RUSAGE_CHILDREN`` record) and its growth over the resident set before the first step;
-CUDA: ``torch.cuda.max_memory_allocated``.
+CUDA: ``torch.cuda.max_memory_allocated``. On CUDA the variants are measured in the timing
+process instead (``--memory-mode inprocess``, the default there: one variant built at a time
+after the timing, peak statistics reset; the allocator's statistics count live tensors only,
+so this gives what a fresh process would and spares a CUDA start per variant).
 
 Usage::
 
     python benchmarks/overhead.py            # -> benchmarks/results/overhead.{json,md}
-    python benchmarks/overhead.py --device cuda --tokens 4000 --out /tmp/overhead
+    python benchmarks/overhead.py --device cuda --tokens 4000 --amp bf16 --out /tmp/overhead
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -73,8 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default="none", choices=["none", "bf16"],
+                        help="mixed precision: bf16 autocast of forward and loss")
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip the peak-memory subprocesses")
+    parser.add_argument("--memory-mode", default="auto",
+                        choices=["auto", "subprocess", "inprocess"],
+                        help="peak memory in one subprocess per variant, or in this process "
+                        "one variant at a time (auto: subprocess on CPU, inprocess on CUDA)")
     parser.add_argument("--out", default=str(RESULTS),
                         help="folder for overhead.json and overhead.md")
     # internal: one variant's peak-memory measurement in a child process
@@ -204,14 +215,31 @@ def make_batch(args: argparse.Namespace, num_codes: dict[str, int], device) -> d
             "system": system.to(device), "labels": labels}
 
 
-def train_step(model, optimizer, batch: dict[str, Any]) -> float:
+def autocast(args: argparse.Namespace, device):
+    """The step's autocast context: bf16 with ``--amp bf16``, else disabled."""
+    import torch
+
+    amp = getattr(args, "amp", "none")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
+
+
+def mat_inputs(model) -> tuple[Any, Any]:
+    """MATConv's graph inputs of a JAMS model (``mat_edges()`` where it has that method: a
+    directional graph passes one link set per direction)."""
+    if callable(getattr(model, "mat_edges", None)):
+        return model.mat_edges()
+    return model.edge_index, model.edge_weight
+
+
+def train_step(model, optimizer, batch: dict[str, Any], amp=None) -> float:
     import torch
 
     from jams_pyg.models import jams_loss
 
     optimizer.zero_grad(set_to_none=True)
-    logits = model(batch["input_ids"], batch["attention_mask"], batch["system"])
-    loss = jams_loss(logits, batch["labels"])
+    with amp if amp is not None else contextlib.nullcontext():
+        logits = model(batch["input_ids"], batch["attention_mask"], batch["system"])
+        loss = jams_loss(logits, batch["labels"])
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
@@ -236,19 +264,21 @@ def time_steps(args: argparse.Namespace, graph, device) -> dict[str, Any]:
         for variant in VARIANTS:
             _sync(device)
             start = time.perf_counter()
-            train_step(*models[variant], batch)
+            train_step(*models[variant], batch, autocast(args, device))
             _sync(device)
             if repeat >= args.warmup:
                 times[variant].append(time.perf_counter() - start)
     jams = models["jams"][0]
     tables = (jams.code_tables["icd9"], jams.code_tables["icd10"])
+    edge_index, edge_weight = mat_inputs(jams)
     mat_times = []
     for repeat in range(args.warmup + args.repeats):
         jams.zero_grad(set_to_none=True)
         _sync(device)
         start = time.perf_counter()
-        u, v = jams.mat(tables, jams.edge_index, jams.edge_weight)
-        (u.sum() + v.sum()).backward()
+        with autocast(args, device):
+            u, v = jams.mat(tables, edge_index, edge_weight)
+        (u.float().sum() + v.float().sum()).backward()
         _sync(device)
         if repeat >= args.warmup:
             mat_times.append(time.perf_counter() - start)
@@ -285,7 +315,7 @@ def memory_child(args: argparse.Namespace) -> None:
     else:
         before = _current_rss_mb()
     for _ in range(2):  # the first step also allocates the optimizer state
-        train_step(model, optimizer, batch)
+        train_step(model, optimizer, batch, autocast(args, device))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
@@ -293,6 +323,65 @@ def memory_child(args: argparse.Namespace) -> None:
     else:
         result.update(before_mb=before, measure="ru_maxrss")
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def memory_inprocess(args: argparse.Namespace, graph, device) -> dict[str, dict[str, Any]]:
+    """Peak memory of each variant in this process, one variant alive at a time (call it
+    with nothing else of the benchmark alive). CUDA: ``max_memory_allocated`` after
+    ``reset_peak_memory_stats`` (live tensors only, so as in a fresh process); CPU: the
+    resident-set high-water mark ``VmHWM`` after resetting it (Linux), a rough figure."""
+    import gc
+
+    import torch
+
+    out: dict[str, dict[str, Any]] = {}
+    for variant in VARIANTS:
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        model, optimizer = build(args, graph, variant, device)
+        batch = make_batch(args, {"icd9": graph.num_icd9, "icd10": graph.num_icd10}, device)
+        result: dict[str, Any] = {"variant": variant}
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            before = torch.cuda.memory_allocated(device)
+        else:
+            before = _current_rss_mb()
+            _reset_hwm()
+        for _ in range(2):  # the first step also allocates the optimizer state
+            train_step(model, optimizer, batch, autocast(args, device))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_allocated(device)
+            result.update(peak_mb=(peak - base) / MB, increase_mb=(peak - before) / MB,
+                          measure="cuda, in-process (model, optimizer, batch and steps)")
+        else:
+            peak_mb = _hwm_mb()
+            result.update(peak_mb=peak_mb, increase_mb=peak_mb - before,
+                          measure="VmHWM, in-process (rough)")
+        out[variant] = result
+        del model, optimizer, batch
+    gc.collect()
+    return out
+
+
+def _reset_hwm() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _hwm_mb() -> float:
+    import re
+
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return _current_rss_mb()
+    match = re.search(r"VmHWM:\s+(\d+) kB", text)
+    return int(match.group(1)) / 1024.0 if match else _current_rss_mb()
 
 
 def measure_memory(args: argparse.Namespace, variant: str, argv: Sequence[str]) -> dict[str, Any]:
@@ -350,7 +439,9 @@ def markdown(settings: dict[str, Any], graph: dict[str, Any], s: dict[str, Any])
         f"{graph['icd9_linked']:,} ICD-9 / {graph['icd10_linked']:,} ICD-10 codes linked); "
         f"batch {settings['batch']} ({settings['batch'] // 2} ICD-9 + "
         f"{settings['batch'] - settings['batch'] // 2} ICD-10 documents) x "
-        f"{settings['tokens']:,} tokens; device {settings['device']}, "
+        f"{settings['tokens']:,} tokens; device {settings['device']}"
+        f"{' (' + settings['device_name'] + ')' if settings['device'] != 'cpu' else ''}"
+        f"{', AMP ' + settings['amp'] if settings.get('amp', 'none') != 'none' else ''}, "
         f"{settings['torch_threads']} torch threads; median of {settings['repeats']} steps "
         f"after {settings['warmup']} warm-up.",
         "",
@@ -396,14 +487,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     print(f"graph: {stats}", flush=True)
     timing = time_steps(args, graph, device)
     memory = None
-    if args.memory:
+    mode = args.memory_mode
+    if mode == "auto":
+        mode = "inprocess" if device.type == "cuda" else "subprocess"
+    if args.memory and mode == "inprocess":
+        memory = memory_inprocess(args, graph, device)
+    elif args.memory:
         memory = {v: measure_memory(args, v, argv) for v in VARIANTS}
     summary = summarize(timing, memory)
     settings = {k: v for k, v in vars(args).items() if k not in ("memory_child", "out")}
     settings.update(torch=torch.__version__, torch_threads=timing["torch_threads"],
                     python=platform.python_version(), cpu_count=os.cpu_count(),
-                    memory_measure=("ru_maxrss" if device.type == "cpu"
-                                    else "max_memory_allocated"),
+                    memory_measure=("max_memory_allocated" if device.type == "cuda"
+                                    else "ru_maxrss" if mode == "subprocess" else "VmHWM"),
                     device_name=(torch.cuda.get_device_name(device) if device.type == "cuda"
                                  else platform.processor() or platform.machine()))
     report = markdown(settings, stats, summary)

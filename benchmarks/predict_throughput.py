@@ -11,11 +11,14 @@ sequential parallel regions, which stall badly when other processes share the co
 ICD-10 only, both systems (one encoder pass for the two heads) and ICD-10 with
 evidence (top-5 words + GEM neighbours per predicted code).  The thresholds are set so that
 about 15 codes per note and system pass (MIMIC-IV notes carry ~15 codes), as after training.
+``--device cuda`` loads the predictor onto the GPU (the text processing stays on the CPU;
+``predict`` returns Python objects, so each timed call ends with the GPU work done).
 
 Usage::
 
     python benchmarks/predict_throughput.py   # -> benchmarks/results/predict_throughput.{json,md}
     python benchmarks/predict_throughput.py --codes9 200 --codes10 250 --notes 4 --out /tmp/b
+    python benchmarks/predict_throughput.py --device cuda --out /tmp/cuda
 """
 
 from __future__ import annotations
@@ -93,13 +96,13 @@ def run(args: argparse.Namespace) -> dict:
         bundle_mb = sum(p.stat().st_size for p in (Path(tmp) / "model").rglob("*")) / 2**20
         del model
         t0 = time.perf_counter()
-        predictor = JAMSPredictor.load(Path(tmp) / "model", device="cpu")
+        predictor = JAMSPredictor.load(Path(tmp) / "model", device=args.device)
         predictor.predict(["warm up the code tables"], system="both")  # MAT once, cached
         load_s = time.perf_counter() - t0
     params = sum(p.numel() for p in predictor.model.parameters())
     print(f"{predictor}\n{params / 1e6:.1f} M parameters, bundle {bundle_mb:.0f} MiB, "
           f"build {build_s:.1f} s, save {save_s:.1f} s, load + MAT {load_s:.1f} s, "
-          f"{torch.get_num_threads()} threads", flush=True)
+          f"{torch.get_num_threads()} threads, device {predictor.device}", flush=True)
 
     variants = [
         ("icd10", dict(system="icd10")),
@@ -135,8 +138,11 @@ def run(args: argparse.Namespace) -> dict:
             print(f"{length:>6} tokens  {name:<17} {row['notes_per_s']:8.2f} notes/s  "
                   f"({row['ms_per_note']:.0f} ms/note; runs {row['all_seconds']} s)",
                   flush=True)
-    return {
-        "benchmark": "JAMSPredictor.predict throughput (CPU)",
+    device = torch.device(args.device)
+    on_cuda = device.type == "cuda"
+    result = {
+        "benchmark": ("JAMSPredictor.predict throughput "
+                      f"({'CUDA, ' + torch.cuda.get_device_name(device) if on_cuda else 'CPU'})"),
         "model": "JAMS-LAAT (emb 200, BiLSTM 2x512, projection 512, MAT 1 head)",
         "codes": {"icd9": graph.num_icd9, "icd10": graph.num_icd10},
         "gem_edges": graph.num_edges,
@@ -153,6 +159,10 @@ def run(args: argparse.Namespace) -> dict:
         "numpy": np.__version__,
         "rows": rows,
     }
+    if on_cuda:
+        result.update(device=str(device), device_name=torch.cuda.get_device_name(device),
+                      peak_cuda_mib=round(torch.cuda.max_memory_allocated(device) / 2**20, 1))
+    return result
 
 
 def markdown(result: dict) -> str:
@@ -179,7 +189,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--codes9", type=int, default=6150)
     parser.add_argument("--codes10", type=int, default=7942)
@@ -194,8 +204,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads (default 1: stable on a shared machine; "
                         "0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="where the predictor runs (cpu, cuda)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "predict_throughput.json").write_text(json.dumps(result, indent=1) + "\n")
