@@ -56,9 +56,9 @@ the MAT weight, null for a model without MAT) and "self_attention".
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from jams_pyg.atomic import AtomicFile
     from jams_pyg.bundle import BundleError
     from jams_pyg.predict import (
-        AtomicOutput,
         JAMSPredictor,
         dumps_strict,
         load_notes,
@@ -68,7 +68,8 @@ def _predict(args: argparse.Namespace) -> int:
     output = None
     try:
         # Checked first: an unwritable --output fails before any note or model work.
-        output = AtomicOutput(args.output) if args.output else None
+        output = AtomicFile(args.output, "w", encoding="utf-8", newline="\n") \
+            if args.output else None
         notes = load_notes(args.input, args.format, args.on_error)
         predictor = JAMSPredictor.load(args.model, device=args.device)
         results = predictor.predict(

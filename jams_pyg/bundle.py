@@ -36,7 +36,6 @@ import hashlib
 import json
 import math
 import os
-import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from jams_pyg.atomic import atomic_open, atomic_write_text
 from jams_pyg.distributed import unwrap_model
 from jams_pyg.gem_graph import GEMGraph
 from jams_pyg.models import ModelConfig, build_model
@@ -114,40 +114,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _temporary(path: Path) -> Path:
-    """A temporary name next to ``path``, unique to this writer."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-
-
-def _ordinary_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _write_json(path: Path, data: Any) -> None:
-    tmp = _temporary(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:  # mode 0o666 & ~umask
-            handle.write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor],
                   metadata: dict[str, str] | None = None) -> None:
-    """safetensors file written through a unique temporary file, with the ordinary mode
-    (``safetensors`` itself creates its files 0600)."""
-    from safetensors.torch import save_file
+    """safetensors file written atomically with the ordinary mode (``safetensors``' own
+    ``save_file`` creates its files 0600)."""
+    from safetensors.torch import save
 
-    tmp = _temporary(path)
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, _ordinary_mode())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path) as handle:
+        handle.write(save(tensors, metadata=metadata))
 
 
 def config_checksum(config: Mapping[str, Any]) -> str:

@@ -33,7 +33,6 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +43,6 @@ from jams_pyg.bundle import Bundle, load_bundle
 from jams_pyg.datasets.text import PAD_ID, clean_text, pad_sequences
 
 __all__ = [
-    "AtomicOutput",
     "CodePrediction",
     "JAMSPredictor",
     "LinkedCode",
@@ -732,66 +730,6 @@ def read_notes(path: PathLike, fmt: str = "auto") -> tuple[list[str], list[Any]]
     line raises a ValueError naming the file and line)."""
     notes = load_notes(path, fmt, "fail")
     return notes.texts, notes.ids
-
-
-class AtomicOutput:
-    """A text file written atomically: the content goes to a temporary file next to
-    ``path`` (unique per writer), which :meth:`commit` flushes, syncs and renames over
-    ``path`` (:func:`os.replace`), so readers see the old file or the whole new one, never
-    a part. Opening it checks that ``path`` can be written, before any other work. The
-    file gets the mode of the file it replaces, else the ordinary ``0o666 & ~umask``.
-
-    Raises:
-        OSError: naming ``path`` if it is a directory or its folder is missing or not
-            writable.
-    """
-
-    def __init__(self, path: PathLike) -> None:
-        import tempfile
-
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise IsADirectoryError(f"{self.path}: is a directory, not an output file")
-        folder = self.path.parent
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                       dir=folder)
-        except OSError as err:
-            raise type(err)(err.errno, f"{self.path}: cannot write the output file "
-                            f"({err.strerror}: {folder})") from None
-        self._tmp = Path(tmp)
-        try:
-            try:
-                mode = os.stat(self.path).st_mode & 0o7777
-            except FileNotFoundError:
-                umask = os.umask(0)
-                os.umask(umask)
-                mode = 0o666 & ~umask
-            os.chmod(fd, mode)
-            self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-        except BaseException:
-            os.close(fd)
-            self._tmp.unlink(missing_ok=True)
-            raise
-        self._done = False
-
-    def write(self, text: str) -> None:
-        self._handle.write(text)
-
-    def commit(self) -> None:
-        """Make the written content the file at ``path``."""
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        os.replace(self._tmp, self.path)
-        self._done = True
-
-    def discard(self) -> None:
-        """Remove the temporary file (no-op after :meth:`commit`)."""
-        if not self._done:
-            self._handle.close()
-            self._tmp.unlink(missing_ok=True)
-            self._done = True
 
 
 def prediction_records(notes: NoteInput, results: Sequence[NotePrediction]) -> list[dict]:
