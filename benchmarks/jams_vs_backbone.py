@@ -289,8 +289,11 @@ def _same_config(path: Path, config) -> bool:
         return False
     saved = json.loads(path.read_text())
     current = json.loads(json.dumps(asdict(config), default=str))
-    saved.pop("resume", None)  # whether a run was resumed does not change its result
-    current.pop("resume", None)
+    # Whether a run was resumed, and on which device it ran, do not change what was
+    # trained (runs may be trained on a GPU machine and aggregated here).
+    for key in ("resume", "device"):
+        saved.pop(key, None)
+        current.pop(key, None)
     return saved == current
 
 
