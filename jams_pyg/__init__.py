@@ -18,7 +18,7 @@ from jams_pyg.datasets import (
     WordTokenizer,
     load_edin_dataset,
 )
-from jams_pyg.gem import cms_2018_gem_paths, read_gem_file
+from jams_pyg.gem import DataFileError, cms_2018_gem_paths, read_gem_file
 from jams_pyg.gem_graph import GEMGraph
 from jams_pyg.metrics import compute_metrics, per_code_f1, tune_threshold
 from jams_pyg.models import (
@@ -48,6 +48,13 @@ _LAZY = {
     "save_bundle": "jams_pyg.bundle",
     "load_bundle": "jams_pyg.bundle",
     "generate_synthetic_corpus": "jams_pyg.datasets.synthetic",
+    # what can go wrong, by name (see the README's "Guarantees")
+    "BundleError": "jams_pyg.bundle",
+    "CheckpointError": "jams_pyg.training",
+    "ResumeMismatch": "jams_pyg.training",
+    "RunDirLocked": "jams_pyg.training",
+    "TrainingDiverged": "jams_pyg.training",
+    "TrainingError": "jams_pyg.training",
 }
 
 
@@ -60,9 +67,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "JAMS",
     "BucketBatchSampler",
+    "BundleError",
     "CAMLEncoder",
     "CAMLHead",
+    "CheckpointError",
     "CodingDataset",
+    "DataFileError",
     "ExperimentConfig",
     "GEMGraph",
     "JAMSPredictor",
@@ -75,8 +85,12 @@ __all__ = [
     "ModelConfig",
     "MultiResCNNEncoder",
     "PLMEncoder",
+    "ResumeMismatch",
+    "RunDirLocked",
     "TrainConfig",
     "Trainer",
+    "TrainingDiverged",
+    "TrainingError",
     "WordTokenizer",
     "bucket_macro_f1",
     "build_model",
