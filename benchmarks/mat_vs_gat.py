@@ -309,13 +309,8 @@ def _setup(
 def memory_worker(case: str, method: str, device: torch.device, graph: dict[str, Any]) -> dict:
     """Peak memory of one cold forward + backward step, in a fresh process."""
     run = _setup(case, method, device, graph)
-    _sync(device)
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        run()
-        _sync(device)
-        peak = torch.cuda.max_memory_allocated(device) - before
+        peak = _step_peak(run, device)
         how = "torch.cuda.max_memory_allocated() delta over one cold step"
     else:
         rss_before = _proc_status("VmRSS") or 0
