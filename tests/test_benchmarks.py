@@ -220,3 +220,20 @@ def test_overhead_summary_and_markdown():
     assert "| step time (s): fwd + bwd + AdamW | 2.000 | 2.100 | +0.100 (+5.0%) |" in md
     assert "| peak memory (MiB, ru_maxrss) | 1000 | 1050 | +50 (+5.0%) |" in md
     assert "**met**" in md and "12,345 GEM links" in md
+
+
+# ------------------------------------------------------------------------------------------
+# readme_tables: ours beside the paper's
+# ------------------------------------------------------------------------------------------
+
+
+def test_readme_delta_table_puts_the_papers_gain_beside_ours():
+    tables = _load("readme_tables")
+    text = tables.delta_table(jvb.summarize_deltas(RUNS), {"laat": "LAAT"})
+    lines = text.splitlines()
+    assert lines[0].startswith("| Backbone | System | n | macro-F1 ours | paper |")
+    # ours: macro-F1 +5.0 ± 12.7 (see above); the paper's LAAT: 28.7 - 26.4 = +2.3 macro-F1,
+    # 66.9 - 66.3 = +0.6 MAP, rare codes +3.2, with a link +4.2, without +1.9 (ICD-9)
+    assert lines[2] == ("| LAAT | ICD-9 | 2 | +5.0 ± 12.7 | +2.3 | +2.5 ± 6.4 | +0.6 | "
+                        "+6.0 ± 12.7 | +3.2 | +9.0 ± 12.7 | +4.2 | -1.0 | +1.9 |")
+    assert lines[3].startswith("| LAAT | ICD-10 | 1 | +10.0 | +2.4 |")

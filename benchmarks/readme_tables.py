@@ -1,0 +1,117 @@
+"""The README's JAMS-vs-backbone tables, generated from ``jams_vs_backbone.py``'s results.json.
+
+Prints markdown: test metrics per model (mean ± std over seeds), the paired JAMS − backbone
+deltas (mean ± half-width of the 95 % t-interval) with the paper's numbers beside them, and
+the epochs each run took.  The paper's numbers are Jeong et al.'s Table 2 (MIMIC-IV test
+sets, one run each) and, for LAAT, the Figure 2/3 gains stated in their text (frequency
+bucket 1-100 and its codes with / without a GEM link).
+
+Example::
+
+    python benchmarks/readme_tables.py benchmarks/results/jams_vs_backbone/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Table 2 of the paper: (backbone, JAMS) macro-F1 and MAP, ×100, per system.
+PAPER_TABLE2 = {
+    "caml": {"icd9": {"f1_macro": (19.3, 21.5), "map": (62.4, 63.6)},
+             "icd10": {"f1_macro": (16.0, 19.7), "map": (57.4, 58.7)}},
+    "multirescnn": {"icd9": {"f1_macro": (27.7, 29.2), "map": (64.7, 65.4)},
+                    "icd10": {"f1_macro": (21.1, 23.5), "map": (59.3, 60.9)}},
+    "laat": {"icd9": {"f1_macro": (26.4, 28.7), "map": (66.3, 66.9)},
+             "icd10": {"f1_macro": (20.3, 22.7), "map": (60.6, 62.2)}},
+    "plm_icd": {"icd9": {"f1_macro": (29.8, 31.8), "map": (68.0, 68.3)},
+                "icd10": {"f1_macro": (21.1, 25.6), "map": (61.9, 63.6)}},
+}
+#: LAAT+JAMS − LAAT macro-F1 gains the paper's text gives for Figures 2 and 3 (×100).
+PAPER_LAAT_BUCKETS = {"icd9": {"rare": 3.2, "rare w/ link": 4.2, "rare w/o link": 1.9},
+                      "icd10": {"rare": 3.7, "rare w/ link": 4.1, "rare w/o link": 1.2}}
+SYSTEMS = {"icd9": "ICD-9", "icd10": "ICD-10"}
+
+
+def _cell(stats: Mapping[str, Any] | None) -> str:
+    if not stats or stats.get("mean") is None:
+        return "–"
+    text = f"{100 * stats['mean']:+.1f}"
+    if stats.get("ci95") is not None:
+        text += f" ± {100 * stats['ci95']:.1f}"
+    return text
+
+
+def _rare_keys(scores: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """The keys of the rarest bucket and its linked / unlinked groups ("bucket 1-10" ...)."""
+    buckets = [k for k in scores if k.startswith("bucket ")]
+    rare = buckets[0] if buckets else None
+    link = next((k for k in scores if k.endswith(" w/ link")), None)
+    nolink = next((k for k in scores if k.endswith(" w/o link")), None)
+    return rare, link, nolink
+
+
+def metrics_table(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
+    from jams_pyg.analysis import compare_table
+
+    table: dict[str, dict[str, list[Any]]] = {}
+    for run in runs:
+        for system, result in run["systems"].items():
+            table.setdefault(run["label"], {}).setdefault(system, []).append(result["metrics"])
+    return compare_table(table, metrics=metrics)
+
+
+def delta_table(deltas: Mapping[str, Any], display: Mapping[str, str],
+                variant: str = "jams") -> str:
+    """Ours (paired, 95 % interval) beside the paper's (one run each)."""
+    lines = ["| Backbone | System | n | macro-F1 ours | paper | MAP ours | paper | "
+             "rare ours | paper | rare w/ link ours | paper | rare w/o link ours | paper |",
+             "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for model, variants in deltas.items():
+        for system, scores in variants.get(variant, {}).items():
+            paper = PAPER_TABLE2.get(model, {}).get(system, {})
+
+            def gain(key: str, paper: Mapping[str, Any] = paper) -> str:
+                pair = paper.get(key)
+                return f"{pair[1] - pair[0]:+.1f}" if pair else "–"
+
+            buckets = PAPER_LAAT_BUCKETS.get(system, {}) if model == "laat" else {}
+            rare, link, nolink = _rare_keys(scores)
+            n = len(scores["f1_macro"]["per_seed"])
+            cells = [_cell(scores["f1_macro"]), gain("f1_macro"), _cell(scores["map"]),
+                     gain("map")]
+            for key, name in ((rare, "rare"), (link, "rare w/ link"),
+                              (nolink, "rare w/o link")):
+                cells += [_cell(scores.get(key) if key else None),
+                          f"{buckets[name]:+.1f}" if name in buckets else "–"]
+            lines.append(f"| {display.get(model, model)} | {SYSTEMS.get(system, system)} | "
+                         f"{n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, help="results.json of jams_vs_backbone.py")
+    parser.add_argument("--metrics", nargs="+", default=["f1_micro", "f1_macro", "map"])
+    parser.add_argument("--variant", default="jams",
+                        help="the variant whose deltas against the backbone are shown")
+    args = parser.parse_args(argv)
+    from jams_pyg.experiment import DISPLAY
+
+    payload = json.loads(args.results.read_text())
+    out = [metrics_table(payload["runs"], args.metrics), "",
+           delta_table(payload["deltas"], DISPLAY, args.variant)]
+    if payload.get("convergence"):
+        from jams_vs_backbone import convergence_table
+
+        out += ["", convergence_table(payload["convergence"])]
+    text = "\n".join(out)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
