@@ -468,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train only JAMS")
     runs.add_argument("--variants", nargs="+", choices=VARIANTS,
                       help="runs to compare (default: backbone jams); ablations: no_mat, "
-                      "unweighted, mat_only")
+                      "unweighted, mat_only, union; our tied output layer: tied, "
+                      "tied_backbone")
     parser.add_argument("--data", dest="data_dir", default=None,
                         help="folder with Edin et al.'s MIMIC-IV ICD-9/ICD-10 feather files")
     parser.add_argument("--synthetic-size", default="default", type=parse_synthetic_size,
