@@ -68,7 +68,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from jams_pyg.atomic import atomic_open
 from jams_pyg.datasets.joint import SYSTEM_IDS
@@ -389,6 +388,20 @@ def prepare_run_dir(folder: str | os.PathLike[str], overwrite: bool = False) -> 
                     entry.unlink()
 
 
+def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup_steps: int,
+                        total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 over ``warmup_steps``, then linear decay to 0 at
+    ``total_steps``: the schedule of Edin et al. (``transformers``'
+    ``get_linear_schedule_with_warmup``, the same factor step for step) as a plain
+    :class:`torch.optim.lr_scheduler.LambdaLR`."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return float(step) / float(max(1, warmup_steps))
+        return max(0.0, float(total_steps - step) / float(max(1, total_steps - warmup_steps)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` through :func:`jams_pyg.atomic.atomic_open`: a reader sees the
     previous or the new file, never a partial one, a crash leaves the previous file, and
@@ -560,7 +573,7 @@ class Trainer:
             raise ValueError("train_batches(0) gives no batch: there is nothing to train on")
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = max(1, steps_per_epoch * config.epochs)
-        self.scheduler = get_linear_schedule_with_warmup(
+        self.scheduler = linear_warmup_decay(
             self.optimizer, math.ceil(config.warmup_ratio * self.total_steps), self.total_steps
         )
         self.amp_dtype: torch.dtype | None = None

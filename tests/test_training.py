@@ -172,3 +172,20 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     assert ddp.keys() == ref.keys()
     for key in ref:
         torch.testing.assert_close(ddp[key], ref[key], rtol=1e-4, atol=1e-5)
+
+
+def test_linear_warmup_decay_equals_transformers_schedule():
+    from transformers import get_linear_schedule_with_warmup
+
+    from jams_pyg.training import linear_warmup_decay
+
+    for warmup, total in ((0, 10), (3, 10), (10, 10), (4, 37)):
+        ours = linear_warmup_decay(torch.optim.SGD([torch.zeros(1)], lr=0.5), warmup, total)
+        ref = get_linear_schedule_with_warmup(torch.optim.SGD([torch.zeros(1)], lr=0.5),
+                                              warmup, total)
+        for _ in range(total + 3):
+            assert ours.get_last_lr() == ref.get_last_lr()
+            ours.optimizer.step()
+            ref.optimizer.step()
+            ours.step()
+            ref.step()
