@@ -860,3 +860,10 @@ def test_check_finite_names_the_table_and_row(fused):
 def test_cuda_directional_matches_cpu():
     x9, x10, edge_index, weight = directional_graph(seed=20)
     assert_cuda_matches_cpu(2, x9, x10, edge_index, weight)
+
+
+def test_only_the_weighted_sum_aggregation():
+    # MATConv(4, aggr="mean") used to give different outputs fused and unfused
+    with pytest.raises(ValueError, match="aggr must be 'add', got 'mean'"):
+        MATConv(4, aggr="mean")
+    assert MATConv(4, aggr="add").aggr == "add"

@@ -142,7 +142,9 @@ class MATConv(MessagePassing):
             holding a NaN or infinity (one reduction per table and a
             synchronisation on GPU). (default: :obj:`False`)
         **kwargs (optional): Additional arguments of
-            :class:`torch_geometric.nn.conv.MessagePassing`.
+            :class:`torch_geometric.nn.conv.MessagePassing`; ``aggr`` can only be
+            ``"add"`` (the attention-weighted sum), and the propagate hooks fire on
+            the ``fused=False`` path only.
 
     The code tables must have the dtype of the layer's parameters (convert
     with ``conv.to(dtype)``), except under :func:`torch.autocast`, where
@@ -183,7 +185,10 @@ class MATConv(MessagePassing):
         check_finite: bool = False,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("aggr", "add")
+        aggr = kwargs.setdefault("aggr", "add")
+        if aggr != "add":  # the softmax-weighted sum of eq. 1-2, in both paths
+            raise ValueError(f"MATConv aggregates with a weighted sum: aggr must be 'add', "
+                             f"got {aggr!r}")
         super().__init__(node_dim=0, **kwargs)
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
