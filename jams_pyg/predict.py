@@ -31,6 +31,7 @@ import bisect
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -60,6 +61,10 @@ OTHER = {"icd9": "icd10", "icd10": "icd9"}
 
 
 # ------------------------------------------------------------------------------ results
+#: ``predict`` warns when a note has more than this share of words the model never saw.
+UNKNOWN_WORDS_WARN = 0.5
+
+
 @dataclass
 class TokenEvidence:
     """A word of the (cleaned) note and the label-attention weight the code gives it."""
@@ -103,6 +108,9 @@ class NotePrediction:
     thresholds: dict[str, float]
     num_tokens: int  #: tokens the model read
     truncated: bool  #: the note was longer than the bundle's ``max_length``
+    #: share of the words read that the model's vocabulary does not know (word-level
+    #: tokenizers; ``None`` for subword tokenizers, which know every word)
+    unknown_words: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, system: str) -> list[CodePrediction]:
@@ -129,6 +137,7 @@ class NotePrediction:
             "thresholds": dict(self.thresholds),
             "num_tokens": self.num_tokens,
             "truncated": self.truncated,
+            "unknown_words": self.unknown_words,
         }
 
 
@@ -513,8 +522,23 @@ class JAMSPredictor:
                     thresholds={s: self.thresholds[s] for s in systems},
                     num_tokens=len(encoded[i].ids),
                     truncated=encoded[i].truncated,
+                    unknown_words=self._unknown_share(encoded[i]),
                 )
+        unfamiliar = [r.index for r in results  # type: ignore[union-attr]
+                      if r.unknown_words is not None and r.unknown_words > UNKNOWN_WORDS_WARN]
+        if unfamiliar:
+            warnings.warn(
+                f"{len(unfamiliar)} of {len(results)} notes (first: index {unfamiliar[0]}) "
+                f"have more than {UNKNOWN_WORDS_WARN:.0%} words the model never saw in "
+                "training: its codes for them say little (a bundle trained on the synthetic "
+                "corpus knows only its title words and filler)", UserWarning, stacklevel=2)
         return results  # type: ignore[return-value]
+
+    def _unknown_share(self, encoded: _Encoded) -> float | None:
+        if not self._word_level or not encoded.ids:
+            return None
+        unknown = self.tokenizer.unk_token_id
+        return sum(i == unknown for i in encoded.ids) / len(encoded.ids)
 
     def _select(self, system: str, probs: Tensor, top_k: int | None) -> list[list[CodePrediction]]:
         threshold = self.thresholds[system]

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -475,3 +476,16 @@ def test_graph_subcommand_names_a_bad_gem_file(tmp_path, capsys):
     cut.write_bytes(gzip.compress(b"0010 A000 00000\n" * 500)[:-20])
     assert main(["graph", "--icd9-gem", str(cut)]) == 1
     assert "gem.txt.gz" in capsys.readouterr().err
+
+
+def test_unknown_words_are_reported_and_warned_about(trained, predictor):
+    known = predictor.tokenizer.vocab.itos[2:6]
+    text = " ".join([*known, "zzqx", "qqzv"])  # 4 known words, 2 unknown: 1/3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for a familiar note
+        [note] = predictor.predict([text], top_k=1)
+    assert note.unknown_words == pytest.approx(2 / 6)
+    assert note.to_dict()["unknown_words"] == pytest.approx(2 / 6)
+    with pytest.warns(UserWarning, match="1 of 2 notes .first: index 1. have more than 50%"):
+        notes = predictor.predict([text, "zzqx qqzv " + known[0]], top_k=1)
+    assert notes[1].unknown_words == pytest.approx(2 / 3)
