@@ -77,6 +77,7 @@ SEPARATE_VARIANTS = ("backbone", "tied_backbone")
 #: The variants with the tied output layer (our extension).
 TIED_VARIANTS = ("tied", "tied_backbone")
 DISPLAY = {"laat": "LAAT", "caml": "CAML", "multirescnn": "MultiResCNN", "plm_icd": "PLM-ICD"}
+SYSTEM_NAMES = {"icd9": "ICD-9", "icd10": "ICD-10"}
 #: Training-set-size-dependent defaults for the embedded synthetic corpus
 #: (the CPU default must finish in a few minutes).
 #: On ~3k short documents label attention needs many small, large steps to
@@ -219,6 +220,8 @@ def load_data(config: ExperimentConfig, generate: bool = True
     if config.data_dir is None:
         directory = Path(config.synthetic_dir or Path(config.output_dir) / "data")
         if generate:
+            log.info("generating the synthetic corpus (size %s, seed %d) in %s",
+                     config.synthetic_size, config.data_seed, directory)
             generate_synthetic_corpus(directory, seed=config.data_seed,
                                       size=config.synthetic_size)
         # The corpus records the bucket edges that match its size (e.g. 10/100
@@ -309,6 +312,8 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train one model on ``systems``; its per-system results and training summary."""
     selected = {s: datasets[s] for s in systems}
+    names = " + ".join(SYSTEM_NAMES[s] for s in systems)
+    log.info("training %s on %s, seed %d -> %s", config.label, names, config.seed, out)
     tokenizer = _tokenizer(config, selected, out)
     seed_everything(config.seed)
     model_config = _model_config(config, tokenizer, systems, synthetic)
@@ -538,11 +543,24 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         configs = [config_from_args(args, v, base / v) for v in variants]
     except ValueError as err:
         parser.error(str(err))
-    if int(os.environ.get("RANK", "0")) == 0:
+    for variant in variants:  # an earlier run is a one-line error before any work
+        if not (args.resume or args.overwrite) and any((base / variant).glob("**/last.pt")):
+            parser.error(f"{base / variant} holds a previous run: resume it (--resume), "
+                         "replace it (--overwrite) or choose another --output-dir")
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:
         for variant in variants:  # a folder held by another run fails before any work
             prepare_run_dir(base / variant, overwrite=args.overwrite)
-    runs = [run_experiment(c) for c in configs]
-    if len(runs) > 1 and int(os.environ.get("RANK", "0")) == 0:
+    runs = []
+    for number, config in enumerate(configs, 1):
+        systems = " + ".join(SYSTEM_NAMES[s] for s in config.systems)
+        log.info("[%d/%d] %s, %s, seed %d", number, len(configs), config.label, systems,
+                 config.seed)
+        runs.append(run_experiment(config))
+    if len(runs) > 1 and main_rank:
         write_report(runs, base)
         atomic_write_text(base / "metrics.json", json.dumps(runs, indent=2, default=float))
+    if main_rank:
+        log.info("wrote %s: report.md, metrics.json, buckets.png; per run: %s", base,
+                 ", ".join(f"{c.variant}/" for c in configs))
     return runs

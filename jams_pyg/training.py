@@ -785,7 +785,9 @@ class Trainer:
         total, docs, start = 0.0, 0, time.perf_counter()
         bar = tqdm(
             steps, desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
-            disable=not (self.config.progress and self.dist.is_main), leave=False,
+            # a bar only on a terminal: in a log file every frame would be a line
+            disable=not (self.config.progress and self.dist.is_main and sys.stderr.isatty()),
+            leave=False,
         )
         for index, step in enumerate(bar):
             size = sum(len(part) for part in step)

@@ -56,10 +56,15 @@ def test_bundle_written_with_tuned_thresholds(runs):
         {s: jams[s]["threshold"] for s in ("icd9", "icd10")})
 
 
-def test_rerun_needs_resume(runs):
+def test_rerun_needs_resume(runs, capsys):
     out, results = runs
-    with pytest.raises(FileExistsError, match="resume it"):
+    # a one-line error before any work (the corpus is not even regenerated)
+    corpus = out / "data" / "synthetic_concepts.json"
+    stamp = corpus.stat().st_mtime_ns
+    with pytest.raises(SystemExit):
         main([*ARGS, "--output-dir", str(out), "--jams-only"])
+    assert "holds a previous run: resume it (--resume)" in capsys.readouterr().err
+    assert corpus.stat().st_mtime_ns == stamp
     again = main([*ARGS, "--output-dir", str(out), "--jams-only", "--resume"])
     # Training had finished: resuming only re-evaluates the best checkpoint.
     assert again[0]["systems"]["icd9"]["metrics"] == pytest.approx(
