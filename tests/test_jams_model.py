@@ -10,17 +10,6 @@ VOCAB = 30
 NUM_CODES = {"icd9": 4, "icd10": 5}
 
 
-def _has_mat() -> bool:
-    try:
-        from jams_pyg.nn import MATConv  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-HAS_MAT = _has_mat()
-needs_mat = pytest.mark.skipif(not HAS_MAT, reason="jams_pyg.nn.MATConv not available yet")
-
 TINY = {
     "caml": {"embedding_dim": 8, "num_filters": 6, "kernel_size": 4},
     "multirescnn": {"embedding_dim": 8, "num_filters": 3, "kernel_sizes": (3, 5)},
@@ -247,7 +236,6 @@ def _laat_reference(model, ids, mask, system, s):
         return (doc * model.outputs[s].double()).sum(-1) + model.biases[s].double()
 
 
-@needs_mat
 def test_official_layout_per_code_outputs_and_one_shared_key_projection():
     torch.manual_seed(13)
     model = build_model(_config("laat", use_mat=True), _tiny_graph(), NUM_CODES).eval()
@@ -308,7 +296,6 @@ def test_official_initialisation():
     assert abs(float(caml.code_tables["icd9"].std()) - xavier_std) < 0.1 * xavier_std
 
 
-@needs_mat
 def test_graph_direction_must_match_the_config():
     with pytest.raises(ValueError, match="directional GEM graph but the graph is union"):
         build_model(_config("laat", use_mat=True), _tiny_graph("union"), NUM_CODES)
@@ -457,7 +444,6 @@ def test_a_few_steps_drive_the_loss_down(name):
 # ---- MAT on ---------------------------------------------------------------------------
 
 
-@needs_mat
 def test_mat_on_and_off_through_the_same_class():
     from jams_pyg.nn import MATConv
 
@@ -497,7 +483,6 @@ def test_mat_on_and_off_through_the_same_class():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in on.mat.parameters())
 
 
-@needs_mat
 def test_mat_runs_once_per_forward_and_links_the_systems():
     torch.manual_seed(8)
     model = build_model(_config("caml", use_mat=True), _tiny_graph(), NUM_CODES)
@@ -515,7 +500,6 @@ def test_mat_runs_once_per_forward_and_links_the_systems():
     assert grad10[2].abs().sum() == 0  # ICD-10 node 2 has no GEM edge
 
 
-@needs_mat
 def test_edge_weighting_ablation_and_attention_weights():
     torch.manual_seed(9)
     graph = _tiny_graph()
@@ -529,7 +513,6 @@ def test_edge_weighting_ablation_and_attention_weights():
         build_model(_config("laat", use_mat=True), graph, {"icd9": 3, "icd10": 5})
 
 
-@needs_mat
 @pytest.mark.parametrize("name", BACKBONE_NAMES)
 def test_mat_on_every_backbone_fits(name):
     torch.manual_seed(0)
@@ -538,7 +521,6 @@ def test_mat_on_every_backbone_fits(name):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-@needs_mat
 @pytest.mark.parametrize("name", ["caml", "laat"])
 def test_mat_only_ablation_gives_each_system_its_own_encoder(name):
     torch.manual_seed(12)
@@ -587,7 +569,6 @@ def test_runs_under_bfloat16_autocast(attention):
         torch.testing.assert_close(out[s].float(), ref[s], atol=2e-2, rtol=2e-2)
 
 
-@needs_mat
 def test_multi_head_mat():
     torch.manual_seed(11)
     model = build_model(_config("caml", use_mat=True, mat_heads=2), _tiny_graph(), NUM_CODES)
