@@ -516,7 +516,7 @@ class JAMS(nn.Module):
                 hs, ms = h[rows], mask[rows]
             outputs = self.outputs[s] if self.output_layer == "separate" else None
             head = self.heads[s]
-            keys = torch.tanh(self.key_proj(hs)) if self.key_proj is not None else None
+            keys = self.keys(s, hs) if self.key_proj is not None else None  # else the head's
             if attention_codes is not None and s in attention_codes:
                 index = attention_codes[s]
                 if index.dim() == 2 and index.size(0) != rows.numel():
