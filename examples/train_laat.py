@@ -10,10 +10,13 @@ minutes. Common variations::
     python examples/train_laat.py --data /path/to/mimiciv   # Edin et al.'s MIMIC-IV files
     torchrun --nproc_per_node=4 examples/train_laat.py --data /path/to/mimiciv
 
-Outputs go to ``outputs/<model>[-<variant>]/``: ``metrics.json`` (per system:
-the nine metrics of the paper's Table 2 and macro-F1 by frequency bucket and GEM
-linkage), ``buckets.png``, ``best.pt`` / ``last.pt`` checkpoints, ``config.json``
-and the prediction bundle ``model/``.
+Outputs go to ``outputs/<model>/``: the side-by-side ``report.md``,
+``metrics.json`` and ``buckets.png``, and one folder per variant
+(``backbone/``, ``jams/``) with its ``metrics.json`` (per system: the nine
+metrics of the paper's Table 2 and macro-F1 by frequency bucket and GEM linkage),
+``config.json``, ``best.pt`` / ``last.pt`` checkpoints and the prediction bundle
+``model/`` (the backbone, one model per system, in ``backbone/icd9/`` and
+``backbone/icd10/``).
 """
 
 import sys
