@@ -1,67 +1,47 @@
-"""jams_pyg: JAMS joint ICD-9/ICD-10 medical coding on PyTorch Geometric.
-
-The core (codes, GEM graph, MATConv, datasets, models, metrics) is imported
-eagerly; the training loop, the experiment runner and the predictor, which pull
-in ``transformers``, load on first use (``jams_pyg.Trainer`` etc.).
-"""
+"""jams_pyg: JAMS joint ICD-9/ICD-10 medical coding on PyTorch Geometric."""
 
 from importlib import import_module
 from typing import Any
 
-from jams_pyg.analysis import bucket_macro_f1, compare_table, plot_buckets
-from jams_pyg.codes import format_code, parse_code
-from jams_pyg.datasets import (
-    BucketBatchSampler,
-    CodingDataset,
-    JointBatch,
-    JointCodingDataset,
-    WordTokenizer,
-    load_edin_dataset,
-)
-from jams_pyg.gem import DataFileError, cms_2018_gem_paths, read_gem_file
-from jams_pyg.gem_graph import GEMGraph
-from jams_pyg.metrics import compute_metrics, per_code_f1, tune_threshold
-from jams_pyg.models import (
-    JAMS,
-    CAMLEncoder,
-    CAMLHead,
-    JointCodingModel,
-    LAATHead,
-    LSTMEncoder,
-    ModelConfig,
-    MultiResCNNEncoder,
-    PLMEncoder,
-    build_model,
-    jams_loss,
-)
-from jams_pyg.nn import MATConv
-from jams_pyg.titles import code_title
-
 __version__ = "0.1.0"
 
+# Every name loads on first use (PEP 562): ``import jams_pyg`` and ``jams-pyg --help`` do
+# not import torch; ``from jams_pyg import MATConv, GEMGraph`` imports what it names.
 _LAZY = {
-    "Trainer": "jams_pyg.training",
-    "TrainConfig": "jams_pyg.training",
-    "ExperimentConfig": "jams_pyg.experiment",
-    "run_experiment": "jams_pyg.experiment",
+    **dict.fromkeys(("bucket_macro_f1", "compare_table", "plot_buckets"), "jams_pyg.analysis"),
+    **dict.fromkeys(("format_code", "parse_code"), "jams_pyg.codes"),
+    **dict.fromkeys(("BucketBatchSampler", "CodingDataset", "JointBatch", "JointCodingDataset",
+                     "WordTokenizer", "load_edin_dataset"), "jams_pyg.datasets"),
+    **dict.fromkeys(("DataFileError", "cms_2018_gem_paths", "read_gem_file"), "jams_pyg.gem"),
+    "GEMGraph": "jams_pyg.gem_graph",
+    **dict.fromkeys(("compute_metrics", "per_code_f1", "tune_threshold"), "jams_pyg.metrics"),
+    **dict.fromkeys(("JAMS", "CAMLEncoder", "CAMLHead", "JointCodingModel", "LAATHead",
+                     "LSTMEncoder", "ModelConfig", "MultiResCNNEncoder", "PLMEncoder",
+                     "build_model", "jams_loss"), "jams_pyg.models"),
+    "MATConv": "jams_pyg.nn",
+    "code_title": "jams_pyg.titles",
+    **dict.fromkeys(("Trainer", "TrainConfig"), "jams_pyg.training"),
+    **dict.fromkeys(("ExperimentConfig", "run_experiment"), "jams_pyg.experiment"),
     "JAMSPredictor": "jams_pyg.predict",
-    "save_bundle": "jams_pyg.bundle",
-    "load_bundle": "jams_pyg.bundle",
+    **dict.fromkeys(("save_bundle", "load_bundle"), "jams_pyg.bundle"),
     "generate_synthetic_corpus": "jams_pyg.datasets.synthetic",
     # what can go wrong, by name (see the README's "Guarantees")
     "BundleError": "jams_pyg.bundle",
-    "CheckpointError": "jams_pyg.training",
-    "ResumeMismatch": "jams_pyg.training",
-    "RunDirLocked": "jams_pyg.training",
-    "TrainingDiverged": "jams_pyg.training",
-    "TrainingError": "jams_pyg.training",
+    **dict.fromkeys(("CheckpointError", "ResumeMismatch", "RunDirLocked", "TrainingDiverged",
+                     "TrainingError"), "jams_pyg.training"),
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
     raise AttributeError(f"module 'jams_pyg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = [
