@@ -6,9 +6,10 @@ the epochs each run took.  The paper's numbers are Jeong et al.'s Table 2 (MIMIC
 sets, one run each) and, for LAAT, the Figure 2/3 gains stated in their text (frequency
 bucket 1-100 and its codes with / without a GEM link).
 
-Example::
+Examples::
 
     python benchmarks/readme_tables.py benchmarks/results/jams_vs_backbone/results.json
+    python benchmarks/readme_tables.py --ablations benchmarks/results/jams_ablations/results.json
 """
 
 from __future__ import annotations
@@ -92,16 +93,48 @@ def delta_table(deltas: Mapping[str, Any], display: Mapping[str, str],
     return "\n".join(lines)
 
 
+def ablation_table(payload: Mapping[str, Any], model: str = "laat") -> str:
+    """One table of paired deltas for the ablations: every variant against the backbone,
+    then against each reference variant (``deltas_vs_<reference>``), macro-F1, MAP and the
+    rarest linked codes per system (mean ± half-width of the 95 % t-interval)."""
+    n = max((len(r["per_seed"]) for v in payload["deltas"].get(model, {}).values()
+             for s in v.values() for r in s.values()), default=0)
+    lines = [f"| Paired delta (n = {n}) | ICD-9 macro-F1 | ICD-9 MAP | ICD-9 rare w/ link | "
+             "ICD-10 macro-F1 | ICD-10 MAP | ICD-10 rare w/ link |",
+             "|:---|---:|---:|---:|---:|---:|---:|"]
+    references = [("backbone", payload["deltas"])] + [
+        (key.removeprefix("deltas_vs_"), value) for key, value in payload.items()
+        if key.startswith("deltas_vs_")]
+    for reference, deltas in references:
+        for variant, systems in deltas.get(model, {}).items():
+            cells = []
+            for system in SYSTEMS:
+                scores = systems.get(system, {})
+                link = _rare_keys(scores)[1]
+                cells += [_cell(scores.get("f1_macro")), _cell(scores.get("map")),
+                          _cell(scores.get(link) if link else None)]
+            lines.append(f"| {variant} − {reference} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="results.json of jams_vs_backbone.py")
     parser.add_argument("--metrics", nargs="+", default=["f1_micro", "f1_macro", "map"])
     parser.add_argument("--variant", default="jams",
                         help="the variant whose deltas against the backbone are shown")
+    parser.add_argument("--ablations", action="store_true",
+                        help="ablation results: macro-F1/MAP per variant and every paired "
+                        "delta (against the backbone and the reference variants)")
     args = parser.parse_args(argv)
     from jams_pyg.experiment import DISPLAY
 
     payload = json.loads(args.results.read_text())
+    if args.ablations:
+        text = (metrics_table(payload["runs"], ["f1_macro", "map"]) + "\n\n"
+                + ablation_table(payload))
+        print(text)
+        return text
     out = [metrics_table(payload["runs"], args.metrics), "",
            delta_table(payload["deltas"], DISPLAY, args.variant)]
     if payload.get("convergence"):

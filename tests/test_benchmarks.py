@@ -237,3 +237,14 @@ def test_readme_delta_table_puts_the_papers_gain_beside_ours():
     assert lines[2] == ("| LAAT | ICD-9 | 2 | +5.0 ± 12.7 | +2.3 | +2.5 ± 6.4 | +0.6 | "
                         "+6.0 ± 12.7 | +3.2 | +9.0 ± 12.7 | +4.2 | -1.0 | +1.9 |")
     assert lines[3].startswith("| LAAT | ICD-10 | 1 | +10.0 | +2.4 |")
+
+
+def test_readme_ablation_table_lists_every_reference():
+    tables = _load("readme_tables")
+    payload = {"deltas": jvb.summarize_deltas(RUNS),
+               "deltas_vs_jams": jvb.summarize_deltas(RUNS, reference="jams")}
+    lines = tables.ablation_table(payload).splitlines()
+    assert lines[0].startswith("| Paired delta (n = 2) | ICD-9 macro-F1 | ICD-9 MAP |")
+    # jams − backbone, ICD-9: macro-F1 +5.0 ± 12.7, MAP +2.5 ± 6.4, rare linked +9.0 ± 12.7
+    assert lines[2].startswith("| jams − backbone | +5.0 ± 12.7 | +2.5 ± 6.4 | +9.0 ± 12.7 |")
+    assert lines[3].startswith("| backbone − jams | -5.0 ± 12.7 |")
