@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jams_pyg.analysis import SYSTEM_LABELS
+
 #: Table 2 of the paper: (backbone, JAMS) macro-F1 and MAP, ×100, per system.
 PAPER_TABLE2 = {
     "caml": {"icd9": {"f1_macro": (19.3, 21.5), "map": (62.4, 63.6)},
@@ -34,7 +36,6 @@ PAPER_TABLE2 = {
 #: LAAT+JAMS − LAAT macro-F1 gains the paper's text gives for Figures 2 and 3 (×100).
 PAPER_LAAT_BUCKETS = {"icd9": {"rare": 3.2, "rare w/ link": 4.2, "rare w/o link": 1.9},
                       "icd10": {"rare": 3.7, "rare w/ link": 4.1, "rare w/o link": 1.2}}
-SYSTEMS = {"icd9": "ICD-9", "icd10": "ICD-10"}
 
 
 def _cell(stats: Mapping[str, Any] | None) -> str:
@@ -88,7 +89,7 @@ def delta_table(deltas: Mapping[str, Any], display: Mapping[str, str],
                               (nolink, "rare w/o link")):
                 cells += [_cell(scores.get(key) if key else None),
                           f"{buckets[name]:+.1f}" if name in buckets else "–"]
-            lines.append(f"| {display.get(model, model)} | {SYSTEMS.get(system, system)} | "
+            lines.append(f"| {display.get(model, model)} | {SYSTEM_LABELS.get(system, system)} | "
                          f"{n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -108,7 +109,7 @@ def ablation_table(payload: Mapping[str, Any], model: str = "laat") -> str:
     for reference, deltas in references:
         for variant, systems in deltas.get(model, {}).items():
             cells = []
-            for system in SYSTEMS:
+            for system in SYSTEM_LABELS:
                 scores = systems.get(system, {})
                 link = _rare_keys(scores)[1]
                 cells += [_cell(scores.get("f1_macro")), _cell(scores.get("map")),

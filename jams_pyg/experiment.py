@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from jams_pyg.analysis import bucket_macro_f1, bucket_table, compare_table, plot_buckets
+from jams_pyg.analysis import (
+    SYSTEM_LABELS,
+    bucket_macro_f1,
+    bucket_table,
+    compare_table,
+    plot_buckets,
+)
 from jams_pyg.atomic import atomic_write_text
 from jams_pyg.bundle import save_bundle
 from jams_pyg.codes import SYSTEMS
@@ -77,7 +83,6 @@ SEPARATE_VARIANTS = ("backbone", "tied_backbone")
 #: The variants with the tied output layer (our extension).
 TIED_VARIANTS = ("tied", "tied_backbone")
 DISPLAY = {"laat": "LAAT", "caml": "CAML", "multirescnn": "MultiResCNN", "plm_icd": "PLM-ICD"}
-SYSTEM_NAMES = {"icd9": "ICD-9", "icd10": "ICD-10"}
 #: Training-set-size-dependent defaults for the embedded synthetic corpus
 #: (the CPU default must finish in a few minutes).
 #: On ~3k short documents label attention needs many small, large steps to
@@ -312,7 +317,7 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train one model on ``systems``; its per-system results and training summary."""
     selected = {s: datasets[s] for s in systems}
-    names = " + ".join(SYSTEM_NAMES[s] for s in systems)
+    names = " + ".join(SYSTEM_LABELS[s] for s in systems)
     log.info("training %s on %s, seed %d -> %s", config.label, names, config.seed, out)
     tokenizer = _tokenizer(config, selected, out)
     seed_everything(config.seed)
@@ -553,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             prepare_run_dir(base / variant, overwrite=args.overwrite)
     runs = []
     for number, config in enumerate(configs, 1):
-        systems = " + ".join(SYSTEM_NAMES[s] for s in config.systems)
+        systems = " + ".join(SYSTEM_LABELS[s] for s in config.systems)
         log.info("[%d/%d] %s, %s, seed %d", number, len(configs), config.label, systems,
                  config.seed)
         runs.append(run_experiment(config))
