@@ -1,4 +1,4 @@
-"""Peak memory of :func:`jams_pyg.gem.read_gem_file` as the GEM file grows.
+"""Peak memory of :func:`jams_pyg.icd.gem.read_gem_file` as the GEM file grows.
 
 Writes GEM files of the given sizes (default 10 and 40 MB) by repeating the
 lines of the shipped CMS 2018 backward GEM (``2018_I10gem.txt``), and a file
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import json, resource, sys, time
-from jams_pyg.gem import read_gem_file
+from jams_pyg.icd.gem import read_gem_file
 
 def rss_mb():
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -74,7 +74,7 @@ print(json.dumps({"baseline_mb": before, "peak_mb": rss_mb(), "result_mb": resul
 def write_gem(path: Path, size_bytes: int, newline: bool = True) -> int:
     """Write a GEM file of about ``size_bytes`` bytes (real CMS lines repeated;
     without ``newline`` they are joined by spaces into one line); returns its size."""
-    from jams_pyg.gem import cms_2018_gem_paths
+    from jams_pyg.icd.gem import cms_2018_gem_paths
 
     block = gzip.decompress(cms_2018_gem_paths()[1].read_bytes())
     if not newline:

@@ -1,13 +1,13 @@
 """JAMS vs the plain backbone on the embedded synthetic corpus (Table 2, Figures 2 and 3).
 
-For every backbone × variant × seed this calls :func:`jams_pyg.experiment.run_experiment`
+For every backbone × variant × seed this calls :func:`jams_pyg.train.experiment.run_experiment`
 (the same code path as ``examples/train_laat.py``) on ONE shared synthetic corpus (same
 ``data_seed`` and size for every run), with the backbone's
-:func:`~jams_pyg.experiment.synthetic_train_settings` budget and the run's seed for model
+:func:`~jams_pyg.train.experiment.synthetic_train_settings` budget and the run's seed for model
 initialisation, dropout and batch order. It then writes to ``--results-dir``:
 
 * ``report.md``: the Table 2-style table and the Figure 2/3 table, mean ± std over seeds
-  (:func:`jams_pyg.experiment.write_report`), followed by the paired JAMS − backbone deltas;
+  (:func:`jams_pyg.train.experiment.write_report`), followed by the paired JAMS − backbone deltas;
 * ``buckets.png``: macro-F1 by training-frequency bucket and GEM link (Figures 2 and 3);
 * ``results.json``: the settings, every run's metrics and buckets, and the deltas (with the
   ``no_mat`` ablation also ``deltas_vs_no_mat``: what MAT adds on top of the shared encoder,
@@ -65,7 +65,7 @@ METRIC_NAMES = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "map": "MAP"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jams_pyg.experiment import BACKBONES, VARIANTS, parse_synthetic_size
+    from jams_pyg.train.experiment import BACKBONES, VARIANTS, parse_synthetic_size
 
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -132,7 +132,7 @@ def run_dir(args: argparse.Namespace, model: str, variant: str, seed: int) -> Pa
 
 
 def train_settings(args: argparse.Namespace, model: str, seed: int) -> dict[str, Any]:
-    from jams_pyg.experiment import synthetic_train_settings
+    from jams_pyg.train.experiment import synthetic_train_settings
 
     settings = synthetic_train_settings(model)
     if args.epochs is not None:
@@ -141,8 +141,8 @@ def train_settings(args: argparse.Namespace, model: str, seed: int) -> dict[str,
 
 
 def make_config(args: argparse.Namespace, model: str, variant: str, seed: int):
-    from jams_pyg.experiment import ExperimentConfig
-    from jams_pyg.training import TrainConfig
+    from jams_pyg.train.experiment import ExperimentConfig
+    from jams_pyg.train.trainer import TrainConfig
 
     return ExperimentConfig(
         model=model, variant=variant, seed=seed, synthetic_size=args.synthetic_size,
@@ -298,7 +298,7 @@ def _same_config(path: Path, config) -> bool:
 
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from jams_pyg.experiment import run_experiment
+    from jams_pyg.train.experiment import run_experiment
 
     runs = []
     plan = [(m, v, s) for m in args.models for v in args.variants for s in args.model_seeds[m]]
@@ -376,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args(argv)
-    from jams_pyg.experiment import DISPLAY, SYNTHETIC_MODEL, write_report
+    from jams_pyg.train.experiment import DISPLAY, SYNTHETIC_MODEL, write_report
 
     start = time.perf_counter()
     runs = run_all(args)

@@ -15,7 +15,7 @@ Models (Edin et al.'s LAAT sizes: embedding 200, BiLSTM 512 per direction, proje
 The only difference is the MAT refinement of the code tables. Both see the same batch:
 ``--batch`` documents of ``--tokens`` random tokens, half ICD-9 and half ICD-10, random
 multi-hot targets. One step = forward, the JAMS loss (eq. 3), backward, gradient clipping
-at 1.0 and an AdamW step, as in :class:`jams_pyg.training.Trainer` (float32; ``--amp bf16``:
+at 1.0 and an AdamW step, as in :class:`jams_pyg.train.trainer.Trainer` (float32; ``--amp bf16``:
 forward and loss under ``torch.autocast(dtype=torch.bfloat16)``, as the Trainer on CUDA).
 
 Time: both variants alternate step by step in one process (machine-load changes hit both
@@ -153,7 +153,7 @@ def choose_codes(icd9: Sequence[str], icd10: Sequence[str], edge_index: np.ndarr
 
 
 def build_graph(args: argparse.Namespace):
-    from jams_pyg.gem_graph import GEMGraph
+    from jams_pyg.graph.gem_graph import GEMGraph
 
     full = GEMGraph.from_cms_2018()
     icd9, icd10 = choose_codes(full.icd9_codes, full.icd10_codes, full.edge_index.numpy(),

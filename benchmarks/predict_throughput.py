@@ -1,4 +1,4 @@
-"""Throughput of :meth:`jams_pyg.predict.JAMSPredictor.predict` (notes per second).
+"""Throughput of :meth:`jams_pyg.inference.predictor.JAMSPredictor.predict` (notes per second).
 
 A JAMS-LAAT model at MIMIC-IV size (Edin et al.'s LAAT: 200-d word embeddings, a BiLSTM of
 2 x 512, projection 512; the paper's Table 1 label spaces: 6,150 ICD-9 and 7,942 ICD-10
@@ -43,7 +43,7 @@ def _graph(codes9: int, codes10: int, seed: int):
     ICD-10 codes, as many as possible among their GEM neighbours."""
     import numpy as np
 
-    from jams_pyg.gem_graph import GEMGraph
+    from jams_pyg.graph.gem_graph import GEMGraph
 
     full = GEMGraph.from_cms_2018()
     rng = np.random.default_rng(seed)
@@ -72,10 +72,10 @@ def run(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
-    from jams_pyg.bundle import save_bundle
-    from jams_pyg.datasets.text import Vocabulary, WordTokenizer
+    from jams_pyg.data.text import Vocabulary, WordTokenizer
+    from jams_pyg.inference.bundle import save_bundle
+    from jams_pyg.inference.predictor import JAMSPredictor
     from jams_pyg.models import ModelConfig, build_model
-    from jams_pyg.predict import JAMSPredictor
 
     if args.threads:
         torch.set_num_threads(args.threads)

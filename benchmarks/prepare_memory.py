@@ -1,4 +1,4 @@
-"""Peak memory of ``python -m jams_pyg.prepare mimiciv`` as the input grows.
+"""Peak memory of ``python -m jams_pyg.data.prepare mimiciv`` as the input grows.
 
 Writes raw files in the MIMIC-IV schema (``note/discharge.csv.gz``,
 ``hosp/diagnoses_icd.csv.gz``, ``hosp/procedures_icd.csv.gz``) with N and 10·N
@@ -6,11 +6,11 @@ discharge notes (~1,000 words each, like MIMIC-IV's), then runs, each in a
 fresh subprocess whose peak RSS is read with ``os.wait4`` (the child's own
 ``ru_maxrss``):
 
-* ``streaming``: ``python -m jams_pyg.prepare mimiciv RAW OUT`` (this package);
+* ``streaming``: ``python -m jams_pyg.data.prepare mimiciv RAW OUT`` (this package);
 * ``in_memory``: the same pipeline done as Edin et al.'s script does it (all
   tables read whole with pandas, merged, cleaned with vectorised pandas string
   operations, written with ``to_feather``), for contrast;
-* ``import_only``: ``import jams_pyg.prepare`` (the interpreter, pandas,
+* ``import_only``: ``import jams_pyg.data.prepare`` (the interpreter, pandas,
   pyarrow and torch, which ``jams_pyg/__init__`` imports), the floor.
 
 Usage::
@@ -41,7 +41,7 @@ IN_MEMORY = r"""
 import sys
 from pathlib import Path
 import pandas as pd
-from jams_pyg.prepare import edin_format
+from jams_pyg.data.prepare import edin_format
 
 raw, out = Path(sys.argv[1]), Path(sys.argv[2])
 notes = pd.read_csv(raw / "note/discharge.csv.gz")
@@ -141,7 +141,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="jams_prepare_bench_"))
     results = []
     try:
-        rss, secs = measure([sys.executable, "-c", "import jams_pyg.prepare"])
+        rss, secs = measure([sys.executable, "-c", "import jams_pyg.data.prepare"])
         results.append({"mode": "import_only", "peak_rss_mb": round(rss, 1),
                         "seconds": round(secs, 1)})
         print(f"import only: peak RSS {rss:.0f} MB")
@@ -150,7 +150,7 @@ def main() -> None:
             raw = work / f"raw_x{scale}"
             text_mb = write_raw(raw, n, args.words)
             gz_mb = sum(f.stat().st_size for f in raw.rglob("*.gz")) / 1e6
-            modes = [("streaming", [sys.executable, "-m", "jams_pyg.prepare", "mimiciv",
+            modes = [("streaming", [sys.executable, "-m", "jams_pyg.data.prepare", "mimiciv",
                                     str(raw), str(work / f"out_x{scale}")])]
             if not args.skip_in_memory:
                 modes.append(("in_memory", [sys.executable, "-c", IN_MEMORY, str(raw),

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jams_pyg.analysis import SYSTEM_LABELS
+from jams_pyg.eval.analysis import SYSTEM_LABELS
 
 #: Table 2 of the paper: (backbone, JAMS) macro-F1 and MAP, ×100, per system.
 PAPER_TABLE2 = {
@@ -57,7 +57,7 @@ def _rare_keys(scores: Mapping[str, Any]) -> tuple[str | None, str | None, str |
 
 
 def metrics_table(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
-    from jams_pyg.analysis import compare_table
+    from jams_pyg.eval.analysis import compare_table
 
     table: dict[str, dict[str, list[Any]]] = {}
     for run in runs:
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                         help="ablation results: macro-F1/MAP per variant and every paired "
                         "delta (against the backbone and the reference variants)")
     args = parser.parse_args(argv)
-    from jams_pyg.experiment import DISPLAY
+    from jams_pyg.train.experiment import DISPLAY
 
     payload = json.loads(args.results.read_text())
     if args.ablations:

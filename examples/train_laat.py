@@ -21,7 +21,7 @@ metrics of the paper's Table 2 and macro-F1 by frequency bucket and GEM linkage)
 
 import sys
 
-from jams_pyg.experiment import main
+from jams_pyg.train.experiment import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

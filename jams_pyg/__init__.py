@@ -8,27 +8,27 @@ __version__ = "0.1.0"
 # Every name loads on first use (PEP 562): ``import jams_pyg`` and ``jams-pyg --help`` do
 # not import torch; ``from jams_pyg import MATConv, GEMGraph`` imports what it names.
 _LAZY = {
-    **dict.fromkeys(("bucket_macro_f1", "compare_table", "plot_buckets"), "jams_pyg.analysis"),
-    **dict.fromkeys(("format_code", "parse_code"), "jams_pyg.codes"),
+    **dict.fromkeys(("bucket_macro_f1", "compare_table", "plot_buckets"), "jams_pyg.eval.analysis"),
+    **dict.fromkeys(("format_code", "parse_code"), "jams_pyg.icd.codes"),
     **dict.fromkeys(("BucketBatchSampler", "CodingDataset", "JointBatch", "JointCodingDataset",
-                     "WordTokenizer", "load_edin_dataset"), "jams_pyg.datasets"),
-    **dict.fromkeys(("DataFileError", "cms_2018_gem_paths", "read_gem_file"), "jams_pyg.gem"),
-    "GEMGraph": "jams_pyg.gem_graph",
-    **dict.fromkeys(("compute_metrics", "per_code_f1", "tune_threshold"), "jams_pyg.metrics"),
+                     "WordTokenizer", "load_edin_dataset"), "jams_pyg.data"),
+    **dict.fromkeys(("DataFileError", "cms_2018_gem_paths", "read_gem_file"), "jams_pyg.icd.gem"),
+    "GEMGraph": "jams_pyg.graph.gem_graph",
+    **dict.fromkeys(("compute_metrics", "per_code_f1", "tune_threshold"), "jams_pyg.eval.metrics"),
     **dict.fromkeys(("JAMS", "CAMLEncoder", "CAMLHead", "JointCodingModel", "LAATHead",
                      "LSTMEncoder", "ModelConfig", "MultiResCNNEncoder", "PLMEncoder",
                      "build_model", "jams_loss"), "jams_pyg.models"),
     "MATConv": "jams_pyg.nn",
-    "code_title": "jams_pyg.titles",
-    **dict.fromkeys(("Trainer", "TrainConfig"), "jams_pyg.training"),
-    **dict.fromkeys(("ExperimentConfig", "run_experiment"), "jams_pyg.experiment"),
-    "JAMSPredictor": "jams_pyg.predict",
-    **dict.fromkeys(("save_bundle", "load_bundle"), "jams_pyg.bundle"),
-    "generate_synthetic_corpus": "jams_pyg.datasets.synthetic",
+    "code_title": "jams_pyg.icd.titles",
+    **dict.fromkeys(("Trainer", "TrainConfig"), "jams_pyg.train.trainer"),
+    **dict.fromkeys(("ExperimentConfig", "run_experiment"), "jams_pyg.train.experiment"),
+    "JAMSPredictor": "jams_pyg.inference.predictor",
+    **dict.fromkeys(("save_bundle", "load_bundle"), "jams_pyg.inference.bundle"),
+    "generate_synthetic_corpus": "jams_pyg.data.synthetic",
     # what can go wrong, by name (see the README's "Guarantees")
-    "BundleError": "jams_pyg.bundle",
+    "BundleError": "jams_pyg.inference.bundle",
     **dict.fromkeys(("CheckpointError", "ResumeMismatch", "RunDirLocked", "TrainingDiverged",
-                     "TrainingError"), "jams_pyg.training"),
+                     "TrainingError"), "jams_pyg.train.trainer"),
 }
 
 

@@ -1,4 +1,4 @@
-"""jams_pyg.analysis: frequency buckets, GEM-link split, tables and the plot."""
+"""jams_pyg.eval.analysis: frequency buckets, GEM-link split, tables and the plot."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from jams_pyg.analysis import (
+from jams_pyg.eval.analysis import (
     FREQUENCY_BUCKETS,
     MIMIC_IV_TRAIN_DOCS,
     bucket_label,
@@ -20,7 +20,7 @@ from jams_pyg.analysis import (
     plot_buckets,
     scale_buckets,
 )
-from jams_pyg.metrics import METRIC_KEYS, per_code_f1
+from jams_pyg.eval.metrics import METRIC_KEYS, per_code_f1
 
 # hand-made: 10 codes
 COUNTS = np.array([0, 1, 100, 101, 1000, 1001, 5000, 50, 0, 7])

@@ -30,7 +30,7 @@ overhead = _load("overhead")
 
 
 def test_jvb_defaults_and_flags():
-    from jams_pyg.experiment import SYNTHETIC_TRAIN
+    from jams_pyg.train.experiment import SYNTHETIC_TRAIN
 
     args = jvb.parse_args([])
     assert args.models == ["laat"]

@@ -1,6 +1,6 @@
 import pytest
 
-from jams_pyg.codes import format_code, parse_code
+from jams_pyg.icd.codes import format_code, parse_code
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jams_pyg.datasets.edin import (
+from jams_pyg.data.edin import (
     CodingDataset,
     load_edin_dataset,
     split_by_patient,
@@ -80,7 +80,7 @@ def test_parent_directory_with_system_folders(tmp_path):
 
 
 def test_vocabulary_builds_the_gem_graph(tmp_path):
-    from jams_pyg.gem_graph import GEMGraph
+    from jams_pyg.graph.gem_graph import GEMGraph
 
     ds9 = load_edin_dataset(_write(tmp_path / "a", "icd9"), "icd9")
     ds10 = load_edin_dataset(_write(tmp_path / "b", "icd10"), "icd10")

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from jams_pyg.analysis import FREQUENCY_BUCKETS, METRIC_LABELS, bucket_label, scale_buckets
-from jams_pyg.experiment import ExperimentConfig, main
-from jams_pyg.predict import JAMSPredictor
+from jams_pyg.eval.analysis import FREQUENCY_BUCKETS, METRIC_LABELS, bucket_label, scale_buckets
+from jams_pyg.inference.predictor import JAMSPredictor
+from jams_pyg.train.experiment import ExperimentConfig, main
 
 ARGS = ["--model", "caml", "--synthetic-size", "0.05", "--epochs", "1", "--batch-size", "8",
         "--no-progress"]
@@ -85,8 +85,8 @@ def test_config_errors():
 
 
 def test_ablation_variants_switch_one_part_each(tmp_path):
-    from jams_pyg.datasets import WordTokenizer
-    from jams_pyg.experiment import _model_config
+    from jams_pyg.data import WordTokenizer
+    from jams_pyg.train.experiment import _model_config
 
     tok = WordTokenizer.fit(["a b c", "a b d"], min_df=1)
     parts = {}
@@ -105,7 +105,7 @@ def test_ablation_variants_switch_one_part_each(tmp_path):
 
 
 def test_synthetic_size_is_checked_when_parsed():
-    from jams_pyg.experiment import build_parser
+    from jams_pyg.train.experiment import build_parser
 
     assert build_parser().parse_args(["--synthetic-size", "0.5"]).synthetic_size == 0.5
     assert build_parser().parse_args(["--synthetic-size", "large"]).synthetic_size == "large"

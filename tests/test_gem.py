@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jams_pyg import gem
-from jams_pyg.gem import DataFileError, cms_2018_gem_paths, read_gem_file
+from jams_pyg.icd import gem
+from jams_pyg.icd.gem import DataFileError, cms_2018_gem_paths, read_gem_file
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "gem_reader_memory.py"
 

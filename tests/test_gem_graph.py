@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from jams_pyg import GEMGraph
-from jams_pyg.gem_graph import EDGE_TYPE, REV_EDGE_TYPE
+from jams_pyg.graph.gem_graph import EDGE_TYPE, REV_EDGE_TYPE
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from jams_pyg.datasets.edin import CodingDataset
-from jams_pyg.datasets.joint import (
+from jams_pyg.data.edin import CodingDataset
+from jams_pyg.data.joint import (
     BucketBatchSampler,
     JointBatch,
     JointCodingDataset,
     collate_joint,
 )
-from jams_pyg.datasets.text import WordTokenizer
+from jams_pyg.data.text import WordTokenizer
 
 
 def _ds(system, rows):
@@ -96,7 +96,7 @@ def test_code_outside_label_vocabulary_is_named(datasets):
 
 
 def test_hf_tokenizer_items(datasets, tmp_path):
-    from jams_pyg.datasets.text import train_hf_tokenizer
+    from jams_pyg.data.text import train_hf_tokenizer
 
     ds9, ds10 = datasets
     hf = train_hf_tokenizer(["chest pain heart failure diabetes"] * 5, vocab_size=60)

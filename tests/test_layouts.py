@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from jams_pyg.bundle import load_bundle, save_bundle
-from jams_pyg.datasets import WordTokenizer, clean_text
-from jams_pyg.gem_graph import GEMGraph
+from jams_pyg.data import WordTokenizer, clean_text
+from jams_pyg.graph.gem_graph import GEMGraph
+from jams_pyg.inference.bundle import load_bundle, save_bundle
+from jams_pyg.inference.predictor import JAMSPredictor
 from jams_pyg.models import ModelConfig, build_model
-from jams_pyg.predict import JAMSPredictor
 
 CODES = {"icd9": ["405.11", "576.2", "749.11"], "icd10": ["I15.0", "K83.1", "Q36.9", "Z99.89"]}
 TEXTS = [

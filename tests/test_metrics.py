@@ -1,4 +1,4 @@
-"""jams_pyg.metrics against scikit-learn and plainly written references."""
+"""jams_pyg.eval.metrics against scikit-learn and plainly written references."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
-import jams_pyg.metrics as metrics_module
-from jams_pyg.metrics import (
+import jams_pyg.eval.metrics as metrics_module
+from jams_pyg.eval.metrics import (
     EDIN_THRESHOLD_GRID,
     METRIC_KEYS,
     MICRO_AUC_CODES,

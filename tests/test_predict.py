@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from jams_pyg.__main__ import main
-from jams_pyg.bundle import save_bundle
-from jams_pyg.datasets import JointCodingDataset, WordTokenizer, clean_text, load_edin_dataset
-from jams_pyg.datasets.synthetic import generate_synthetic_corpus
-from jams_pyg.datasets.text import pad_sequences
-from jams_pyg.gem_graph import GEMGraph
+from jams_pyg.cli import main
+from jams_pyg.data import JointCodingDataset, WordTokenizer, clean_text, load_edin_dataset
+from jams_pyg.data.synthetic import generate_synthetic_corpus
+from jams_pyg.data.text import pad_sequences
+from jams_pyg.graph.gem_graph import GEMGraph
+from jams_pyg.icd.titles import code_title
+from jams_pyg.inference.bundle import save_bundle
+from jams_pyg.inference.predictor import JAMSPredictor, read_notes
 from jams_pyg.models import ModelConfig, build_model, jams_loss
-from jams_pyg.predict import JAMSPredictor, read_notes
-from jams_pyg.titles import code_title
 
 MAX_LEN = 64
 
@@ -424,7 +424,7 @@ def test_on_error_skip_keeps_the_good_lines(trained, predictor, tmp_path):
 
 def test_unwritable_output_fails_before_any_model_work(trained, tmp_path, capsys,
                                                        monkeypatch):
-    import jams_pyg.predict as predict_module
+    import jams_pyg.inference.predictor as predict_module
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the output was checked")
@@ -460,7 +460,7 @@ def test_output_is_atomic_and_gets_an_ordinary_mode(trained, tmp_path, capsys):
 
 
 def test_strict_json_output():
-    from jams_pyg.predict import dumps_strict
+    from jams_pyg.inference.predictor import dumps_strict
 
     assert dumps_strict({"id": "é", "p": 0.5}) == '{"id": "é", "p": 0.5}'
     with pytest.raises(ValueError, match="Out of range float"):

@@ -1,14 +1,14 @@
-"""python -m jams_pyg.prepare mimiciv on tiny raw files in the MIMIC-IV schema."""
+"""python -m jams_pyg.data.prepare mimiciv on tiny raw files in the MIMIC-IV schema."""
 
 import gzip
 
 import pandas as pd
 import pytest
 
-from jams_pyg.codes import format_code
-from jams_pyg.datasets.edin import load_edin_dataset
-from jams_pyg.gem import DataFileError
-from jams_pyg.prepare import edin_format, main, prepare_mimiciv
+from jams_pyg.data.edin import load_edin_dataset
+from jams_pyg.data.prepare import edin_format, main, prepare_mimiciv
+from jams_pyg.icd.codes import format_code
+from jams_pyg.icd.gem import DataFileError
 
 NOTE_COLS = ["note_id", "subject_id", "hadm_id", "note_type", "note_seq", "charttime",
              "storetime", "text"]

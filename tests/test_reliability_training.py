@@ -11,7 +11,7 @@ import socket
 import pytest
 import torch
 
-from jams_pyg.training import (
+from jams_pyg.train.trainer import (
     LOCK_NAME,
     CheckpointError,
     ResumeMismatch,
@@ -315,7 +315,7 @@ def test_resume_keeps_the_divergence_reference(tmp_path, one_thread):
 def _without(split_of: str, keep_codes: bool = False):
     from test_training import tiny_datasets
 
-    from jams_pyg.datasets import CodingDataset
+    from jams_pyg.data import CodingDataset
 
     datasets = tiny_datasets()
     ds = datasets[split_of]
@@ -366,8 +366,8 @@ def test_resume_with_other_optimiser_settings_says_what_differs(tmp_path, one_th
 def test_resume_with_other_data_or_model_says_what_differs(tmp_path, one_thread):
     from test_training import make_trainer, tiny_datasets
 
-    from jams_pyg.datasets import JointCodingDataset, WordTokenizer
-    from jams_pyg.training import dataset_fingerprint
+    from jams_pyg.data import JointCodingDataset, WordTokenizer
+    from jams_pyg.train.trainer import dataset_fingerprint
 
     def fingerprint(seed):
         datasets = tiny_datasets(seed=seed)
@@ -426,7 +426,7 @@ CLI = ["--model", "caml", "--synthetic-size", "0.05", "--batch-size", "8", "--no
                                  ["--lr", "-1"], ["--batch-size", "0"],
                                  ["--batch-size", "6", "--grad-accumulation", "4"]])
 def test_cli_refuses_bad_settings_before_any_work(tmp_path, bad, capsys):
-    from jams_pyg.experiment import main
+    from jams_pyg.train.experiment import main
 
     with pytest.raises(SystemExit) as err:
         main([*CLI, *bad, "--output-dir", str(tmp_path / "run")])
@@ -437,7 +437,7 @@ def test_cli_refuses_bad_settings_before_any_work(tmp_path, bad, capsys):
 
 
 def test_cli_second_run_into_a_held_folder_fails_at_once(tmp_path):
-    from jams_pyg.experiment import main
+    from jams_pyg.train.experiment import main
 
     ready, release = CTX.Event(), CTX.Event()
     holder = CTX.Process(target=_hold_lock, args=(str(tmp_path / "jams"), ready, release))
@@ -455,7 +455,7 @@ def test_cli_second_run_into_a_held_folder_fails_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_cli_diverged_run_writes_no_metrics_and_no_bundle(tmp_path):
-    from jams_pyg.experiment import main
+    from jams_pyg.train.experiment import main
 
     with pytest.raises(TrainingDiverged, match="epoch 1, step .*lr 1000"):
         main([*CLI, "--epochs", "2", "--lr", "1e3", "--output-dir", str(tmp_path)])
@@ -469,7 +469,7 @@ def test_cli_diverged_run_writes_no_metrics_and_no_bundle(tmp_path):
 
 @pytest.mark.slow
 def test_cli_resume_with_other_settings_says_what_differs(tmp_path):
-    from jams_pyg.experiment import main
+    from jams_pyg.train.experiment import main
 
     main([*CLI, "--epochs", "1", "--output-dir", str(tmp_path)])
     with pytest.raises(ResumeMismatch, match=r"(?s)train\.lr: stored 0\.02, now 0\.01.*"

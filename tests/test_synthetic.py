@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import jams_pyg
-from jams_pyg.datasets.edin import load_edin_dataset
-from jams_pyg.datasets.synthetic import (
+from jams_pyg.data.edin import load_edin_dataset
+from jams_pyg.data.synthetic import (
     MIMIC3_TOP50_CODES,
     TOP_DIAGNOSES,
     bucket_edges_for,
@@ -22,7 +22,7 @@ from jams_pyg.datasets.synthetic import (
     load_concepts,
     main,
 )
-from jams_pyg.gem_graph import GEMGraph
+from jams_pyg.graph.gem_graph import GEMGraph
 
 _RESOURCES = Path(jams_pyg.__file__).parent / "resources"
 #: Top MIMIC-III diagnoses, their forward-GEM partner and a word both real titles share.

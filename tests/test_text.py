@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from jams_pyg.datasets.text import (
+from jams_pyg.data.text import (
     PAD_ID,
     UNK_ID,
     Vocabulary,
@@ -93,7 +93,7 @@ def test_pad_sequences_with_custom_pad():
 def test_word2vec_is_aligned_with_the_vocabulary():
     from gensim.models import Word2Vec
 
-    from jams_pyg.datasets.text import _stable_hash
+    from jams_pyg.data.text import _stable_hash
 
     texts = TEXTS * 5
     vocab = Vocabulary.build(texts, min_df=1)

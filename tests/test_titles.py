@@ -4,8 +4,8 @@ import gzip
 
 import pytest
 
-from jams_pyg.gem import DataFileError, resource_path
-from jams_pyg.titles import TITLE_FILES, code_title, load_titles, read_title_file
+from jams_pyg.icd.gem import DataFileError, resource_path
+from jams_pyg.icd.titles import TITLE_FILES, code_title, load_titles, read_title_file
 
 
 def test_titles_of_each_system_and_kind():

@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from jams_pyg.datasets import CodingDataset, JointCodingDataset, WordTokenizer
-from jams_pyg.distributed import DistInfo, cleanup, init_distributed, shard_batch
-from jams_pyg.gem_graph import GEMGraph
+from jams_pyg.data import CodingDataset, JointCodingDataset, WordTokenizer
+from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.models import ModelConfig, build_model, jams_loss
-from jams_pyg.training import TrainConfig, Trainer
+from jams_pyg.train.distributed import DistInfo, cleanup, init_distributed, shard_batch
+from jams_pyg.train.trainer import TrainConfig, Trainer
 
 CODES = {"icd9": ["405.11", "576.2", "749.11"], "icd10": ["I15.0", "K83.1", "Q36.9", "Z99.89"]}
 WORDS = {
@@ -177,7 +177,7 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
 def test_linear_warmup_decay_equals_transformers_schedule():
     from transformers import get_linear_schedule_with_warmup
 
-    from jams_pyg.training import linear_warmup_decay
+    from jams_pyg.train.trainer import linear_warmup_decay
 
     for warmup, total in ((0, 10), (3, 10), (10, 10), (4, 37)):
         ours = linear_warmup_decay(torch.optim.SGD([torch.zeros(1)], lr=0.5), warmup, total)

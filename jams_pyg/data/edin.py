@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jams_pyg.codes import CodeKey, System, check_system, parse_code
+from jams_pyg.icd.codes import CodeKey, System, check_system, parse_code
 
 PathLike = str | os.PathLike[str]
 

@@ -1,7 +1,7 @@
 """Datasets: Edin et al.'s MIMIC-IV format, the text pipeline, the joint
 ICD-9/ICD-10 dataset and the synthetic GEM-linked corpus."""
 
-from jams_pyg.datasets.edin import (
+from jams_pyg.data.edin import (
     SPLITS,
     CodingDataset,
     load_edin_dataset,
@@ -9,7 +9,7 @@ from jams_pyg.datasets.edin import (
     split_by_patient,
     stratified_group_split,
 )
-from jams_pyg.datasets.joint import (
+from jams_pyg.data.joint import (
     SYSTEM_IDS,
     BucketBatchSampler,
     JointBatch,
@@ -18,7 +18,7 @@ from jams_pyg.datasets.joint import (
     JointItem,
     collate_joint,
 )
-from jams_pyg.datasets.text import (
+from jams_pyg.data.text import (
     PAD_ID,
     UNK_ID,
     Vocabulary,
@@ -59,10 +59,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Imported lazily so that ``python -m jams_pyg.datasets.synthetic`` does not
+    # Imported lazily so that ``python -m jams_pyg.data.synthetic`` does not
     # find the module already imported by the package.
     if name in ("generate_synthetic_corpus", "corpus_statistics"):
-        from jams_pyg.datasets import synthetic
+        from jams_pyg.data import synthetic
 
         return getattr(synthetic, name)
-    raise AttributeError(f"module 'jams_pyg.datasets' has no attribute {name!r}")
+    raise AttributeError(f"module 'jams_pyg.data' has no attribute {name!r}")

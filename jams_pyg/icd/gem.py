@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from jams_pyg.codes import Kind
+from jams_pyg.icd.codes import Kind
 
 PathLike = str | os.PathLike[str]
 

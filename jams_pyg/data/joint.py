@@ -12,9 +12,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from jams_pyg.codes import SYSTEMS, System, check_system
-from jams_pyg.datasets.edin import ID_COLUMN, TARGET_COLUMN, TEXT_COLUMN, CodingDataset
-from jams_pyg.datasets.text import DEFAULT_MAX_LENGTH, PAD_ID, pad_sequences
+from jams_pyg.data.edin import ID_COLUMN, TARGET_COLUMN, TEXT_COLUMN, CodingDataset
+from jams_pyg.data.text import DEFAULT_MAX_LENGTH, PAD_ID, pad_sequences
+from jams_pyg.icd.codes import SYSTEMS, System, check_system
 
 SYSTEM_IDS: dict[str, int] = {"icd9": 0, "icd10": 1}
 
@@ -138,7 +138,7 @@ class JointCodingDataset(Dataset):
             e.g. ``{"icd9": ds9, "icd10": ds10}`` or ``[ds9, ds10]``; one
             system alone also works (single-system training).
         split (str): ``"train"``, ``"val"`` or ``"test"``.
-        tokenizer: A :class:`~jams_pyg.datasets.text.WordTokenizer`, a Hugging
+        tokenizer: A :class:`~jams_pyg.data.text.WordTokenizer`, a Hugging
             Face tokenizer (encoded with truncation) or ``text -> ids``.
         max_length (int): Maximum tokens per document (4,000).
         codes (dict[str, list[str]], optional): Label vocabularies; default

@@ -22,17 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from jams_pyg.analysis import (
-    SYSTEM_LABELS,
-    bucket_macro_f1,
-    bucket_table,
-    compare_table,
-    plot_buckets,
-)
 from jams_pyg.atomic import atomic_write_text
-from jams_pyg.bundle import save_bundle
-from jams_pyg.codes import SYSTEMS
-from jams_pyg.datasets import (
+from jams_pyg.data import (
     BucketBatchSampler,
     CodingDataset,
     JointCodingDataset,
@@ -41,12 +32,21 @@ from jams_pyg.datasets import (
     train_hf_tokenizer,
     train_word2vec,
 )
-from jams_pyg.datasets.synthetic import generate_synthetic_corpus
-from jams_pyg.distributed import DistInfo, barrier, cleanup, init_distributed
-from jams_pyg.gem_graph import GEMGraph
-from jams_pyg.metrics import compute_metrics, per_code_f1, tune_threshold
+from jams_pyg.data.synthetic import generate_synthetic_corpus
+from jams_pyg.eval.analysis import (
+    SYSTEM_LABELS,
+    bucket_macro_f1,
+    bucket_table,
+    compare_table,
+    plot_buckets,
+)
+from jams_pyg.eval.metrics import compute_metrics, per_code_f1, tune_threshold
+from jams_pyg.graph.gem_graph import GEMGraph
+from jams_pyg.icd.codes import SYSTEMS
+from jams_pyg.inference.bundle import save_bundle
 from jams_pyg.models import ModelConfig, build_model, jams_loss
-from jams_pyg.training import (
+from jams_pyg.train.distributed import DistInfo, barrier, cleanup, init_distributed
+from jams_pyg.train.trainer import (
     Predictions,
     TrainConfig,
     Trainer,
@@ -243,7 +243,7 @@ def build_graph(config: ExperimentConfig, datasets: dict[str, CodingDataset],
                 direction: str = "directional") -> GEMGraph:
     """The GEM graph over the datasets' label vocabularies (shipped CMS 2018 diagnosis
     GEMs plus ``config``'s extra files)."""
-    from jams_pyg.gem import cms_2018_gem_paths
+    from jams_pyg.icd.gem import cms_2018_gem_paths
 
     forward, backward = cms_2018_gem_paths()
     return GEMGraph.from_gem_files(
@@ -258,7 +258,7 @@ def _tokenizer(config: ExperimentConfig, datasets: dict[str, CodingDataset], out
     texts = [t for ds in datasets.values() for t in ds.train["text"].tolist()]
     if config.model == "plm_icd":
         if config.plm_path is not None:
-            from jams_pyg.datasets import load_hf_tokenizer
+            from jams_pyg.data import load_hf_tokenizer
 
             return load_hf_tokenizer(config.plm_path)
         return train_hf_tokenizer(texts, save_dir=out / "tokenizer", vocab_size=4000)
@@ -379,7 +379,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     and returns the metrics.
 
     The output folder belongs to this run while it lasts
-    (:func:`~jams_pyg.training.run_dir_lock`): a second run into it fails at
+    (:func:`~jams_pyg.train.trainer.run_dir_lock`): a second run into it fails at
     once with ``RunDirLocked`` naming the holder. A diverged run raises
     ``TrainingDiverged`` and writes no metrics and no bundle."""
     with run_dir_lock(config.output_dir, enabled=int(os.environ.get("RANK", "0")) == 0):

@@ -1,11 +1,11 @@
 """Build MIMIC-IV ICD-9 and MIMIC-IV ICD-10 from raw MIMIC-IV, streaming.
 
-``python -m jams_pyg.prepare mimiciv RAW_DIR OUT_DIR`` reads
+``python -m jams_pyg.data.prepare mimiciv RAW_DIR OUT_DIR`` reads
 ``RAW_DIR/note/discharge.csv.gz`` (MIMIC-IV-Note), ``RAW_DIR/hosp/diagnoses_icd.csv.gz``
 and ``RAW_DIR/hosp/procedures_icd.csv.gz`` (MIMIC-IV; ``--note-dir`` when the
 note module lives elsewhere) and writes ``OUT_DIR/mimiciv_icd9/`` and
 ``OUT_DIR/mimiciv_icd10/`` in Edin et al.'s format
-(:mod:`jams_pyg.datasets.edin`), with Edin et al.'s rules:
+(:mod:`jams_pyg.data.edin`), with Edin et al.'s rules:
 
 * a document is the discharge summary of an admission (``_id`` = ``hadm_id``);
   codes are dotted (:func:`edin_format`: ICD-9 diagnoses after 3 characters,
@@ -16,13 +16,13 @@ note module lives elsewhere) and writes ``OUT_DIR/mimiciv_icd9/`` and
   it, counted per column (``icd9_diag``, ``icd9_proc``, ...); documents left
   without codes are dropped; an admission with both ICD-9 and ICD-10 codes is
   in both datasets, as in Edin et al.;
-* text: :func:`jams_pyg.datasets.text.clean_text` (lowercase, non-alphanumerics
+* text: :func:`jams_pyg.data.text.clean_text` (lowercase, non-alphanumerics
   to spaces, numbers between spaces removed, white space collapsed);
 * split by patient 75/10/15, stratified on the patients' codes by iterative
-  stratification (:func:`jams_pyg.datasets.edin.stratified_group_split`, the
+  stratification (:func:`jams_pyg.data.edin.stratified_group_split`, the
   method Edin et al. used; seeded, ``seed=10`` as their script). The split
   cannot be Edin et al.'s exact one: to reproduce the paper, use their split
-  files with :func:`~jams_pyg.datasets.edin.load_edin_dataset`.
+  files with :func:`~jams_pyg.data.edin.load_edin_dataset`.
 
 Streaming: Edin et al.'s script holds every table in memory (about 128 GB on
 the full data). Here the CSVs are parsed row by row (:mod:`csv` over
@@ -60,16 +60,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from jams_pyg.codes import Kind, System, parse_code
-from jams_pyg.datasets.edin import (
+from jams_pyg.data.edin import (
     SPLITS,
     code_columns,
     data_filename,
     split_filename,
     stratified_group_split,
 )
-from jams_pyg.datasets.text import clean_text
-from jams_pyg.gem import DataFileError
+from jams_pyg.data.text import clean_text
+from jams_pyg.icd.codes import Kind, System, parse_code
+from jams_pyg.icd.gem import DataFileError
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +450,7 @@ def prepare_mimiciv(
         ValueError: naming the file and row, for a missing column, a
             non-integer id, an ``icd_version`` other than 9/10, a malformed
             code (unless ``invalid_codes="drop"``), or an admission listed
-            under two patients; :class:`~jams_pyg.gem.DataFileError` (a
+            under two patients; :class:`~jams_pyg.icd.gem.DataFileError` (a
             ValueError) for a truncated, corrupt or non-gzip ``.gz`` file or a
             field that is not UTF-8, naming the file and data row.
     """
@@ -602,7 +602,7 @@ def _emit(hadm: int, subject: int, note_id: str, text: str, docs: dict[str, _Sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m jams_pyg.prepare",
+        prog="python -m jams_pyg.data.prepare",
         description="Prepare datasets in Edin et al.'s format.",
     )
     sub = parser.add_subparsers(dest="dataset", required=True)
@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             invalid_codes=args.invalid_codes,
         )
     except (OSError, ValueError) as err:  # every message names the file (and row)
-        print(f"python -m jams_pyg.prepare: error: {err}", file=sys.stderr)
+        print(f"python -m jams_pyg.data.prepare: error: {err}", file=sys.stderr)
         return 1
     for system in ("icd9", "icd10"):
         s = summary[system]

@@ -1,5 +1,5 @@
 """A trained model as a self-contained folder (a *bundle*), written after training and read
-back in one call by :meth:`jams_pyg.predict.JAMSPredictor.load`.
+back in one call by :meth:`jams_pyg.inference.predictor.JAMSPredictor.load`.
 
 Layout (no pickle anywhere; loading parses JSON and safetensors only, so it never runs code
 from the bundle)::
@@ -46,9 +46,9 @@ import torch
 from torch import nn
 
 from jams_pyg.atomic import atomic_open, atomic_write_text
-from jams_pyg.distributed import unwrap_model
-from jams_pyg.gem_graph import GEMGraph
+from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.models import ModelConfig, build_model
+from jams_pyg.train.distributed import unwrap_model
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -147,7 +147,7 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def _is_word_tokenizer(tokenizer: Any) -> bool:
-    from jams_pyg.datasets.text import WordTokenizer
+    from jams_pyg.data.text import WordTokenizer
 
     return isinstance(tokenizer, WordTokenizer)
 
@@ -212,7 +212,7 @@ def save_bundle(
     extra: dict | None = None,
 ) -> Path:
     """Write a trained model as a bundle folder that :func:`load_bundle` (and
-    :meth:`jams_pyg.predict.JAMSPredictor.load`) read back.
+    :meth:`jams_pyg.inference.predictor.JAMSPredictor.load`) read back.
 
     Args:
         directory (str or os.PathLike): The folder (created if needed; bundle files already
@@ -223,7 +223,7 @@ def save_bundle(
             rebuild the same architecture). A PLM-ICD ``plm_path_or_config`` that is a local
             folder is stored as its transformers config (the PLM weights are in the state
             dict).
-        tokenizer: The :class:`~jams_pyg.datasets.WordTokenizer` or Hugging Face fast
+        tokenizer: The :class:`~jams_pyg.data.WordTokenizer` or Hugging Face fast
             tokenizer the model was trained with.
         codes (dict[str, list[str]]): Label vocabulary of every system of the model, in
             label order.
@@ -432,13 +432,13 @@ def read_bundle_config(directory: PathLike, verify: bool = True) -> dict[str, An
 
 def _load_tokenizer(directory: Path, info: dict[str, Any]) -> Any:
     if info["kind"] == "word":
-        from jams_pyg.datasets.text import WordTokenizer
+        from jams_pyg.data.text import WordTokenizer
 
         try:
             return WordTokenizer.load(directory / VOCAB_FILE)
         except ValueError as err:
             raise BundleError(str(err)) from err
-    from jams_pyg.datasets.text import load_hf_tokenizer
+    from jams_pyg.data.text import load_hf_tokenizer
 
     try:
         return load_hf_tokenizer(directory / HF_TOKENIZER_DIR)

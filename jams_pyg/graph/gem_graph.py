@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from jams_pyg.codes import CodeKey, System, check_system, format_code, is_valid_raw, parse_code
-from jams_pyg.gem import PathLike, cms_2018_gem_paths, read_gem_file
+from jams_pyg.icd.codes import CodeKey, System, check_system, format_code, is_valid_raw, parse_code
+from jams_pyg.icd.gem import PathLike, cms_2018_gem_paths, read_gem_file
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class GEMGraph:
 
     When vocabularies are given, the graph holds exactly those codes, in that
     order, and only the edges between them; codes are matched on their
-    normalised form (:func:`jams_pyg.codes.parse_code`), so the dotted codes
+    normalised form (:func:`jams_pyg.icd.codes.parse_code`), so the dotted codes
     of Edin et al.'s MIMIC-IV files match the undotted GEM codes, and
     diagnoses never match procedures. Without a vocabulary, a side holds every
     code that takes part in the GEM files, sorted, in the dotted form.
@@ -315,7 +315,7 @@ class GEMGraph:
         """Build the graph from the CMS 2018 diagnosis GEMs shipped with the
         package (no files needed). Procedure codes of a vocabulary stay
         unlinked: pass the procedure GEMs to :meth:`from_gem_files` with
-        :func:`jams_pyg.gem.cms_2018_gem_paths` to link them too."""
+        :func:`jams_pyg.icd.gem.cms_2018_gem_paths` to link them too."""
         forward, backward = cms_2018_gem_paths()
         return cls.from_gem_files(forward, backward, icd9_codes, icd10_codes, direction)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from jams_pyg.codes import Kind, System, check_system, parse_code
-from jams_pyg.gem import DataFileError, iter_lines, quote, resource_path
+from jams_pyg.icd.codes import Kind, System, check_system, parse_code
+from jams_pyg.icd.gem import DataFileError, iter_lines, quote, resource_path
 
 TITLE_FILES: dict[tuple[System, Kind], tuple[str, str]] = {
     ("icd9", "dx"): ("CMS32_DESC_LONG_DX.txt.gz", "iso-8859-1"),
@@ -96,7 +96,7 @@ def code_title(
 
     Raises:
         ValueError: if ``code`` is no code of ``system`` (see
-            :func:`jams_pyg.codes.parse_code`).
+            :func:`jams_pyg.icd.codes.parse_code`).
         KeyError: if the code has no CMS title and no ``default`` is given.
     """
     parsed_kind, raw = parse_code(code, system, kind)

@@ -2,7 +2,7 @@
 
 MIMIC-IV is credentialed data; the embedded default, the examples and the tests
 train on this generator instead. It writes both datasets in Edin et al.'s
-format (:mod:`jams_pyg.datasets.edin`), so the same loader reads real and
+format (:mod:`jams_pyg.data.edin`), so the same loader reads real and
 synthetic data.
 
 Generative story
@@ -63,7 +63,7 @@ text is a bag of title words and filler, not clinical language).
 
 CLI::
 
-    python -m jams_pyg.datasets.synthetic OUT_DIR --seed 0 --size default
+    python -m jams_pyg.data.synthetic OUT_DIR --seed 0 --size default
 """
 
 from __future__ import annotations
@@ -86,8 +86,7 @@ import pyarrow.feather as feather
 import torch
 
 from jams_pyg.atomic import atomic_open
-from jams_pyg.codes import format_code, parse_code
-from jams_pyg.datasets.edin import (
+from jams_pyg.data.edin import (
     SPLITS,
     code_columns,
     data_filename,
@@ -95,10 +94,11 @@ from jams_pyg.datasets.edin import (
     split_by_patient,
     split_filename,
 )
-from jams_pyg.datasets.text import clean_text
-from jams_pyg.gem import cms_2018_gem_paths
-from jams_pyg.gem_graph import GEMGraph
-from jams_pyg.titles import load_titles
+from jams_pyg.data.text import clean_text
+from jams_pyg.graph.gem_graph import GEMGraph
+from jams_pyg.icd.codes import format_code, parse_code
+from jams_pyg.icd.gem import cms_2018_gem_paths
+from jams_pyg.icd.titles import load_titles
 
 PathLike = str | os.PathLike[str]
 
@@ -628,7 +628,7 @@ def generate_synthetic_corpus(
     Files: ``out_dir/mimiciv_icd9/mimiciv_icd9.feather``,
     ``.../mimiciv_icd9_split.feather``, the same for ``icd10``, and
     ``out_dir/synthetic_concepts.json`` (the latent concepts, their codes,
-    words and popularity). :func:`~jams_pyg.datasets.edin.load_edin_dataset`
+    words and popularity). :func:`~jams_pyg.data.edin.load_edin_dataset`
     reads ``out_dir`` directly. The same seed and size give the same bytes.
 
     Args:
@@ -665,7 +665,7 @@ def generate_synthetic_corpus(
         )
         _write(frame, splits, out / f"mimiciv_{system}", system)
     meta = {
-        "generator": "jams_pyg.datasets.synthetic",
+        "generator": "jams_pyg.data.synthetic",
         "seed": seed,
         "size": size if isinstance(size, str) else float(size),
         "scale": scale,
@@ -715,7 +715,7 @@ def corpus_statistics(
     lowest bucket.
 
     Args:
-        directory: A dataset directory (:func:`~jams_pyg.datasets.edin.load_edin_dataset`).
+        directory: A dataset directory (:func:`~jams_pyg.data.edin.load_edin_dataset`).
         bucket_edges: ``(e0, e1)``; default: those recorded by the generator
             in ``synthetic_concepts.json`` (:func:`bucket_edges_for`), else the
             paper's ``(100, 1000)``.
@@ -769,7 +769,7 @@ def corpus_statistics(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m jams_pyg.datasets.synthetic",
+        prog="python -m jams_pyg.data.synthetic",
         description="Generate the synthetic GEM-linked ICD-9/ICD-10 corpus (Edin format) "
         "and print its statistics.",
     )

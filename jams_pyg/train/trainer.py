@@ -3,7 +3,7 @@
 The trainer is model-agnostic: it needs a model ``model(input_ids,
 attention_mask, system) -> {system: logits}``, a loss ``loss_fn(logits,
 labels)`` (:func:`jams_pyg.models.jams_loss`), a dataset with a collate
-function producing :class:`~jams_pyg.datasets.JointBatch`, and a function that
+function producing :class:`~jams_pyg.data.JointBatch`, and a function that
 gives the global batches of an epoch. It does AdamW with linear warm-up and
 decay, gradient accumulation, gradient clipping, mixed precision on CUDA,
 early stopping on the mean validation score of the systems, atomic
@@ -17,7 +17,7 @@ Reliability guarantees (tested in ``tests/test_reliability_training.py``):
   the lock of a dead process, so a stale lock never blocks). A second run gets
   :class:`RunDirLocked` naming the holder's pid, host, start time and command.
   :meth:`Trainer.fit` takes the lock of its output folder;
-  :func:`jams_pyg.experiment.run_experiment` holds it for the whole run.
+  :func:`jams_pyg.train.experiment.run_experiment` holds it for the whole run.
 * **Atomic checkpoints.** :func:`atomic_save` writes to a temporary file unique
   to the writer in the target's folder, fsyncs it and renames it over the
   target with ``os.replace``: a reader sees the old or the new checkpoint,
@@ -70,9 +70,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from jams_pyg.atomic import atomic_open
-from jams_pyg.datasets.joint import SYSTEM_IDS
-from jams_pyg.distributed import DistInfo, mean_over_ranks, shard_batch, unwrap_model
-from jams_pyg.metrics import METRIC_KEYS, compute_metrics
+from jams_pyg.data.joint import SYSTEM_IDS
+from jams_pyg.eval.metrics import METRIC_KEYS, compute_metrics
+from jams_pyg.train.distributed import DistInfo, mean_over_ranks, shard_batch, unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class TrainConfig:
             (>= 1).
         monitor: Validation metric for early stopping and the best checkpoint,
             averaged over the systems (Edin et al. use MAP); one of
-            :data:`jams_pyg.metrics.METRIC_KEYS`.
+            :data:`jams_pyg.eval.metrics.METRIC_KEYS`.
         eval_batch_size: Documents per evaluation batch.
         seed: Seed of the optimiser-side randomness (dropout, batch order).
         progress: Show a progress bar.
@@ -250,7 +250,7 @@ class TrainingDiverged(TrainingError):
 
     Raised out of :meth:`Trainer.fit` before anything is computed from the
     diverged model: no validation score, no best checkpoint, and (in
-    :func:`jams_pyg.experiment.run_experiment`) no metrics and no bundle. The
+    :func:`jams_pyg.train.experiment.run_experiment`) no metrics and no bundle. The
     message names the epoch and step and the settings to change.
     """
 
@@ -444,7 +444,7 @@ def load_checkpoint(path: str | os.PathLike[str],
 def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
     """Sizes and a SHA-256 of a dataset's document ids, systems, labels and
     label vocabularies (not the texts), for :class:`Trainer`'s
-    ``run_fingerprint``. Works on :class:`~jams_pyg.datasets.JointCodingDataset`;
+    ``run_fingerprint``. Works on :class:`~jams_pyg.data.JointCodingDataset`;
     of another dataset only the size is taken."""
     out: dict[str, Any] = {"documents": len(dataset)}
     ids = getattr(dataset, "ids", None)

@@ -6,7 +6,7 @@ r"""The analyses of the JAMS paper: Table 2, Figure 2 and Figure 3.
 * **Figure 3** — inside the rarest group, macro-F1 of the codes with a GEM link (an edge to
   the other system in :class:`~jams_pyg.GEMGraph`, ``graph.linked(system)``) versus those
   without one.
-* **Table 2** — the nine metrics of :mod:`jams_pyg.metrics` per system, × 100.
+* **Table 2** — the nine metrics of :mod:`jams_pyg.eval.metrics` per system, × 100.
 
 **Scaling the buckets.** The bucket edges are training-document counts of MIMIC-IV
 (~154k ICD-9 and ~89k ICD-10 training documents). On a smaller corpus, such as the embedded
@@ -16,7 +16,7 @@ previous upper edge: ``scale=0.01`` turns (1–100, 101–1000, 1001+) into (1�
 :func:`frequency_scale` gives the factor that keeps the buckets at the same *relative*
 frequency as on MIMIC-IV (training documents of the corpus / of MIMIC-IV).
 
-A macro-F1 of a group averages :func:`~jams_pyg.metrics.per_code_f1` over the group's codes
+A macro-F1 of a group averages :func:`~jams_pyg.eval.metrics.per_code_f1` over the group's codes
 present in the evaluated split (those with a ``nan`` F1 are absent from the split and only
 counted in ``num_absent``); codes never seen in training form the separate group
 ``"unseen"``.
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from jams_pyg.metrics import METRIC_KEYS
+from jams_pyg.eval.metrics import METRIC_KEYS
 
 Bucket = tuple[int, int | None]
 
@@ -196,7 +196,7 @@ def bucket_macro_f1(
 
     Args:
         per_code_f1 (np.ndarray): test F1 per code, ``nan`` for codes absent from the test
-            split (:func:`jams_pyg.metrics.per_code_f1`).
+            split (:func:`jams_pyg.eval.metrics.per_code_f1`).
         train_counts (np.ndarray): training documents per code (:func:`code_frequencies`).
         linked (np.ndarray or torch.BoolTensor, optional): whether each code has a GEM link
             (``GEMGraph.linked(system)``); adds the Figure 3 split of the rarest bucket.
@@ -327,10 +327,10 @@ def compare_table(
 
     Args:
         results: ``{model: {system: metrics}}`` where ``metrics`` is the dict of
-            :func:`~jams_pyg.metrics.compute_metrics` or a list of such dicts, one per seed
+            :func:`~jams_pyg.eval.metrics.compute_metrics` or a list of such dicts, one per seed
             (shown as mean ± sample std over the seeds).
         systems: the systems to show, in order. (default: ``("icd9", "icd10")``)
-        metrics: the metric keys to show. (default: :data:`~jams_pyg.metrics.METRIC_KEYS`)
+        metrics: the metric keys to show. (default: :data:`~jams_pyg.eval.metrics.METRIC_KEYS`)
         fmt: ``"markdown"`` (columns "ICD-9 F1 macro", ...) or ``"plain"`` (aligned text
             with a system header line). (default: ``"markdown"``)
         show_std: append ``± std`` when there are several seeds. (default: :obj:`True`)

@@ -1,10 +1,10 @@
 r"""Code new notes with a trained model: :class:`JAMSPredictor`.
 
-A predictor holds a model bundle (:mod:`jams_pyg.bundle`): the model, its tokenizer, the
+A predictor holds a model bundle (:mod:`jams_pyg.inference.bundle`): the model, its tokenizer, the
 label vocabularies, the tuned thresholds and the GEM graph.  For every note it returns, per
-coding system, codes sorted by probability with their CMS titles (:mod:`jams_pyg.titles`) and
+coding system, codes sorted by probability with their CMS titles (:mod:`jams_pyg.icd.titles`) and
 the decision at the tuned threshold (``probability > threshold``, as
-:func:`jams_pyg.metrics.compute_metrics`), optionally with evidence:
+:func:`jams_pyg.eval.metrics.compute_metrics`), optionally with evidence:
 
 * **tokens**: the words of the note (Edin-cleaned, as the model read them) with the highest
   label-attention weight :math:`a_{cl}` of the code's head (for a subword tokenizer the
@@ -16,7 +16,7 @@ the decision at the tuned threshold (``probability > threshold``, as
 
 Example::
 
-    from jams_pyg.predict import JAMSPredictor
+    from jams_pyg.inference.predictor import JAMSPredictor
 
     predictor = JAMSPredictor.load("runs/jams_laat/model")
     [note] = predictor.predict(["Pt admitted with renovascular hypertension ..."],
@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jams_pyg.bundle import Bundle, load_bundle
-from jams_pyg.datasets.text import PAD_ID, clean_text, pad_sequences
+from jams_pyg.data.text import PAD_ID, clean_text, pad_sequences
+from jams_pyg.inference.bundle import Bundle, load_bundle
 
 __all__ = [
     "CodePrediction",
@@ -151,7 +151,7 @@ class _Encoded:
 
 # ---------------------------------------------------------------------------- predictor
 def _titles(codes: Sequence[str], system: str) -> list[str]:
-    from jams_pyg.titles import code_title
+    from jams_pyg.icd.titles import code_title
 
     out = []
     for code in codes:
@@ -165,9 +165,10 @@ def _titles(codes: Sequence[str], system: str) -> list[str]:
 class JAMSPredictor:
     r"""Predict ICD-9 / ICD-10 codes for raw clinical notes with a trained model.
 
-    Build it with :meth:`load` from a bundle folder (see :func:`jams_pyg.bundle.save_bundle`)
-    or directly from a :class:`~jams_pyg.bundle.Bundle`.  Notes are cleaned with Edin et al.'s
-    preprocessing (:func:`~jams_pyg.datasets.clean_text`), tokenised as in training,
+    Build it with :meth:`load` from a bundle folder (see
+    :func:`~jams_pyg.inference.bundle.save_bundle`) or directly from a
+    :class:`~jams_pyg.inference.bundle.Bundle`.  Notes are cleaned with Edin et al.'s
+    preprocessing (:func:`~jams_pyg.data.clean_text`), tokenised as in training,
     truncated to ``max_length`` tokens and scored in length-sorted batches under
     :func:`torch.inference_mode`; the encoder runs once per note for all requested systems.
 
@@ -207,7 +208,7 @@ class JAMSPredictor:
         (default: CUDA if available, else CPU).
 
         Raises:
-            jams_pyg.bundle.BundleError: missing or modified file, unknown format version,
+            jams_pyg.inference.bundle.BundleError: missing or modified file, unknown format version,
                 weights that do not fit the config.
         """
         if device is None:
@@ -229,9 +230,9 @@ class JAMSPredictor:
         device: str | torch.device | None = None,
     ) -> JAMSPredictor:
         """A predictor over an in-memory model (same arguments as
-        :func:`jams_pyg.bundle.save_bundle`); the model is put in ``eval()`` mode."""
-        from jams_pyg.bundle import _check_codes, _check_thresholds
-        from jams_pyg.distributed import unwrap_model
+        :func:`jams_pyg.inference.bundle.save_bundle`); the model is put in ``eval()`` mode."""
+        from jams_pyg.inference.bundle import _check_codes, _check_thresholds
+        from jams_pyg.train.distributed import unwrap_model
 
         model = unwrap_model(model)
         systems = tuple(model.systems)
