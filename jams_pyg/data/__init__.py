@@ -10,7 +10,6 @@ from jams_pyg.data.edin import (
     stratified_group_split,
 )
 from jams_pyg.data.joint import (
-    SYSTEM_IDS,
     BucketBatchSampler,
     JointBatch,
     JointCodingDataset,
@@ -33,7 +32,6 @@ from jams_pyg.data.text import (
 __all__ = [
     "PAD_ID",
     "SPLITS",
-    "SYSTEM_IDS",
     "UNK_ID",
     "BucketBatchSampler",
     "CodingDataset",

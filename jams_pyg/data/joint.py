@@ -14,9 +14,7 @@ from torch.utils.data import Dataset, Sampler
 
 from jams_pyg.data.edin import ID_COLUMN, TARGET_COLUMN, TEXT_COLUMN, CodingDataset
 from jams_pyg.data.text import DEFAULT_MAX_LENGTH, PAD_ID, pad_sequences
-from jams_pyg.icd.codes import SYSTEMS, System, check_system
-
-SYSTEM_IDS: dict[str, int] = {"icd9": 0, "icd10": 1}
+from jams_pyg.icd.codes import SYSTEM_IDS, SYSTEMS, System, check_system
 
 
 @dataclass

@@ -68,7 +68,7 @@ from jams_pyg.data.edin import (
     stratified_group_split,
 )
 from jams_pyg.data.text import clean_text
-from jams_pyg.icd.codes import Kind, System, parse_code
+from jams_pyg.icd.codes import Kind, System, dot_code, parse_code
 from jams_pyg.icd.gem import DataFileError
 
 log = logging.getLogger(__name__)
@@ -86,19 +86,12 @@ _COLUMNS: list[tuple[System, Kind]] = [
 
 
 def edin_format(code: str, version: int, kind: Kind) -> str:
-    """Edin et al.'s ``reformat_icd9`` / ``reformat_icd10``: drop any dot, then
-    put one where their files have it (ICD-9 diagnoses after 3 characters,
-    E-codes after 4; ICD-9 procedures after 2; ICD-10-CM after 3, leaving a
-    trailing dot on 3-character codes; ICD-10-PCS without a dot)."""
+    """Edin et al.'s ``reformat_icd9`` / ``reformat_icd10`` of a raw MIMIC-IV code: drop
+    any dot, then :func:`~jams_pyg.icd.codes.dot_code` (no validity check, as theirs)."""
     code = "".join(str(code).strip().split("."))
-    if version == 9:
-        if kind == "dx":
-            cut = 4 if code.startswith("E") else 3
-            return code[:cut] + "." + code[cut:] if len(code) > cut else code
-        return code[:2] + "." + code[2:] if len(code) > 2 else code
-    if version == 10:
-        return code[:3] + "." + code[3:] if kind == "dx" else code
-    raise ValueError(f"icd_version must be 9 or 10, got {version!r}")
+    if version not in (9, 10):
+        raise ValueError(f"icd_version must be 9 or 10, got {version!r}")
+    return dot_code(code, "icd9" if version == 9 else "icd10", kind)
 
 
 class _Chunk:

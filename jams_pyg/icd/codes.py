@@ -24,7 +24,12 @@ System = Literal["icd9", "icd10"]
 Kind = Literal["dx", "proc"]
 CodeKey = tuple[Kind, str]
 
+#: The two coding systems, in the order every table and file lists them.
 SYSTEMS: tuple[System, System] = ("icd9", "icd10")
+#: Integer id of each system in a mixed batch (``JointBatch.system``).
+SYSTEM_IDS: dict[str, int] = {"icd9": 0, "icd10": 1}
+#: The other system of each: the one a GEM link leads to.
+OTHER_SYSTEM: dict[str, System] = {"icd9": "icd10", "icd10": "icd9"}
 
 _ICD9_DX = re.compile(r"^(?:\d{3}|V\d{2}|E\d{3})(?:\d{1,2})?$")
 _ICD9_PROC = re.compile(r"^\d{2}(?:\d{1,2})?$")
@@ -121,12 +126,11 @@ def parse_code(code: str, system: System, kind: Kind | None = None) -> CodeKey:
     return inferred, raw
 
 
-def format_code(raw: str, system: System, kind: Kind) -> str:
-    """Write an undotted code in Edin et al.'s dotted form (the inverse of
-    :func:`parse_code`)."""
-    check_system(system)
-    if not is_valid_raw(raw, system, kind):
-        raise ValueError(f"unknown {system} {kind} code format {raw!r}")
+def dot_code(raw: str, system: System, kind: Kind) -> str:
+    """Put the dot where Edin et al.'s files have it (their ``reformat_icd9`` /
+    ``reformat_icd10``), without checking the code: ICD-9 diagnoses after 3 characters
+    (E-codes after 4), ICD-9 procedures after 2, ICD-10-CM after 3 (a 3-character code
+    keeps a trailing dot), ICD-10-PCS without a dot."""
     if system == "icd9":
         if kind == "proc":
             return raw if len(raw) <= 2 else f"{raw[:2]}.{raw[2:]}"
@@ -135,3 +139,12 @@ def format_code(raw: str, system: System, kind: Kind) -> str:
     if kind == "proc":
         return raw
     return f"{raw[:3]}.{raw[3:]}"
+
+
+def format_code(raw: str, system: System, kind: Kind) -> str:
+    """Write an undotted code in Edin et al.'s dotted form (the inverse of
+    :func:`parse_code`); an invalid code is an error."""
+    check_system(system)
+    if not is_valid_raw(raw, system, kind):
+        raise ValueError(f"unknown {system} {kind} code format {raw!r}")
+    return dot_code(raw, system, kind)

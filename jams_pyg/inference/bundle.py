@@ -47,6 +47,7 @@ from torch import nn
 
 from jams_pyg.atomic import atomic_open, atomic_write_text
 from jams_pyg.graph.gem_graph import GEMGraph
+from jams_pyg.icd.codes import SYSTEMS
 from jams_pyg.models import ModelConfig, build_model
 from jams_pyg.train.distributed import unwrap_model
 
@@ -77,7 +78,6 @@ VOCAB_FILE = "vocab.json"
 HF_TOKENIZER_DIR = "tokenizer"
 GRAPH_FILE = "graph.safetensors"
 GRAPH_CODES_FILE = "graph_codes.json"
-SYSTEMS = ("icd9", "icd10")
 
 
 class BundleError(ValueError):

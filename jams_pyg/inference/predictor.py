@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from jams_pyg.data.text import PAD_ID, clean_text, pad_sequences
+from jams_pyg.icd.codes import OTHER_SYSTEM, SYSTEMS
 from jams_pyg.inference.bundle import Bundle, load_bundle
 
 __all__ = [
@@ -56,8 +57,6 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
-SYSTEMS = ("icd9", "icd10")
-OTHER = {"icd9": "icd10", "icd10": "icd9"}
 
 
 # ------------------------------------------------------------------------------ results
@@ -387,7 +386,7 @@ class JAMSPredictor:
         info = (self._links or {}).get(system)
         if info is None:
             return [], None
-        other = OTHER[system]
+        other = OTHER_SYSTEM[system]
         names = self.graph.codes(other) if self.graph is not None else self.codes[other]
         titles = self._titles.get(other)
         lo, hi = info["ptr"][index], info["ptr"][index + 1]

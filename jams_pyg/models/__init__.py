@@ -1,5 +1,6 @@
 """Backbones (encoders + label-attention heads) and the JAMS joint coding model."""
 
+from jams_pyg.models.config import BACKBONES, ModelConfig
 from jams_pyg.models.encoders import (
     CAMLEncoder,
     LSTMEncoder,
@@ -11,20 +12,11 @@ from jams_pyg.models.encoders import (
     make_word_embedding,
 )
 from jams_pyg.models.heads import CAMLHead, LAATHead, LabelAttentionHead, label_attention
-from jams_pyg.models.jams import (
-    BACKBONES,
-    JAMS,
-    SYSTEM_IDS,
-    JointCodingModel,
-    ModelConfig,
-    build_model,
-    jams_loss,
-)
+from jams_pyg.models.jams import JAMS, JointCodingModel, build_model, jams_loss
 
 __all__ = [
     "BACKBONES",
     "JAMS",
-    "SYSTEM_IDS",
     "CAMLEncoder",
     "CAMLHead",
     "JointCodingModel",

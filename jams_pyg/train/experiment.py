@@ -44,7 +44,7 @@ from jams_pyg.eval.metrics import compute_metrics, per_code_f1, tune_threshold
 from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.codes import SYSTEMS
 from jams_pyg.inference.bundle import save_bundle
-from jams_pyg.models import ModelConfig, build_model, jams_loss
+from jams_pyg.models import BACKBONES, ModelConfig, build_model, jams_loss
 from jams_pyg.train.distributed import DistInfo, barrier, cleanup, init_distributed
 from jams_pyg.train.trainer import (
     Predictions,
@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 #: ``p > t``; micro AUC over all (document, code) pairs.  Recorded in ``metrics.json``.
 EVAL_PROTOCOL = {"threshold": "edin", "micro_auc_codes": "all", "threshold_split": "val"}
 
-BACKBONES = ("laat", "caml", "multirescnn", "plm_icd")
 #: ``jams``: the full method, as the official code. ``backbone``: the plain
 #: backbone, one model per system (Edin et al.'s model). Ablations, each
 #: changing one part of JAMS: ``no_mat`` (MAT off: joint training with the

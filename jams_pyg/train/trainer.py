@@ -70,8 +70,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from jams_pyg.atomic import atomic_open
-from jams_pyg.data.joint import SYSTEM_IDS
 from jams_pyg.eval.metrics import METRIC_KEYS, compute_metrics
+from jams_pyg.icd.codes import SYSTEM_IDS
 from jams_pyg.train.distributed import DistInfo, mean_over_ranks, shard_batch, unwrap_model
 
 log = logging.getLogger(__name__)
