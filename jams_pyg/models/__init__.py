@@ -1,36 +1,14 @@
-"""Backbones (encoders + label-attention heads) and the JAMS joint coding model."""
+"""Backbones (encoders + label-attention heads) and the JAMS joint coding model (names load
+on first use: :mod:`jams_pyg.models.config` alone does not import torch)."""
 
-from jams_pyg.models.config import BACKBONES, ModelConfig
-from jams_pyg.models.encoders import (
-    CAMLEncoder,
-    LSTMEncoder,
-    MaskedBatchNorm1d,
-    MultiResCNNEncoder,
-    PLMEncoder,
-    ResidualBlock,
-    TextEncoder,
-    make_word_embedding,
-)
-from jams_pyg.models.heads import CAMLHead, LAATHead, LabelAttentionHead, label_attention
-from jams_pyg.models.jams import JAMS, JointCodingModel, build_model, jams_loss
+from jams_pyg.lazy import lazy_exports
 
-__all__ = [
-    "BACKBONES",
-    "JAMS",
-    "CAMLEncoder",
-    "CAMLHead",
-    "JointCodingModel",
-    "LAATHead",
-    "LSTMEncoder",
-    "LabelAttentionHead",
-    "MaskedBatchNorm1d",
-    "ModelConfig",
-    "MultiResCNNEncoder",
-    "PLMEncoder",
-    "ResidualBlock",
-    "TextEncoder",
-    "build_model",
-    "jams_loss",
-    "label_attention",
-    "make_word_embedding",
-]
+_EXPORTS = {
+    ".config": ("BACKBONES", "ModelConfig"),
+    ".encoders": ("CAMLEncoder", "LSTMEncoder", "MaskedBatchNorm1d", "MultiResCNNEncoder",
+                  "PLMEncoder", "ResidualBlock", "TextEncoder", "make_word_embedding"),
+    ".heads": ("CAMLHead", "LAATHead", "LabelAttentionHead", "label_attention"),
+    ".jams": ("JAMS", "JointCodingModel", "build_model", "jams_loss"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
