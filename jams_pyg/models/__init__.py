@@ -7,8 +7,11 @@ _EXPORTS = {
     ".config": ("BACKBONES", "ModelConfig"),
     ".encoders": ("CAMLEncoder", "LSTMEncoder", "MaskedBatchNorm1d", "MultiResCNNEncoder",
                   "PLMEncoder", "ResidualBlock", "TextEncoder", "make_word_embedding"),
-    ".heads": ("CAMLHead", "LAATHead", "LabelAttentionHead", "label_attention"),
-    ".jams": ("JAMS", "JointCodingModel", "build_model", "jams_loss"),
+    ".heads": ("CAMLHead", "LAATHead", "LabelAttentionHead", "label_attention",
+               "label_attention_weights"),
+    ".jams": ("JAMS", "JointCodingModel"),
+    ".build": ("build_model",),
+    ".loss": ("jams_loss",),
 }
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)

@@ -24,7 +24,9 @@ logit.  A document without any token gets :math:`\mathbf{v}_c = \mathbf{0}`, i.e
 logit :math:`b_c`.
 
 *Two equal computations.*  ``attention="explicit"`` materialises the float32 token
-softmax ``[B, C, L]``; ``attention="sdpa"`` runs
+softmax ``[B, C, L]`` of :func:`label_attention_weights` (the one softmax, also behind the
+weights that ``forward(..., return_attention=True)`` and
+:meth:`LabelAttentionHead.attention_weights` return); ``attention="sdpa"`` runs
 :func:`torch.nn.functional.scaled_dot_product_attention` with the code queries as ``Q``
 (``[B, heads, C, d]``), the keys as ``K`` and the tokens as ``V`` and a boolean padding
 mask, so fused kernels (FlashAttention on CPU and CUDA) never build the ``[B, C, L]`` map.
@@ -42,9 +44,37 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CAMLHead", "LAATHead", "LabelAttentionHead", "label_attention"]
+__all__ = [
+    "CAMLHead",
+    "LAATHead",
+    "LabelAttentionHead",
+    "label_attention",
+    "label_attention_weights",
+]
 
 AttentionImpl = Literal["sdpa", "explicit"]
+
+
+def label_attention_weights(queries: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
+    r"""The token softmax of label attention, :math:`a_{cl} = \mathrm{softmax}_l
+    (\mathbf{q}_c^\top \mathbf{k}_l)` over the tokens of each document (no scaling),
+    computed in float32.
+
+    Pads get weight 0; a document without any token gets all-zero weights.
+
+    Shapes:
+        - **queries:** ``[C, d]`` (shared by the batch) or ``[B, C, d]``
+        - **keys:** ``[B, L, d]``, **mask:** ``[B, L]`` bool
+        - **output:** ``[B, C, L]`` float32
+    """
+    eq = "cd,bld->bcl" if queries.dim() == 2 else "bcd,bld->bcl"
+    scores = torch.einsum(eq, queries, keys).float()
+    has_tokens = mask.any(dim=1)
+    empty = not bool(has_tokens.all())
+    if empty:  # documents without tokens: attend anywhere (finite softmax), zero below
+        mask = mask | ~has_tokens[:, None]
+    weights = torch.softmax(scores.masked_fill(~mask[:, None, :], float("-inf")), dim=-1)
+    return weights * has_tokens[:, None, None] if empty else weights
 
 
 def label_attention(
@@ -54,8 +84,12 @@ def label_attention(
     mask: Tensor,
     impl: AttentionImpl = "sdpa",
 ) -> Tensor:
-    r"""Per-code document vectors :math:`\mathbf{v}_c = \sum_l \mathrm{softmax}_l
-    (\mathbf{q}_c^\top \mathbf{k}_l)\, \mathbf{x}_l` (no scaling, pads excluded).
+    r"""Per-code document vectors :math:`\mathbf{v}_c = \sum_l a_{cl}\, \mathbf{x}_l` with the
+    weights :math:`a_{cl}` of :func:`label_attention_weights` (pads excluded; a document
+    without tokens gets :math:`\mathbf{0}`).
+
+    ``impl="explicit"`` materialises the weights; ``impl="sdpa"`` runs
+    :func:`~torch.nn.functional.scaled_dot_product_attention` and never builds them.
 
     Shapes:
         - **queries:** ``[C, d]`` (shared by the batch) or ``[B, C, d]``
@@ -66,38 +100,30 @@ def label_attention(
     dv = values.size(-1)
     if queries.size(-1) != dk:
         raise ValueError(f"query width {queries.size(-1)} differs from key width {dk}")
-    has_tokens = mask.any(dim=1)
-    if not bool(has_tokens.all()):  # documents without tokens: attend anywhere, zero below
-        mask = mask | ~has_tokens[:, None]
     if impl == "explicit":
-        if queries.dim() == 2:
-            scores = torch.einsum("cd,bld->bcl", queries, keys)
-        else:
-            scores = torch.einsum("bcd,bld->bcl", queries, keys)
-        scores = scores.float().masked_fill(~mask[:, None, :], float("-inf"))
-        weights = torch.softmax(scores, dim=-1).to(values.dtype)
-        out = weights @ values
-    elif impl == "sdpa":
-        # one dtype for the fused kernel (autocast may leave the code table in float32)
-        queries, keys = queries.to(values.dtype), keys.to(values.dtype)
-        q = queries.unsqueeze(-3)  # [1|B, 1, C, d]
-        if q.dim() == 3:
-            q = q.unsqueeze(0)
-        n = math.ceil(dv / dk)
-        v = values
-        if n * dk != dv:
-            v = F.pad(v, (0, n * dk - dv))
-        v = v.view(batch, length, n, dk).transpose(1, 2)  # [B, n, L, dk]
-        q = q.expand(batch, n, q.size(-2), dk)
-        k = keys.unsqueeze(1).expand(batch, n, length, dk)
-        attn_mask = mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
-        out = out.transpose(1, 2).reshape(batch, -1, n * dk)[..., :dv]
-    else:
+        return label_attention_weights(queries, keys, mask).to(values.dtype) @ values
+    if impl != "sdpa":
         raise ValueError(f"attention must be 'sdpa' or 'explicit', got {impl!r}")
-    if not bool(has_tokens.all()):
-        out = out * has_tokens[:, None, None].to(out.dtype)
-    return out
+    has_tokens = mask.any(dim=1)
+    empty = not bool(has_tokens.all())
+    if empty:  # documents without tokens: attend anywhere, zero below
+        mask = mask | ~has_tokens[:, None]
+    # one dtype for the fused kernel (autocast may leave the code table in float32)
+    queries, keys = queries.to(values.dtype), keys.to(values.dtype)
+    q = queries.unsqueeze(-3)  # [1|B, 1, C, d]
+    if q.dim() == 3:
+        q = q.unsqueeze(0)
+    n = math.ceil(dv / dk)
+    v = values
+    if n * dk != dv:
+        v = F.pad(v, (0, n * dk - dv))
+    v = v.view(batch, length, n, dk).transpose(1, 2)  # [B, n, L, dk]
+    q = q.expand(batch, n, q.size(-2), dk)
+    k = keys.unsqueeze(1).expand(batch, n, length, dk)
+    attn_mask = mask[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
+    out = out.transpose(1, 2).reshape(batch, -1, n * dk)[..., :dv]
+    return out * has_tokens[:, None, None].to(out.dtype) if empty else out
 
 
 class LabelAttentionHead(nn.Module):
@@ -207,21 +233,42 @@ class LabelAttentionHead(nn.Module):
             logits = logits + bias
         if not return_attention:
             return logits
-        if attention_index is None:
-            sel = queries
-        else:
-            attention_index = attention_index.to(queries.device).long()
-            sel = queries[attention_index]  # [K, d] or [B, K, d]
-            if sel.dim() == 3 and sel.size(0) != x.size(0):
+        return logits, self._select_weights(queries, keys, mask, attention_index)
+
+    def attention_weights(
+        self,
+        keys: Tensor,
+        mask: Tensor,
+        codes: Tensor,
+        attention_index: Tensor | None = None,
+    ) -> Tensor:
+        r"""Token attention weights :math:`a_{cl}` of some codes only, without the logits of
+        every code (e.g. evidence for the codes chosen from the logits).
+
+        Args:
+            keys (Tensor): Token keys ``[B, L, code_channels]`` (``keys(x)`` or shared).
+            mask (Tensor): Padding mask ``[B, L]`` (``True`` = token).
+            codes (Tensor): Code-embedding table ``[C, code_channels]``.
+            attention_index (Tensor, optional): Code indices ``[K]`` or ``[B, K]``; all codes
+                if omitted.
+
+        Returns:
+            ``[B, K, L]`` float32 weights (rows sum to 1 over the document's tokens).
+        """
+        return self._select_weights(self.queries(codes), keys, mask.bool(), attention_index)
+
+    @staticmethod
+    def _select_weights(
+        queries: Tensor, keys: Tensor, mask: Tensor, index: Tensor | None
+    ) -> Tensor:
+        if index is not None:
+            queries = queries[index.to(queries.device).long()]  # [K, d] or [B, K, d]
+            if queries.dim() == 3 and queries.size(0) != keys.size(0):
                 raise ValueError(
-                    f"attention_index [B, K] has {sel.size(0)} rows for a batch of {x.size(0)}"
+                    f"attention_index [B, K] has {queries.size(0)} rows for a batch of "
+                    f"{keys.size(0)}"
                 )
-        eq = "kd,bld->bkl" if sel.dim() == 2 else "bkd,bld->bkl"
-        scores = torch.einsum(eq, sel, keys).float()
-        has_tokens = mask.any(dim=1)
-        scores = scores.masked_fill(~(mask | ~has_tokens[:, None])[:, None, :], float("-inf"))
-        weights = torch.softmax(scores, dim=-1) * has_tokens[:, None, None]
-        return logits, weights
+        return label_attention_weights(queries, keys, mask)
 
     def __repr__(self) -> str:
         return (

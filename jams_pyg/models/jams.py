@@ -1,4 +1,5 @@
-r"""The JAMS joint coding model, its configuration and the normalised joint loss.
+r"""The JAMS joint coding model (built from a :class:`ModelConfig` by
+:func:`jams_pyg.models.build.build_model`, trained with :func:`jams_pyg.models.loss.jams_loss`).
 
 One shared text encoder reads every document; each coding system ``s`` has a code
 embedding table (``U`` for ICD-9, ``V`` for ICD-10, ``[C_s, d]``), a label-attention head, a
@@ -35,23 +36,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jams_pyg.icd.codes import SYSTEM_IDS
 from jams_pyg.models.config import ModelConfig
-from jams_pyg.models.encoders import (
-    CAMLEncoder,
-    LSTMEncoder,
-    MultiResCNNEncoder,
-    PLMEncoder,
-    TextEncoder,
-)
-from jams_pyg.models.heads import CAMLHead, LAATHead, LabelAttentionHead
+from jams_pyg.models.encoders import TextEncoder
+from jams_pyg.models.heads import LabelAttentionHead
 
-__all__ = ["JAMS", "JointCodingModel", "build_model", "jams_loss"]
+__all__ = ["JAMS", "JointCodingModel"]
+
 
 def _system_ids(system: Tensor | Sequence[Any] | str | None, batch: int, device) -> Tensor:
     if system is None:
@@ -251,9 +245,20 @@ class JAMS(nn.Module):
     def code_embeddings(self, return_attention_weights: bool = False) -> dict[str, Any]:
         r"""The code tables the heads use: :math:`U', V'` after MAT (or :math:`U, V`).
 
+        Compute them once and pass them as ``code_tables=`` to :meth:`forward`,
+        :meth:`score` or :meth:`attention_weights` to score many batches with one MAT pass
+        (the weights must not change in between, e.g. under ``torch.no_grad()``).
+
         Returns ``{"icd9": [n, d], "icd10": [m, d]}`` (systems of the model); with
-        ``return_attention_weights=True`` and MAT on, also ``"mat_attention"``: MATConv's
-        ``(edge_index, alpha_9_from_10, alpha_10_from_9, self_alpha_9, self_alpha_10)``.
+        ``return_attention_weights=True`` and MAT on, also
+
+        * ``"mat_attention"``: MATConv's ``(edge_index, alpha_9_from_10, alpha_10_from_9,
+          self_alpha_9, self_alpha_10)``;
+        * ``"link_attention"``: the same per system ``s``, ``{s: (edge_index [2, E_s],
+          alpha [E_s, H], self_alpha [C_s, H])}``: the GEM links that update the codes of
+          ``s`` (row 0 ICD-9, row 1 ICD-10 indices, as the graph's ``edges(s)``), the
+          attention :math:`\alpha_{ij}` each code of ``s`` gives the other end of each of
+          them, and its self weight :math:`\alpha_{ii}`, per MAT head.
         """
         if self.mat is None:
             return {s: self.code_tables[s] for s in self.systems}
@@ -263,7 +268,6 @@ class JAMS(nn.Module):
             (u, v), att = self.mat(x, edge_index, edge_weight, return_attention_weights=True)
         else:
             u, v = self.mat(x, edge_index, edge_weight)
-            att = None
         for s, t in (("icd9", u), ("icd10", v)):
             if t.shape != (self.num_codes[s], self.code_dim):
                 raise ValueError(
@@ -273,6 +277,11 @@ class JAMS(nn.Module):
         out: dict[str, Any] = {"icd9": u, "icd10": v}
         if return_attention_weights:
             out["mat_attention"] = att
+            edge_arg, alpha9, alpha10, self9, self10 = att
+            # one tensor for the union graph, an (ICD-9, ICD-10 updates) pair otherwise
+            edges9, edges10 = edge_arg if self.directional else (edge_arg, edge_arg)
+            out["link_attention"] = {"icd9": (edges9, alpha9, self9),
+                                     "icd10": (edges10, alpha10, self10)}
         return out
 
     def encode(
@@ -328,9 +337,6 @@ class JAMS(nn.Module):
                 hs, ms = h, mask
             else:
                 hs, ms = h[rows], mask[rows]
-            outputs = self.outputs[s] if self.output_layer == "separate" else None
-            head = self.heads[s]
-            keys = self.keys(s, hs) if self.key_proj is not None else None  # else the head's
             if attention_codes is not None and s in attention_codes:
                 index = attention_codes[s]
                 if index.dim() == 2 and index.size(0) != rows.numel():
@@ -338,19 +344,64 @@ class JAMS(nn.Module):
                         f"attention_codes[{s!r}] has {index.size(0)} rows for {rows.numel()} "
                         f"{s} documents"
                     )
-                logits[s], attention[s] = head(
-                    hs,
-                    ms,
-                    tables[s],
-                    self.biases[s],
-                    outputs,
-                    return_attention=True,
-                    attention_index=index,
-                    keys=keys,
-                )
+                logits[s], attention[s] = self.score(hs, ms, s, tables, index)
             else:
-                logits[s] = head(hs, ms, tables[s], self.biases[s], outputs, keys=keys)
+                logits[s] = self.score(hs, ms, s, tables)
         return logits, attention
+
+    def score(
+        self,
+        h: Tensor,
+        mask: Tensor,
+        system: str,
+        code_tables: Mapping[str, Tensor] | None = None,
+        attention_codes: Tensor | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        r"""Logits of the head of ``system`` over encoded documents (the second half of
+        :meth:`forward`, for documents that :meth:`encode` read once for several systems).
+
+        Args:
+            h (Tensor): Token representations ``[B, L, h]`` of :meth:`encode`.
+            mask (Tensor): Their mask ``[B, L]`` (``True`` = token).
+            system (str): The coding system whose head scores the documents.
+            code_tables (dict, optional): Precomputed :meth:`code_embeddings`.
+            attention_codes (Tensor, optional): Code indices ``[K]`` or ``[B, K]``: also
+                return their token attention weights.
+
+        Returns:
+            ``logits [B, C_s]``, or ``(logits, attention [B, K, L])`` with
+            ``attention_codes``.
+        """
+        tables = code_tables if code_tables is not None else self.code_embeddings()
+        outputs = self.outputs[system] if self.output_layer == "separate" else None
+        keys = self.keys(system, h) if self.key_proj is not None else None  # else the head's
+        return self.heads[system](
+            h,
+            mask,
+            tables[system],
+            self.biases[system],
+            outputs,
+            return_attention=attention_codes is not None,
+            attention_index=attention_codes,
+            keys=keys,
+        )
+
+    def attention_weights(
+        self,
+        h: Tensor,
+        mask: Tensor,
+        system: str,
+        codes: Tensor,
+        code_tables: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
+        r"""Token attention weights :math:`a_{cl}` ``[B, K, L]`` of the codes ``codes``
+        (``[K]`` or ``[B, K]`` indices of ``system``) over encoded documents, without the
+        logits of every code: evidence for codes chosen from :meth:`score`'s logits.
+        Rows sum to 1 over the tokens of a document and are zero on padding."""
+        tables = code_tables if code_tables is not None else self.code_embeddings()
+        return self.heads[system].attention_weights(
+            self.keys(system, h), mask, tables[system], codes
+        )
 
     def forward(
         self,
@@ -399,179 +450,3 @@ class JAMS(nn.Module):
 
 
 JointCodingModel = JAMS
-
-
-def _build_encoder(config: ModelConfig, vocab: int, emb_dim: int | None,
-                   embeddings: Tensor | np.ndarray | None) -> TextEncoder:
-    """A fresh text encoder of ``config``'s backbone."""
-    encoder: TextEncoder
-    m = config.model
-    if m == "caml":
-        encoder = CAMLEncoder(
-            vocab,
-            emb_dim,
-            config.num_filters,
-            config.kernel_size,
-            config.embed_dropout,
-            embeddings,
-            config.freeze_embeddings,
-        )
-    elif m == "multirescnn":
-        encoder = MultiResCNNEncoder(
-            vocab,
-            emb_dim,
-            config.num_filters,
-            config.kernel_sizes,
-            config.embed_dropout,
-            embeddings,
-            config.freeze_embeddings,
-        )
-    elif m == "laat":
-        encoder = LSTMEncoder(
-            vocab,
-            emb_dim,
-            config.rnn_hidden_size,
-            config.rnn_num_layers,
-            config.rnn_dropout,
-            config.embed_dropout,
-            embeddings,
-            config.freeze_embeddings,
-        )
-    else:
-        if config.plm_path_or_config is None:
-            raise ValueError("model 'plm_icd' needs plm_path_or_config (a local model dir)")
-        encoder = PLMEncoder(config.plm_path_or_config, config.chunk_size)
-    return encoder
-
-
-def build_model(
-    config: ModelConfig,
-    graph: Any = None,
-    num_codes: Mapping[str, int] | None = None,
-    embeddings: Tensor | np.ndarray | None = None,
-) -> JAMS:
-    """Build the :class:`JAMS` model of ``config``.
-
-    Args:
-        config (ModelConfig): Backbone and JAMS settings.
-        graph (GEMGraph, optional): GEM graph over the datasets' code lists (needed with
-            ``use_mat``; its node counts give ``num_codes`` when that is omitted).
-        num_codes (dict[str, int], optional): Codes per system.
-        embeddings (Tensor or np.ndarray, optional): Pretrained word vectors
-            ``[vocab_size, embedding_dim]`` for the word-level backbones.
-    """
-    if num_codes is None:
-        if graph is None:
-            raise ValueError("build_model needs num_codes or a graph")
-        num_codes = {"icd9": graph.num_icd9, "icd10": graph.num_icd10}
-    missing = [s for s in config.systems if s not in num_codes]
-    if missing:
-        raise ValueError(f"num_codes lacks system(s) {missing}")
-    if config.use_mat and graph is None:
-        raise ValueError("use_mat=True needs the GEM graph (graph=GEMGraph...)")
-    m = config.model
-    if m != "plm_icd" and config.vocab_size <= 0 and embeddings is None:
-        raise ValueError(f"model {m!r} needs vocab_size > 0 (the word vocabulary size)")
-    if m != "plm_icd" and embeddings is not None:
-        vocab = config.vocab_size or int(np.shape(embeddings)[0])
-        emb_dim = int(np.shape(embeddings)[1])
-    else:
-        vocab, emb_dim = config.vocab_size, config.embedding_dim
-    encoder: TextEncoder | dict[str, TextEncoder]
-    if config.shared_encoder:
-        encoder = _build_encoder(config, vocab, emb_dim, embeddings)
-        h = encoder.out_channels
-    else:
-        per_system = {s: _build_encoder(config, vocab, emb_dim, embeddings)
-                      for s in config.systems}
-        encoder, h = per_system, per_system[config.systems[0]].out_channels
-    if m in ("laat", "plm_icd"):
-        d = config.code_dim or config.projection_size or h
-    else:
-        d = config.code_dim or h
-    separate = config.output_layer == "separate"
-    heads: dict[str, LabelAttentionHead] = {}
-    for s in config.systems:
-        if m in ("laat", "plm_icd"):
-            heads[s] = LAATHead(h, d, output_proj=not separate, attention=config.attention,
-                                key_proj=not config.shares_keys)
-        else:
-            heads[s] = CAMLHead(h, d, output_proj=not separate, attention=config.attention)
-    key_proj = nn.Linear(h, d, bias=False) if config.shares_keys else None
-    mat = None
-    if config.use_mat:
-        if graph.direction != config.gem_direction:
-            raise ValueError(
-                f"the config asks for the {config.gem_direction} GEM graph but the graph is "
-                f"{graph.direction}: build it with direction={config.gem_direction!r}"
-            )
-        from jams_pyg.nn import MATConv  # imported only when MAT is used
-
-        mat = MATConv(
-            d,
-            heads=config.mat_heads,
-            negative_slope=config.mat_negative_slope,
-            dropout=config.mat_dropout,
-        )
-    return JAMS(
-        encoder,
-        heads,
-        {s: int(num_codes[s]) for s in config.systems},
-        d,
-        mat=mat,
-        graph=graph if config.use_mat else None,
-        edge_weighting=config.edge_weighting,
-        output_layer=config.output_layer,
-        key_proj=key_proj,
-        # LAAT / PLM-ICD: N(0, 0.03) (official code, Edin et al.); CAML / MultiResCNN
-        # outputs Xavier (official CAMLAttention), code tables Xavier without MAT (Edin et al.)
-        output_init="normal" if m in ("laat", "plm_icd") else "xavier",
-        table_init="normal" if m in ("laat", "plm_icd") or config.use_mat else "xavier",
-        config=config,
-    )
-
-
-def jams_loss(
-    logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], return_parts: bool = False
-) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
-    r"""Normalised joint loss (eq. 3):
-
-    .. math::
-        \mathcal{L} = \frac{\mathcal{L}_{\text{ICD-9}}\,\mu + \mathcal{L}_{\text{ICD-10}}\,
-        \eta}{\mu + \eta}
-
-    with :math:`\mu, \eta` the numbers of ICD-9 and ICD-10 documents of the batch and each
-    :math:`\mathcal{L}_s` the binary cross-entropy with logits averaged over that system's
-    documents and codes.  A system without documents in the batch drops out, so a batch of
-    one system gives that system's loss.  Computed in float32.
-
-    Args:
-        logits (dict[str, Tensor]): ``{s: [B_s, C_s]}`` as returned by :class:`JAMS`.
-        labels (dict[str, Tensor]): ``{s: [B_s, C_s]}`` multi-hot targets, same row order.
-        return_parts (bool, optional): Also return ``{s: L_s}``.
-    """
-    total: Tensor | None = None
-    count = 0
-    parts: dict[str, Tensor] = {}
-    for s, target in labels.items():
-        n = int(target.size(0)) if target.dim() else 0
-        if n == 0:
-            continue
-        if s not in logits:
-            raise ValueError(f"labels have {n} {s} documents but logits have no {s!r} entry")
-        pred = logits[s]
-        if pred.shape != target.shape:
-            raise ValueError(
-                f"{s}: logits shape {tuple(pred.shape)} != labels shape {tuple(target.shape)}"
-            )
-        loss_s = F.binary_cross_entropy_with_logits(pred.float(), target.float())
-        parts[s] = loss_s
-        total = loss_s * n if total is None else total + loss_s * n
-        count += n
-    for s, pred in logits.items():
-        if pred.size(0) and s not in labels:
-            raise ValueError(f"logits have {pred.size(0)} {s} documents but labels have none")
-    if total is None:
-        raise ValueError("jams_loss: the batch has no documents")
-    loss = total / count
-    return (loss, parts) if return_parts else loss
