@@ -14,8 +14,9 @@ initialisation, dropout and batch order. It then writes to ``--results-dir``:
   and with ``mat_only`` ``deltas_vs_mat_only``: what sharing the encoder adds on top of MAT).
 
 Deltas pair runs by seed: for each seed, (variant − backbone) on the same data; reported as
-mean and sample std over seeds, for macro-F1, micro-F1, MAP and the macro-F1 of every
-frequency bucket and of the rarest bucket's codes with / without a GEM link.
+mean, sample std and 95 % t-interval over seeds, for macro-F1, micro-F1, MAP and the macro-F1
+of every frequency bucket and of the rarest bucket's codes with / without a GEM link
+(:mod:`jams_pyg.eval.deltas`; the epochs each run took: :mod:`jams_pyg.eval.tables`).
 
 A finished run (its ``metrics.json`` exists in ``--output-dir``) is reused, so the ablations
 can be added later next to the existing backbone/JAMS runs, and an interrupted one resumes
@@ -39,14 +40,11 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-DELTA_METRICS = ("f1_macro", "f1_micro", "map")
 ABLATIONS = ("no_mat", "unweighted", "mat_only", "union", "tied", "tied_backbone")
 #: Reference variant -> (variants compared with it, what the paired delta measures).
 ABLATION_REFERENCES = {
@@ -55,8 +53,6 @@ ABLATION_REFERENCES = {
     "jams": (("unweighted", "union"), "the change against the faithful JAMS"),
     "tied_backbone": (("tied",), "what JAMS adds to the tied layout (our extension)"),
 }
-SYSTEM_NAMES = {"icd9": "ICD-9", "icd10": "ICD-10"}
-METRIC_NAMES = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "map": "MAP"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -153,133 +149,6 @@ def make_config(args: argparse.Namespace, model: str, variant: str, seed: int):
 
 
 # ------------------------------------------------------------------------------------------
-# aggregation
-# ------------------------------------------------------------------------------------------
-
-
-def group_scores(system_result: Mapping[str, Any]) -> dict[str, float | None]:
-    """The compared numbers of one system of one run: ``DELTA_METRICS`` and the macro-F1 of
-    every frequency bucket (``"bucket 1-10"``) and linkage group (``"1-10 w/ link"``)."""
-    scores: dict[str, float | None] = {k: system_result["metrics"][k] for k in DELTA_METRICS}
-    buckets = system_result["buckets"]
-    for label, group in buckets["buckets"].items():
-        scores[f"bucket {label}"] = group["macro_f1"]
-    linkage = buckets.get("linkage")
-    if linkage is not None:
-        scores[f"{linkage['bucket']} w/ link"] = linkage["with_link"]["macro_f1"]
-        scores[f"{linkage['bucket']} w/o link"] = linkage["without_link"]["macro_f1"]
-    return scores
-
-
-def _stats(values: Sequence[float]) -> dict[str, Any]:
-    """Mean, sample std and the half-width of the 95 % t-interval of the mean."""
-    from scipy.stats import t
-
-    n = len(values)
-    std = float(np.std(values, ddof=1)) if n > 1 else None
-    return {
-        "mean": float(np.mean(values)) if values else None,
-        "std": std,
-        "ci95": float(t.ppf(0.975, n - 1) * std / np.sqrt(n)) if std is not None else None,
-        "per_seed": [float(v) for v in values],
-    }
-
-
-def summarize_deltas(runs: Sequence[Mapping[str, Any]], reference: str = "backbone"
-                     ) -> dict[str, Any]:
-    """Paired (variant − ``reference``) deltas per model, variant, system and score.
-
-    Runs pair by (model, seed); a seed without both runs, or a score that is ``None`` in
-    either, is left out of that score (its ``seeds`` list says which seeds count).
-
-    Returns:
-        ``{model: {variant: {system: {score: {"mean", "std", "per_seed", "seeds"}}}}}``,
-        fractions (not × 100); ``std`` is the sample std over seeds (``None`` for one seed).
-    """
-    by_key: dict[tuple[str, str, int], Mapping[str, Any]] = {}
-    for run in runs:
-        key = (run["model"], run["variant"], int(run["seed"]))
-        if key in by_key:
-            raise ValueError(f"two runs of model {key[0]!r} variant {key[1]!r} seed {key[2]}")
-        by_key[key] = run
-    summary: dict[str, Any] = {}
-    for (model, variant, seed), run in sorted(by_key.items()):
-        if variant == reference:
-            continue
-        base = by_key.get((model, reference, seed))
-        if base is None:
-            continue
-        for system, result in run["systems"].items():
-            if system not in base["systems"]:
-                continue
-            ours, theirs = group_scores(result), group_scores(base["systems"][system])
-            target = summary.setdefault(model, {}).setdefault(variant, {}).setdefault(system, {})
-            for score, value in ours.items():
-                other = theirs.get(score)
-                entry = target.setdefault(score, {"values": [], "seeds": []})
-                if value is None or other is None:
-                    continue
-                entry["values"].append(value - other)
-                entry["seeds"].append(seed)
-    for variants in summary.values():
-        for systems in variants.values():
-            for scores in systems.values():
-                for score, entry in scores.items():
-                    scores[score] = {**_stats(entry["values"]), "seeds": entry["seeds"]}
-    return summary
-
-
-def _fmt(stats: Mapping[str, Any]) -> str:
-    """``mean ± half-width of the 95 % interval`` (× 100)."""
-    if stats["mean"] is None:
-        return "–"
-    text = f"{100 * stats['mean']:+.1f}"
-    if stats.get("ci95") is not None:
-        text += f" ± {100 * stats['ci95']:.1f}"
-    return text
-
-
-def delta_table(summary: Mapping[str, Any], display: Mapping[str, str] | None = None) -> str:
-    """Markdown table of :func:`summarize_deltas`, × 100: one row per (model, variant,
-    system), one column per score; mean ± half-width of the 95 % t-interval over seeds,
-    ``n`` = paired seeds."""
-    display = display or {}
-    scores: list[str] = []
-    for variants in summary.values():
-        for systems in variants.values():
-            for per_score in systems.values():
-                scores += [s for s in per_score if s not in scores]
-    names = [METRIC_NAMES.get(s, s.replace("bucket ", "macro-F1 ")) for s in scores]
-    lines = ["| Delta vs backbone | System | n | " + " | ".join(names) + " |",
-             "|:---|:---|---:|" + "---:|" * len(scores)]
-    for model, variants in summary.items():
-        for variant, systems in variants.items():
-            for system, per_score in systems.items():
-                n = max((len(v["per_seed"]) for v in per_score.values()), default=0)
-                cells = [_fmt(per_score[s]) if s in per_score else "–" for s in scores]
-                name = f"{display.get(model, model)} {variant}"
-                lines.append(f"| {name} | {SYSTEM_NAMES.get(system, system)} | {n} | "
-                             + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def delta_text(summary: Mapping[str, Any]) -> str:
-    """Plain-text summary: per model, variant and system the deltas (× 100) and the scores
-    where the variant is worse than the backbone on average."""
-    lines = []
-    for model, variants in summary.items():
-        for variant, systems in variants.items():
-            for system, per_score in systems.items():
-                parts = [f"{METRIC_NAMES.get(s, s)} {_fmt(v)}" for s, v in per_score.items()]
-                worse = [s for s, v in per_score.items() if v["mean"] is not None and v["mean"] < 0]
-                lines.append(f"{model} {variant} - backbone, {SYSTEM_NAMES.get(system, system)}: "
-                             + "; ".join(parts))
-                lines.append("    not better than the backbone (mean delta < 0): "
-                             + (", ".join(worse) if worse else "none"))
-    return "\n".join(lines) if lines else "no variant/backbone pairs to compare"
-
-
-# ------------------------------------------------------------------------------------------
 # main
 # ------------------------------------------------------------------------------------------
 
@@ -331,37 +200,6 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     return runs
 
 
-def convergence(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per run and trained model: epochs run, best epoch, the epoch cap, and whether early
-    stopping ended it (rather than the cap)."""
-    rows = []
-    for run in runs:
-        for group, meta in run.get("training", {}).items():
-            summary = meta["training"]
-            cap = meta.get("train_config", {}).get("epochs")
-            rows.append({"label": run["label"], "seed": run["seed"], "model": group,
-                         "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-                         "epochs_cap": cap,
-                         "early_stopped": None if cap is None else summary["epochs_run"] < cap})
-    return rows
-
-
-def convergence_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown: per label and trained model, epochs run and best epoch over seeds."""
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault((row["label"], row["model"]), []).append(row)
-    lines = ["| Run | Trained on | seeds | epochs run | best epoch | stopped early |",
-             "|:---|:---|---:|---|---|---:|"]
-    for (label, model), items in groups.items():
-        run = ", ".join(str(r["epochs_run"]) for r in items)
-        best = ", ".join(str(r["best_epoch"]) for r in items)
-        early = sum(bool(r["early_stopped"]) for r in items)
-        lines.append(f"| {label} | {model} | {len(items)} | {run} | {best} | "
-                     f"{early}/{len(items)} |")
-    return "\n".join(lines)
-
-
 def environment() -> dict[str, Any]:
     import torch
 
@@ -376,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args(argv)
+    from jams_pyg.eval.deltas import delta_table, delta_text, summarize_deltas
+    from jams_pyg.eval.tables import convergence_rows, convergence_table
     from jams_pyg.train.experiment import DISPLAY, SYNTHETIC_MODEL, write_report
 
     start = time.perf_counter()
@@ -403,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"(data seed {args.data_seed}); training {json.dumps(settings['train'])}.\n"
         f"Command: `python benchmarks/{settings['command']}`\n\n"
     )
-    epochs = convergence(runs)
+    epochs = convergence_rows(runs)
     (results_dir / "report.md").write_text(
         header + report
         + "\nPaired deltas (variant − backbone, same seed and data; x100; mean ± half-width "
@@ -419,13 +259,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         # One part's own share: the joint model with vs without that part.
         kept = [r for r in runs if r["variant"] in (reference, *compared)]
         payload[f"deltas_vs_{reference}"] = summarize_deltas(kept, reference=reference)
-        table = delta_table(payload[f"deltas_vs_{reference}"], DISPLAY)
+        table = delta_table(payload[f"deltas_vs_{reference}"], DISPLAY, reference)
         with (results_dir / "report.md").open("a") as f:
             f.write(f"\nPaired deltas against {reference} (variant − {reference}: {meaning}; "
                     "x100; mean ± half-width of the 95 % t-interval over seeds)\n\n"
-                    + table.replace("Delta vs backbone", f"Delta vs {reference}") + "\n")
+                    + table + "\n")
     (results_dir / "results.json").write_text(json.dumps(payload, indent=2, default=float))
-    print("\nDeltas (x100, mean ± std over seeds):\n" + text)
+    print("\nDeltas (x100, mean ± half-width of the 95 % t-interval over seeds):\n"
+          + text)
     print(f"\nwrote {results_dir}/report.md, buckets.png, results.json")
     return payload
 

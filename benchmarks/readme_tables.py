@@ -20,7 +20,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jams_pyg.eval.analysis import SYSTEM_LABELS
+from jams_pyg.eval.deltas import format_delta, rarest_groups
+from jams_pyg.eval.tables import (
+    MISSING,
+    SYSTEM_LABELS,
+    compare_table,
+    convergence_table,
+    results_by_label,
+)
 
 #: Table 2 of the paper: (backbone, JAMS) macro-F1 and MAP, ×100, per system.
 PAPER_TABLE2 = {
@@ -38,37 +45,15 @@ PAPER_LAAT_BUCKETS = {"icd9": {"rare": 3.2, "rare w/ link": 4.2, "rare w/o link"
                       "icd10": {"rare": 3.7, "rare w/ link": 4.1, "rare w/o link": 1.2}}
 
 
-def _cell(stats: Mapping[str, Any] | None) -> str:
-    if not stats or stats.get("mean") is None:
-        return "–"
-    text = f"{100 * stats['mean']:+.1f}"
-    if stats.get("ci95") is not None:
-        text += f" ± {100 * stats['ci95']:.1f}"
-    return text
-
-
-def _rare_keys(scores: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """The keys of the rarest bucket and its linked / unlinked groups ("bucket 1-10" ...)."""
-    buckets = [k for k in scores if k.startswith("bucket ")]
-    rare = buckets[0] if buckets else None
-    link = next((k for k in scores if k.endswith(" w/ link")), None)
-    nolink = next((k for k in scores if k.endswith(" w/o link")), None)
-    return rare, link, nolink
-
-
 def metrics_table(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
-    from jams_pyg.eval.analysis import compare_table
-
-    table: dict[str, dict[str, list[Any]]] = {}
-    for run in runs:
-        for system, result in run["systems"].items():
-            table.setdefault(run["label"], {}).setdefault(system, []).append(result["metrics"])
-    return compare_table(table, metrics=metrics)
+    """Test metrics per label (mean ± std over its seeds), Table 2-style."""
+    return compare_table(results_by_label(runs), metrics=metrics)
 
 
-def delta_table(deltas: Mapping[str, Any], display: Mapping[str, str],
-                variant: str = "jams") -> str:
-    """Ours (paired, 95 % interval) beside the paper's (one run each)."""
+def paper_delta_table(deltas: Mapping[str, Any], display: Mapping[str, str],
+                      variant: str = "jams") -> str:
+    """Our paired ``variant`` − backbone deltas (95 % interval) beside the paper's gains
+    (one run each)."""
     lines = ["| Backbone | System | n | macro-F1 ours | paper | MAP ours | paper | "
              "rare ours | paper | rare w/ link ours | paper | rare w/o link ours | paper |",
              "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -78,17 +63,17 @@ def delta_table(deltas: Mapping[str, Any], display: Mapping[str, str],
 
             def gain(key: str, paper: Mapping[str, Any] = paper) -> str:
                 pair = paper.get(key)
-                return f"{pair[1] - pair[0]:+.1f}" if pair else "–"
+                return f"{pair[1] - pair[0]:+.1f}" if pair else MISSING
 
             buckets = PAPER_LAAT_BUCKETS.get(system, {}) if model == "laat" else {}
-            rare, link, nolink = _rare_keys(scores)
+            rare, link, nolink = rarest_groups(scores)
             n = len(scores["f1_macro"]["per_seed"])
-            cells = [_cell(scores["f1_macro"]), gain("f1_macro"), _cell(scores["map"]),
-                     gain("map")]
+            cells = [format_delta(scores["f1_macro"]), gain("f1_macro"),
+                     format_delta(scores["map"]), gain("map")]
             for key, name in ((rare, "rare"), (link, "rare w/ link"),
                               (nolink, "rare w/o link")):
-                cells += [_cell(scores.get(key) if key else None),
-                          f"{buckets[name]:+.1f}" if name in buckets else "–"]
+                cells += [format_delta(scores.get(key) if key else None),
+                          f"{buckets[name]:+.1f}" if name in buckets else MISSING]
             lines.append(f"| {display.get(model, model)} | {SYSTEM_LABELS.get(system, system)} | "
                          f"{n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -111,9 +96,9 @@ def ablation_table(payload: Mapping[str, Any], model: str = "laat") -> str:
             cells = []
             for system in SYSTEM_LABELS:
                 scores = systems.get(system, {})
-                link = _rare_keys(scores)[1]
-                cells += [_cell(scores.get("f1_macro")), _cell(scores.get("map")),
-                          _cell(scores.get(link) if link else None)]
+                link = rarest_groups(scores)[1]
+                cells += [format_delta(scores.get("f1_macro")), format_delta(scores.get("map")),
+                          format_delta(scores.get(link) if link else None)]
             lines.append(f"| {variant} − {reference} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -137,10 +122,8 @@ def main(argv: Sequence[str] | None = None) -> str:
         print(text)
         return text
     out = [metrics_table(payload["runs"], args.metrics), "",
-           delta_table(payload["deltas"], DISPLAY, args.variant)]
+           paper_delta_table(payload["deltas"], DISPLAY, args.variant)]
     if payload.get("convergence"):
-        from jams_vs_backbone import convergence_table
-
         out += ["", convergence_table(payload["convergence"])]
     text = "\n".join(out)
     print(text)

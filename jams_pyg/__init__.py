@@ -32,8 +32,8 @@ _EXPORTS = {
     "jams_pyg.train.trainer": ("Trainer", "TrainConfig", "CheckpointError", "ResumeMismatch",
                                "RunDirLocked", "TrainingDiverged", "TrainingError"),
     "jams_pyg.train.experiment": ("ExperimentConfig", "run_experiment"),
-    "jams_pyg.eval.metrics": ("compute_metrics", "per_code_f1", "tune_threshold"),
-    "jams_pyg.eval.analysis": ("bucket_macro_f1", "compare_table", "plot_buckets"),
+    "jams_pyg.eval": ("bucket_macro_f1", "compare_table", "compute_metrics", "per_code_f1",
+                      "plot_buckets", "tune_threshold"),
     "jams_pyg.inference.bundle": ("BundleError", "load_bundle", "save_bundle"),
     "jams_pyg.inference.predictor": ("JAMSPredictor",),
 }

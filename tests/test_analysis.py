@@ -1,26 +1,30 @@
-"""jams_pyg.eval.analysis: frequency buckets, GEM-link split, tables and the plot."""
+"""jams_pyg.eval.buckets, .tables and .plots: frequency buckets, GEM-link split, tables and
+the plot; and the eval package's exports."""
 
 from __future__ import annotations
 
+import importlib
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from jams_pyg.eval.analysis import (
+import jams_pyg.eval
+from jams_pyg.eval.buckets import (
     FREQUENCY_BUCKETS,
     MIMIC_IV_TRAIN_DOCS,
     bucket_label,
     bucket_macro_f1,
-    bucket_table,
     code_frequencies,
-    compare_table,
     frequency_scale,
-    plot_buckets,
     scale_buckets,
 )
 from jams_pyg.eval.metrics import METRIC_KEYS, per_code_f1
+from jams_pyg.eval.plots import plot_buckets
+from jams_pyg.eval.tables import bucket_table, compare_table, results_by_label
 
 # hand-made: 10 codes
 COUNTS = np.array([0, 1, 100, 101, 1000, 1001, 5000, 50, 0, 7])
@@ -239,3 +243,36 @@ def test_plot_writes_png(tmp_path):
     assert len(data) > 10_000
     with pytest.raises(ValueError, match="no model has results"):
         plot_buckets({"LAAT": {"icd9": base}}, tmp_path / "x.png", systems=("icd10",))
+
+
+def test_results_by_label_groups_seeds():
+    runs = [{"label": "LAAT", "systems": {"icd9": {"metrics": {"map": 0.1}, "buckets": 1}}},
+            {"label": "LAAT", "systems": {"icd9": {"metrics": {"map": 0.3}, "buckets": 2},
+                                          "icd10": {"metrics": {"map": 0.5}, "buckets": 3}}}]
+    assert results_by_label(runs) == {"LAAT": {"icd9": [{"map": 0.1}, {"map": 0.3}],
+                                               "icd10": [{"map": 0.5}]}}
+    assert results_by_label(runs, "buckets") == {"LAAT": {"icd9": [1, 2], "icd10": [3]}}
+
+
+# --------------------------------------------------------------------------------------------
+# the package: every export resolves, light imports stay light
+# --------------------------------------------------------------------------------------------
+
+
+def test_eval_exports_match_the_modules():
+    for module_name, names in jams_pyg.eval._EXPORTS.items():
+        module = importlib.import_module(module_name, "jams_pyg.eval")
+        assert sorted(names) == sorted(module.__all__), module_name
+        for name in names:
+            assert getattr(jams_pyg.eval, name) is getattr(module, name)
+    with pytest.raises(AttributeError, match="no attribute"):
+        jams_pyg.eval.analysis_table  # noqa: B018
+
+
+def test_light_imports():
+    code = (
+        "import sys, jams_pyg.eval; assert 'torch' not in sys.modules, 'eval imports torch'; "
+        "import jams_pyg.eval.tables, jams_pyg.eval.buckets, jams_pyg.eval.plots, "
+        "jams_pyg.eval.deltas; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

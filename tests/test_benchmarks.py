@@ -1,14 +1,17 @@
-"""Smoke tests of benchmarks/jams_vs_backbone.py and benchmarks/overhead.py: argument
-parsing and the aggregation helpers on tiny hand-made inputs (no training)."""
+"""Smoke tests of benchmarks/jams_vs_backbone.py, benchmarks/overhead.py and
+benchmarks/readme_tables.py: argument parsing and the drivers' own helpers on tiny hand-made
+inputs (no training). The deltas they show are tested from the package in test_deltas.py."""
 
 from __future__ import annotations
 
 import importlib.util
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_deltas import RUNS
+
+from jams_pyg.eval.deltas import summarize_deltas
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -82,89 +85,6 @@ def test_jvb_configs_share_one_corpus(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# jams_vs_backbone: deltas
-# ------------------------------------------------------------------------------------------
-
-
-def _system(f1_macro, f1_micro, mapv, rare, freq, linked, unlinked):
-    group = {"num_codes": 3, "num_absent": 0}
-    return {
-        "metrics": {"f1_macro": f1_macro, "f1_micro": f1_micro, "map": mapv, "auc_micro": 0.9},
-        "buckets": {
-            "scale": 0.1,
-            "buckets": {"1-10": {"low": 1, "high": 10, "macro_f1": rare, **group},
-                        "11+": {"low": 11, "high": None, "macro_f1": freq, **group}},
-            "unseen": {"macro_f1": None, "num_codes": 0, "num_absent": 2},
-            "linkage": {"bucket": "1-10", "with_link": {"macro_f1": linked, **group},
-                        "without_link": {"macro_f1": unlinked, **group}},
-        },
-    }
-
-
-def _run(variant, seed, icd9, icd10=None):
-    systems = {"icd9": _system(*icd9)}
-    if icd10 is not None:
-        systems["icd10"] = _system(*icd10)
-    return {"label": variant, "model": "laat", "variant": variant, "seed": seed,
-            "bucket_scale": 0.1, "systems": systems}
-
-
-RUNS = [
-    _run("backbone", 0, (0.30, 0.50, 0.60, 0.10, 0.70, 0.20, 0.05), (0.2, 0.4, 0.5, 0, 0, 0, 0)),
-    _run("backbone", 1, (0.32, 0.52, 0.62, 0.12, 0.72, 0.22, None)),
-    _run("jams", 0, (0.34, 0.49, 0.63, 0.15, 0.69, 0.30, 0.04), (0.3, 0.4, 0.5, 0, 0, 0, 0)),
-    _run("jams", 1, (0.38, 0.52, 0.64, 0.19, 0.72, 0.30, 0.06)),
-    _run("jams", 2, (0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99)),  # no backbone seed 2: unpaired
-]
-
-
-def test_summarize_deltas_pairs_by_seed():
-    d = jvb.summarize_deltas(RUNS)["laat"]["jams"]
-    icd9 = d["icd9"]
-    # macro-F1: seed 0 +0.04, seed 1 +0.06 -> mean 0.05, sample std sqrt(2)*0.01
-    assert icd9["f1_macro"]["per_seed"] == pytest.approx([0.04, 0.06])
-    assert icd9["f1_macro"]["mean"] == pytest.approx(0.05)
-    assert icd9["f1_macro"]["std"] == pytest.approx(math.sqrt(2) * 0.01)
-    # 95 % t-interval of the mean, n = 2: t(0.975, 1) = 12.7062 (tables), half-width
-    # t * std / sqrt(2) = 12.7062 * 0.01
-    assert icd9["f1_macro"]["ci95"] == pytest.approx(12.7062 * 0.01, rel=1e-4)
-    assert icd9["f1_macro"]["seeds"] == [0, 1]
-    assert icd9["f1_micro"]["mean"] == pytest.approx(-0.005)
-    assert icd9["bucket 1-10"]["mean"] == pytest.approx(0.06)
-    assert icd9["bucket 11+"]["mean"] == pytest.approx(-0.005)
-    assert icd9["1-10 w/ link"]["per_seed"] == pytest.approx([0.10, 0.08])
-    # the backbone's seed-1 value is None: only seed 0 counts, no std from one value
-    assert icd9["1-10 w/o link"] == {"mean": pytest.approx(-0.01), "std": None, "ci95": None,
-                                     "per_seed": [pytest.approx(-0.01)], "seeds": [0]}
-    assert d["icd10"]["f1_macro"]["per_seed"] == pytest.approx([0.1])
-    assert set(icd9) == {"f1_macro", "f1_micro", "map", "bucket 1-10", "bucket 11+",
-                         "1-10 w/ link", "1-10 w/o link"}
-
-
-def test_summarize_deltas_rejects_duplicates_and_needs_backbone():
-    with pytest.raises(ValueError, match="two runs"):
-        jvb.summarize_deltas([*RUNS, RUNS[0]])
-    assert jvb.summarize_deltas([r for r in RUNS if r["variant"] == "jams"]) == {}
-    # another reference (as for deltas_vs_no_mat): the signs flip
-    flipped = jvb.summarize_deltas(RUNS, reference="jams")["laat"]["backbone"]["icd9"]
-    assert flipped["f1_macro"]["per_seed"] == pytest.approx([-0.04, -0.06])
-
-
-def test_delta_table_and_text():
-    summary = jvb.summarize_deltas(RUNS)
-    table = jvb.delta_table(summary, {"laat": "LAAT"})
-    lines = table.splitlines()
-    assert lines[0].startswith("| Delta vs backbone | System | n | macro-F1 | micro-F1 | MAP |")
-    # mean ± half-width of the 95 % t-interval: 12.706 * std / sqrt(2)
-    assert "| LAAT jams | ICD-9 | 2 | +5.0 ± 12.7 | -0.5 ± 6.4 |" in table
-    assert lines[-1].startswith("| LAAT jams | ICD-10 | 1 | +10.0 |")
-    text = jvb.delta_text(summary)
-    assert "laat jams - backbone, ICD-9: macro-F1 +5.0 ± 12.7" in text
-    assert "(mean delta < 0): f1_micro, bucket 11+, 1-10 w/o link" in text
-    assert jvb.delta_text({}) == "no variant/backbone pairs to compare"
-
-
-# ------------------------------------------------------------------------------------------
 # overhead
 # ------------------------------------------------------------------------------------------
 
@@ -229,7 +149,7 @@ def test_overhead_summary_and_markdown():
 
 def test_readme_delta_table_puts_the_papers_gain_beside_ours():
     tables = _load("readme_tables")
-    text = tables.delta_table(jvb.summarize_deltas(RUNS), {"laat": "LAAT"})
+    text = tables.paper_delta_table(summarize_deltas(RUNS), {"laat": "LAAT"})
     lines = text.splitlines()
     assert lines[0].startswith("| Backbone | System | n | macro-F1 ours | paper |")
     # ours: macro-F1 +5.0 ± 12.7 (see above); the paper's LAAT: 28.7 - 26.4 = +2.3 macro-F1,
@@ -241,8 +161,8 @@ def test_readme_delta_table_puts_the_papers_gain_beside_ours():
 
 def test_readme_ablation_table_lists_every_reference():
     tables = _load("readme_tables")
-    payload = {"deltas": jvb.summarize_deltas(RUNS),
-               "deltas_vs_jams": jvb.summarize_deltas(RUNS, reference="jams")}
+    payload = {"deltas": summarize_deltas(RUNS),
+               "deltas_vs_jams": summarize_deltas(RUNS, reference="jams")}
     lines = tables.ablation_table(payload).splitlines()
     assert lines[0].startswith("| Paired delta (n = 2) | ICD-9 macro-F1 | ICD-9 MAP |")
     # jams − backbone, ICD-9: macro-F1 +5.0 ± 12.7, MAP +2.5 ± 6.4, rare linked +9.0 ± 12.7

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jams_pyg.eval.analysis import FREQUENCY_BUCKETS, METRIC_LABELS, bucket_label, scale_buckets
+from jams_pyg.eval import FREQUENCY_BUCKETS, METRIC_LABELS, bucket_label, scale_buckets
 from jams_pyg.inference.predictor import JAMSPredictor
 from jams_pyg.train.experiment import ExperimentConfig, main
 

@@ -1,4 +1,4 @@
-"""jams_pyg.eval.metrics against scikit-learn and plainly written references."""
+"""jams_pyg.eval.metrics and .thresholds against scikit-learn and plainly written references."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score, r
 
 import jams_pyg.eval.metrics as metrics_module
 from jams_pyg.eval.metrics import (
-    EDIN_THRESHOLD_GRID,
     METRIC_KEYS,
     MICRO_AUC_CODES,
-    THRESHOLD_PROTOCOLS,
     compute_metrics,
-    evaluate,
     micro_f1,
     per_code_f1,
+)
+from jams_pyg.eval.thresholds import (
+    EDIN_THRESHOLD_GRID,
+    THRESHOLD_PROTOCOLS,
+    evaluate,
     tune_threshold,
 )
 

@@ -44,8 +44,9 @@ least 1 on :math:`\mathcal{C}^+, \mathcal{D}^+`); ties in a document's ranking a
 the lower code index (``torch.sort`` / ``torch.topk`` leave them unspecified); :math:`P@k`
 with fewer than ``k`` codes divides by ``k`` (``torch.topk`` would fail); targets with no
 positive at all raise ``ValueError`` (Edin would divide by zero). The threshold tuning of
-:func:`tune_threshold` defaults to Edin's protocol, which unlike the metrics above counts
-every code and document of the validation split (see :data:`THRESHOLD_PROTOCOLS`).
+:func:`~jams_pyg.eval.thresholds.tune_threshold` defaults to Edin's protocol, which unlike the
+metrics above counts every code and document of the validation split (see
+:data:`~jams_pyg.eval.thresholds.THRESHOLD_PROTOCOLS`).
 
 With :math:`\hat{y} = \mathbb{1}[p > \tau]` (strictly greater, as Edin) and per-code counts
 :math:`TP_c, FP_c, FN_c`:
@@ -93,16 +94,6 @@ METRIC_KEYS: tuple[str, ...] = (
     "map",
 )
 """The nine metrics of Table 2, in the order of the table."""
-
-THRESHOLD_PROTOCOLS: tuple[str, ...] = ("edin", "exact")
-"""Names of the threshold-tuning protocols of :func:`tune_threshold` (default first):
-``"edin"`` is Edin et al.'s grid search over all cells, ``"exact"`` the exact maximiser of
-the restricted ``f1_micro`` of :func:`compute_metrics`. Record the name with the results."""
-
-EDIN_THRESHOLD_GRID: np.ndarray = torch.linspace(0, 1, 100).numpy().astype(np.float64)
-"""Edin et al.'s candidate thresholds: the float32 values of ``torch.linspace(0, 1, 100)``
-(``src/utils/decision_boundary.py``), held exactly in float64."""
-EDIN_THRESHOLD_GRID.setflags(write=False)
 
 MICRO_AUC_CODES: tuple[str, ...] = ("all", "present")
 """Code sets of ``auc_micro`` in :func:`compute_metrics` (default first): ``"all"`` every
@@ -371,8 +362,9 @@ def compute_metrics(
     Args:
         probs (np.ndarray or torch.Tensor): probabilities in :math:`[0, 1]`.
         targets (np.ndarray or torch.Tensor): multi-hot targets, bool or {0, 1}.
-        threshold (float, optional): decision threshold, e.g. from :func:`tune_threshold`
-            on the validation split. (default: :obj:`0.5`)
+        threshold (float, optional): decision threshold, e.g. from
+            :func:`~jams_pyg.eval.thresholds.tune_threshold` on the validation split.
+            (default: :obj:`0.5`)
         micro_auc_codes (str, optional): one of :data:`MICRO_AUC_CODES`: ``"all"`` (Edin)
             or ``"present"``. (default: ``"all"``)
 
@@ -440,162 +432,10 @@ def micro_f1(probs: Any, targets: Any, threshold: float = 0.5) -> float:
     return float(_f1(tp.sum(), fp.sum(), fn.sum()))
 
 
-def _edin_objective(p: np.ndarray, t: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Micro-F1 at every threshold of ``candidates`` [K] over *all* cells of ``p``, ``p > g``.
-
-    Exact integer counts (TP, predicted, positives) and ``2 TP / (predicted + positives)`` in
-    float64, 0 where nothing is predicted and nothing is true.
-    """
-    edges = np.unique(candidates)
-    below, equal, _ = _counts_at(p, edges)
-    predicted = p.size - (below + equal)[np.searchsorted(edges, candidates)]  # #values > g
-    positives = np.sort(p[t].astype(np.float64))
-    num_pos = positives.size
-    true_pos = num_pos - np.searchsorted(positives, candidates, side="right")
-    denominator = predicted + num_pos
-    return np.where(denominator > 0, 2 * true_pos / np.maximum(denominator, 1), 0.0)
-
-
-def _check_grid(grid: Any) -> np.ndarray:
-    candidates = np.asarray(grid, dtype=np.float64).ravel()
-    if candidates.size == 0 or not np.isfinite(candidates).all():
-        raise ValueError(f"grid must be a non-empty sequence of finite numbers, got {grid!r}")
-    if candidates.min() < 0.0 or candidates.max() > 1.0:
-        raise ValueError(f"grid values must lie in [0, 1], got {grid!r}")
-    return candidates
-
-
-def tune_threshold(
-    probs: Any,
-    targets: Any,
-    grid: Sequence[float] | None = None,
-    *,
-    protocol: str = "edin",
-) -> float:
-    r"""The decision threshold that maximises micro-F1 on a validation split.
-
-    Edin et al. tune one threshold per model on the validation split and apply it to the test
-    split (JAMS tunes one per coding system: ``GY-Jeong/JAMS`` ``src/trainer/trainer.py``,
-    ``calculate_metrics``, ``best_db_icd9`` / ``best_db_icd10``, with the same function).
-
-    * ``protocol="edin"`` (default): Edin et al.'s protocol exactly, as in
-      ``JoakimEdin/medical-coding-reproducibility`` ``src/utils/decision_boundary.py``
-      (``f1_score_db_tuning``, called from ``src/trainer/trainer.py``,
-      ``Trainer.calculate_metrics`` on the *unfiltered* validation outputs, which are sigmoid
-      probabilities despite the name ``logits``: ``src/models/base_model.py``,
-      ``validation_step``): the candidates
-      are the 100 float32 values of ``torch.linspace(0, 1, 100)``
-      (:data:`EDIN_THRESHOLD_GRID`; they differ from ``np.linspace`` rounded to float32 in
-      some last bits), the prediction is :math:`p > \tau`, micro-F1 counts **every** code and
-      **every** document of the split (codes without positives and documents without codes
-      included, unlike :func:`compute_metrics`), and the first maximum (lowest threshold) is
-      returned, as ``torch.argmax``. The counts are exact integers and F1 is computed in
-      float64 (Edin accumulate in float32 with ``+1e-10`` in the denominator, which can only
-      differ on near-ties below float32 resolution). With no positive at all every candidate
-      scores 0 and the result is ``0.0``, as theirs.
-    * ``protocol="exact"``: the exact maximiser of ``compute_metrics(...)["f1_micro"]`` (codes
-      with a positive, documents with a code). Only thresholds just below a positive's
-      probability can be optimal, so every such cut is scored in one vectorised pass; the
-      returned threshold is the midpoint between the best cut value and the next lower
-      probability (robust to rounding); its restricted micro-F1 is >= that of any other
-      threshold in :math:`[0, 1]`. Cuts at probability 0 are not reachable with
-      :math:`p > \tau,\ \tau \ge 0` and are skipped; when no cut is reachable (no positive,
-      or every positive at probability 0) every threshold scores 0 and ``0.5`` is returned.
-
-    ``grid`` (values in :math:`[0, 1]`) replaces the candidates: with ``"edin"`` it is
-    searched with Edin's all-cells objective, with ``"exact"`` with the restricted objective;
-    among equal scores the lowest value wins. The result is always in :math:`[0, 1]`.
-
-    Args:
-        probs (np.ndarray or torch.Tensor): validation probabilities :math:`(N, C)`.
-        targets (np.ndarray or torch.Tensor): validation targets :math:`(N, C)`.
-        grid (sequence of float, optional): candidate thresholds in :math:`[0, 1]`.
-            (default: :obj:`None`, Edin's 100-value grid for ``"edin"``, the exact search for
-            ``"exact"``)
-        protocol (str, optional): one of :data:`THRESHOLD_PROTOCOLS`. (default: ``"edin"``)
-
-    Returns:
-        float: the threshold, in :math:`[0, 1]`.
-    """
-    if protocol not in THRESHOLD_PROTOCOLS:
-        raise ValueError(f"protocol must be one of {THRESHOLD_PROTOCOLS}, got {protocol!r}")
-    p, t = _check_inputs(probs, targets)
-    candidates = _check_grid(grid) if grid is not None else None
-    if protocol == "edin":
-        # on a custom grid sorted ascending, the first maximum is the lowest threshold
-        candidates = EDIN_THRESHOLD_GRID if candidates is None else np.sort(candidates)
-        f1 = _edin_objective(p, t, candidates)
-        return float(np.clip(candidates[int(np.argmax(f1))], 0.0, 1.0))
-
-    if not t.any():
-        return 0.5
-    p, t = _restrict(p, t, docs=True)
-    num_pos = int(t.sum())
-    if candidates is not None:
-        candidates = np.unique(candidates)  # ascending
-        below, equal, _ = _counts_at(p, candidates)
-        predicted = p.size - below - equal
-        true_pos = num_pos - np.searchsorted(
-            np.sort(p[t].astype(np.float64)), candidates, side="right"
-        )
-        f1 = 2 * true_pos / (predicted + num_pos)
-        return float(candidates[int(np.argmax(f1))])
-
-    edges, pos = np.unique(p[t].astype(np.float64), return_counts=True)
-    below, _, lower = _counts_at(p, edges)
-    predicted = p.size - below  # predicting every value >= edges[k]
-    true_pos = np.cumsum(pos[::-1])[::-1]
-    f1 = 2 * true_pos / (predicted + num_pos)
-    f1[edges <= 0.0] = -1.0  # p > tau >= 0 never predicts a probability of 0
-    best = int(np.argmax(f1))
-    if f1[best] <= 0.0:
-        return 0.5
-    cut = float(edges[best])
-    if below[best] == 0:  # nothing below the cut: any threshold in [0, cut)
-        threshold = float(np.nextafter(cut, -np.inf))
-    else:
-        threshold = (max(float(lower[best]), 0.0) + cut) / 2.0
-    return float(np.clip(threshold, 0.0, 1.0))
-
-
-def evaluate(
-    val_probs: Any,
-    val_targets: Any,
-    test_probs: Any,
-    test_targets: Any,
-    grid: Sequence[float] | None = None,
-    *,
-    protocol: str = "edin",
-    micro_auc_codes: str = "all",
-) -> dict[str, Any]:
-    """Edin's protocol for one system: tune the threshold on validation, apply it to test.
-
-    ``protocol`` and ``grid`` go to :func:`tune_threshold`, ``micro_auc_codes`` to
-    :func:`compute_metrics`.
-
-    Returns:
-        dict: ``{"threshold": float, "protocol": str, "val": metrics, "test": metrics}`` with
-        the metrics of :func:`compute_metrics` at the tuned threshold.
-    """
-    threshold = tune_threshold(val_probs, val_targets, grid=grid, protocol=protocol)
-    return {
-        "threshold": threshold,
-        "protocol": protocol,
-        "val": compute_metrics(val_probs, val_targets, threshold, micro_auc_codes=micro_auc_codes),
-        "test": compute_metrics(
-            test_probs, test_targets, threshold, micro_auc_codes=micro_auc_codes
-        ),
-    }
-
-
 __all__ = [
-    "EDIN_THRESHOLD_GRID",
     "METRIC_KEYS",
     "MICRO_AUC_CODES",
-    "THRESHOLD_PROTOCOLS",
     "compute_metrics",
-    "evaluate",
     "micro_f1",
     "per_code_f1",
-    "tune_threshold",
 ]

@@ -33,14 +33,16 @@ from jams_pyg.data import (
     train_word2vec,
 )
 from jams_pyg.data.synthetic import generate_synthetic_corpus
-from jams_pyg.eval.analysis import (
+from jams_pyg.eval import (
     SYSTEM_LABELS,
     bucket_macro_f1,
     bucket_table,
     compare_table,
+    compute_metrics,
+    per_code_f1,
     plot_buckets,
+    tune_threshold,
 )
-from jams_pyg.eval.metrics import compute_metrics, per_code_f1, tune_threshold
 from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.codes import SYSTEMS
 from jams_pyg.inference.bundle import save_bundle
