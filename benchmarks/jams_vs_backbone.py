@@ -3,7 +3,7 @@
 For every backbone × variant × seed this calls :func:`jams_pyg.train.experiment.run_experiment`
 (the same code path as ``examples/train_laat.py``) on ONE shared synthetic corpus (same
 ``data_seed`` and size for every run), with the backbone's
-:func:`~jams_pyg.train.experiment.synthetic_train_settings` budget and the run's seed for model
+:func:`~jams_pyg.train.presets.train_settings` budget and the run's seed for model
 initialisation, dropout and batch order. It then writes to ``--results-dir``:
 
 * ``report.md``: the Table 2-style table and the Figure 2/3 table, mean ± std over seeds
@@ -27,7 +27,7 @@ Examples::
     python benchmarks/jams_vs_backbone.py                       # LAAT, backbone + jams, 3 seeds
     python benchmarks/jams_vs_backbone.py --variants backbone jams --ablations --seeds 0 \\
         --results-dir benchmarks/results/jams_ablations
-    python benchmarks/jams_vs_backbone.py --models laat caml --synthetic-size large \\
+    python benchmarks/jams_vs_backbone.py --models laat caml --size large \\
         --device cuda                                          # larger run on a GPU
 """
 
@@ -61,7 +61,9 @@ ABLATION_REFERENCES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jams_pyg.train.experiment import BACKBONES, VARIANTS, parse_synthetic_size
+    from jams_pyg.cli.synthetic import size_type
+    from jams_pyg.models.config import BACKBONES
+    from jams_pyg.train.variants import VARIANTS
 
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -74,13 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--seeds-for", nargs="+", default=[], metavar="MODEL:SEEDS",
                         help="other seeds for one model, e.g. laat:0,1,2,3,4")
-    parser.add_argument("--synthetic-size", "--size", dest="synthetic_size",
-                        type=parse_synthetic_size, default="default",
+    parser.add_argument("--size", dest="synthetic_size", type=size_type, default="default",
                         help="small, default, large or a scale factor")
     parser.add_argument("--data-seed", type=int, default=0,
                         help="seed of the synthetic corpus (shared by every run)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="default: synthetic_train_settings' epochs")
+                        help="default: the synthetic preset's (jams_pyg.train.presets)")
     parser.add_argument("--output-dir", default="benchmarks/runs",
                         help="runs and the shared corpus (gitignored)")
     parser.add_argument("--results-dir", default="benchmarks/results/jams_vs_backbone")
@@ -128,17 +129,17 @@ def run_dir(args: argparse.Namespace, model: str, variant: str, seed: int) -> Pa
 
 
 def train_settings(args: argparse.Namespace, model: str, seed: int) -> dict[str, Any]:
-    from jams_pyg.train.experiment import synthetic_train_settings
+    from jams_pyg.train.presets import train_settings as preset
 
-    settings = synthetic_train_settings(model)
+    settings = preset(model, synthetic=True)
     if args.epochs is not None:
         settings["epochs"] = args.epochs
     return {**settings, "seed": seed, "progress": False, "tensorboard": False}
 
 
 def make_config(args: argparse.Namespace, model: str, variant: str, seed: int):
+    from jams_pyg.train.config import TrainConfig
     from jams_pyg.train.experiment import ExperimentConfig
-    from jams_pyg.train.trainer import TrainConfig
 
     return ExperimentConfig(
         model=model, variant=variant, seed=seed, synthetic_size=args.synthetic_size,
@@ -216,7 +217,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     from jams_pyg.eval.deltas import delta_table, delta_text, summarize_deltas
     from jams_pyg.eval.tables import convergence_rows, convergence_table
-    from jams_pyg.train.experiment import DISPLAY, SYNTHETIC_MODEL, write_report
+    from jams_pyg.train.experiment import write_report
+    from jams_pyg.train.presets import SYNTHETIC_MODEL
+    from jams_pyg.train.variants import DISPLAY
 
     start = time.perf_counter()
     runs = run_all(args)

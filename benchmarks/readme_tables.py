@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                         help="ablation results: macro-F1/MAP per variant and every paired "
                         "delta (against the backbone and the reference variants)")
     args = parser.parse_args(argv)
-    from jams_pyg.train.experiment import DISPLAY
+    from jams_pyg.train.variants import DISPLAY
 
     payload = json.loads(args.results.read_text())
     if args.ablations:

@@ -32,15 +32,10 @@ overhead = _load("overhead")
 # ------------------------------------------------------------------------------------------
 
 
-def test_jvb_defaults_and_flags():
-    from jams_pyg.train.experiment import SYNTHETIC_TRAIN
+def test_jvb_train_settings_are_the_synthetic_presets():
+    from jams_pyg.train.presets import SYNTHETIC_TRAIN
 
     args = jvb.parse_args([])
-    assert args.models == ["laat"]
-    assert args.variants == ["backbone", "jams"]
-    assert args.seeds == [0, 1, 2]
-    assert args.synthetic_size == "default"
-    assert args.results_dir == "benchmarks/results/jams_vs_backbone"
     assert jvb.train_settings(args, "laat", 2) == {**SYNTHETIC_TRAIN, "seed": 2,
                                                    "progress": False, "tensorboard": False}
     # PLM-ICD's small transformer needs a smaller step than the word-level backbones.

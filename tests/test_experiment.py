@@ -1,15 +1,27 @@
 """End to end: examples/train_laat.py's entry point on a tiny synthetic corpus."""
 
 import json
+from pathlib import Path
 
 import pytest
 
+from jams_pyg.cli import main as cli_main
 from jams_pyg.eval import FREQUENCY_BUCKETS, METRIC_LABELS, bucket_label, scale_buckets
 from jams_pyg.inference.predictor import JAMSPredictor
-from jams_pyg.train.experiment import ExperimentConfig, main
+from jams_pyg.train.experiment import ExperimentConfig
 
-ARGS = ["--model", "caml", "--synthetic-size", "0.05", "--epochs", "1", "--batch-size", "8",
+ARGS = ["--model", "caml", "--size", "0.05", "--epochs", "1", "--batch-size", "8",
         "--no-progress"]
+
+
+def main(argv: list[str]) -> list[dict]:
+    """``jams-pyg train`` with ``argv``; the metrics of each run it trained, from disk."""
+    assert cli_main(["train", *argv]) == 0
+    out = Path(argv[argv.index("--output-dir") + 1])
+    variants = (["jams"] if "--jams-only" in argv else
+                [argv[argv.index("--variants") + 1]] if "--variants" in argv else
+                ["backbone", "jams"])
+    return [json.loads((out / v / "metrics.json").read_text()) for v in variants]
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +116,14 @@ def test_ablation_variants_switch_one_part_each(tmp_path):
     assert not predictor.model.shared_encoder and predictor.model.use_mat
 
 
-def test_synthetic_size_is_checked_when_parsed():
-    from jams_pyg.train.experiment import build_parser
+def test_size_is_checked_when_parsed(capsys):
+    from jams_pyg.cli import build_parser
 
-    assert build_parser().parse_args(["--synthetic-size", "0.5"]).synthetic_size == 0.5
-    assert build_parser().parse_args(["--synthetic-size", "large"]).synthetic_size == "large"
+    def size(value: str):
+        return build_parser().parse_args(["train", "--size", value]).size
+
+    assert size("0.5") == 0.5 and size("large") == "large"
     for bad in ("huge", "-1", "nan"):
         with pytest.raises(SystemExit):
-            build_parser().parse_args(["--synthetic-size", bad])
+            size(bad)
+        assert "size must be" in capsys.readouterr().err

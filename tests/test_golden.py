@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
-TRAIN_ARGS = ["--synthetic-size", "0.05", "--epochs", "2", "--no-progress"]
+TRAIN_ARGS = ["--size", "0.05", "--epochs", "2", "--no-progress"]
 PREDICT_ARGS = ["--top-k", "5", "--evidence"]
 # Wall-clock times and where a run happened to be written differ by nature.
 VOLATILE = {"seconds"}

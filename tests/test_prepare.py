@@ -5,8 +5,9 @@ import gzip
 import pandas as pd
 import pytest
 
+from jams_pyg.cli import main
 from jams_pyg.data.edin import load_edin_dataset
-from jams_pyg.data.prepare import edin_format, main, prepare_mimiciv
+from jams_pyg.data.prepare import edin_format, prepare_mimiciv
 from jams_pyg.icd.codes import format_code
 from jams_pyg.icd.gem import DataFileError
 
@@ -177,7 +178,7 @@ def test_deterministic_and_min_count_parameter(prepared, tmp_path):
 
 def test_cli(tmp_path, capsys):
     raw = _write_raw(tmp_path / "raw")
-    assert main(["mimiciv", str(raw), str(tmp_path / "out")]) == 0
+    assert main(["prepare", "mimiciv", str(raw), str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "icd9: 13 documents" in printed and "icd10: 14 documents" in printed
 
@@ -244,7 +245,7 @@ def test_gzip_and_encoding_errors_name_file_and_row(tmp_path, capsys):
     _rewrite_gz(notes, gzip.decompress(original))
     with pytest.raises(DataFileError, match=r"discharge.csv.gz: not a gzip file"):
         prepare_mimiciv(raw, tmp_path / "out")
-    assert main(["mimiciv", str(raw), str(tmp_path / "out")]) == 1
+    assert main(["prepare", "mimiciv", str(raw), str(tmp_path / "out")]) == 1
     assert "discharge.csv.gz: not a gzip file" in capsys.readouterr().err
 
     # a Latin-1 byte in a note after the multi-line one (data rows != physical lines)

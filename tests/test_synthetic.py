@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import jams_pyg
+from jams_pyg.cli import main
 from jams_pyg.data.edin import load_edin_dataset
 from jams_pyg.data.synthetic import (
     MIMIC3_TOP50_CODES,
@@ -20,7 +21,6 @@ from jams_pyg.data.synthetic import (
     corpus_statistics,
     generate_synthetic_corpus,
     load_concepts,
-    main,
 )
 from jams_pyg.graph.gem_graph import GEMGraph
 
@@ -161,7 +161,7 @@ def test_text_carries_concept_and_variant_words(corpus):
 
 def test_deterministic_for_a_seed_and_cli(corpus, tmp_path, capsys):
     out = corpus[0]
-    assert main([str(tmp_path / "b"), "--seed", "3", "--size", "0.2"]) == 0
+    assert main(["synthetic", str(tmp_path / "b"), "--seed", "3", "--size", "0.2"]) == 0
     printed = capsys.readouterr().out
     assert "unique codes" in printed and "codes with GEM link" in printed
     for name in ("mimiciv_icd9/mimiciv_icd9.feather", "mimiciv_icd9/mimiciv_icd9_split.feather",
@@ -197,7 +197,7 @@ def test_statistics_table(corpus):
 
 
 def test_bad_size():
-    with pytest.raises(ValueError, match="unknown size"):
+    with pytest.raises(ValueError, match="one of small, default, large or a positive number"):
         generate_synthetic_corpus("/nonexistent", size="huge")
     with pytest.raises(ValueError, match="positive"):
         generate_synthetic_corpus("/nonexistent", size=-1)

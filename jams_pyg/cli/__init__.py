@@ -1,178 +1,34 @@
-"""Command line: ``python -m jams_pyg <command>`` (also installed as ``jams-pyg``)."""
+"""The command line: ``jams-pyg <command>`` (also ``python -m jams_pyg <command>``).
+
+One module per command, in the order of the data flow; each adds its parser
+(``add_parser``) and imports what it runs only when it runs, so ``--help`` answers
+without importing torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
+from importlib import import_module
 
-
-def _graph(args: argparse.Namespace) -> int:
-    from jams_pyg.graph.gem_graph import GEMGraph
-
-    try:
-        if args.icd9_gem or args.icd10_gem:
-            graph = GEMGraph.from_gem_files(args.icd9_gem or None, args.icd10_gem or None)
-        else:
-            graph = GEMGraph.from_cms_2018()
-    except (OSError, ValueError) as err:  # names the GEM file (and line)
-        print(f"python -m jams_pyg graph: error: {err}", file=sys.stderr)
-        return 1
-    print(graph.summary())
-    if args.save:
-        graph.save(args.save)
-        print(f"saved to {args.save}")
-    return 0
-
-
-PREDICT_DESCRIPTION = """\
-Code clinical notes with a trained model bundle (the folder save_bundle writes, e.g.
-<output_dir>/model of an experiment) and write one JSON object per note (JSONL).
-
-Input (INPUT, or - for standard input), UTF-8, read line by line; lines end at \n only
-(\r\n too), so a form feed or U+2028 inside a note stays in that note:
-  * a text file: one note per line; a blank line is an error; the note's id is its line
-    number (1-based);
-  * a .jsonl / .ndjson file (or --format jsonl): one strict JSON object per line with a
-    "text" string and an optional "id" (default: the line number); blank lines are
-    skipped; NaN / Infinity are invalid JSON.
-Notes are raw text: they are cleaned (Edin et al.'s preprocessing) and truncated to the
-bundle's max_length tokens as in training. A bad line stops the run (--on-error fail) or
-becomes an error record {"id": ..., "line": 7, "error": "..."} (--on-error skip).
-
-Output (stdout, or --output FILE), one line per note in input order:
-  {"id": ..., "index": 0, "codes": {"icd10": [{"code": "I10.", "title": "...",
-   "probability": 0.93, "predicted": true, ...}, ...], "icd9": [...]},
-   "thresholds": {"icd10": 0.31, ...}, "num_tokens": 812, "truncated": false}
-The output is strict JSON (UTF-8, no NaN). Codes are sorted by probability; "predicted"
-is probability > the system's tuned threshold.
-Without --top-k only the predicted codes are listed; with --top-k K the K most probable.
-With --evidence every listed code also has "tokens" (the note's words with the highest
-label-attention weight: {"word", "position", "weight"}) and "linked" (its GEM neighbours in
-the other system: {"code", "system", "title", "gem_weight", "attention"}; "attention" is
-the MAT weight, null for a model without MAT) and "self_attention".
-"""
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from jams_pyg.atomic import AtomicFile
-    from jams_pyg.inference.bundle import BundleError
-    from jams_pyg.inference.predictor import (
-        JAMSPredictor,
-        dumps_strict,
-        load_notes,
-        prediction_records,
-    )
-
-    output = None
-    try:
-        # Checked first: an unwritable --output fails before any note or model work.
-        output = AtomicFile(args.output, "w", encoding="utf-8", newline="\n") \
-            if args.output else None
-        notes = load_notes(args.input, args.format, args.on_error)
-        predictor = JAMSPredictor.load(args.model, device=args.device)
-        results = predictor.predict(
-            notes.texts,
-            system=args.system,
-            top_k=args.top_k,
-            evidence=args.evidence,
-            batch_size=args.batch_size,
-            ids=notes.ids,
-        ) if notes.texts else []
-        text = "".join(dumps_strict(r) + "\n" for r in prediction_records(notes, results))
-        if output is not None:
-            output.write(text)
-            output.commit()
-        else:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-    except (BundleError, OSError, ValueError, TypeError, RuntimeError) as err:
-        print(f"python -m jams_pyg predict: error: {err}", file=sys.stderr)
-        return 1
-    finally:
-        if output is not None:
-            output.discard()
-    if notes.errors:
-        print(f"python -m jams_pyg predict: {len(notes.errors)} bad line(s) skipped, "
-              f"written as error records (first: line {notes.errors[0].line}: "
-              f"{notes.errors[0].error})", file=sys.stderr)
-    return 0
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
+#: Sub-commands, in the order of the data flow; ``jams_pyg.cli.<name>`` defines each.
+COMMANDS = ("prepare", "synthetic", "graph", "train", "evaluate", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m jams_pyg",
+        prog="jams-pyg",
         description="jams_pyg: joint ICD-9/ICD-10 medical coding (JAMS) on PyTorch Geometric.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    graph = commands.add_parser(
-        "graph",
-        help="build the ICD-9 <-> ICD-10 GEM graph and print its summary",
-        description="Build the GEM graph (the shipped CMS 2018 diagnosis GEMs unless GEM "
-        "files are given) and print its size.",
-    )
-    graph.add_argument("--icd9-gem", action="append", default=[],
-                       help="forward GEM file (ICD-9 -> ICD-10), repeatable")
-    graph.add_argument("--icd10-gem", action="append", default=[],
-                       help="backward GEM file (ICD-10 -> ICD-9), repeatable")
-    graph.add_argument("--save", help="write the graph to this file (GEMGraph.load reads it)")
-    graph.set_defaults(handler=_graph)
-
-    predict = commands.add_parser(
-        "predict",
-        help="code notes (ICD-9 and/or ICD-10) with a trained model bundle; JSONL output",
-        description=PREDICT_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    predict.add_argument("input", metavar="INPUT",
-                         help="notes: text file (one per line), .jsonl file, or - for stdin")
-    predict.add_argument("--model", required=True, metavar="DIR",
-                         help="model bundle folder (save_bundle's, or a run's model/)")
-    predict.add_argument("--system", default="both", choices=["both", "icd9", "icd10"],
-                         help="coding system(s) to predict; 'both' = every system of the "
-                         "model (default)")
-    predict.add_argument("--top-k", type=_positive_int, default=None, metavar="K",
-                         help="list the K most probable codes per system (default: the codes "
-                         "above the tuned threshold)")
-    predict.add_argument("--evidence", action="store_true",
-                         help="add attention evidence (top words, GEM-linked codes)")
-    predict.add_argument("--batch-size", type=_positive_int, default=16, metavar="N",
-                         help="notes per forward pass (default 16)")
-    predict.add_argument("--device", default=None,
-                         help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if "
-                         "available, else cpu)")
-    predict.add_argument("--format", default="auto", choices=["auto", "text", "jsonl"],
-                         help="input format (default: jsonl for .jsonl/.ndjson, else text)")
-    predict.add_argument("--output", "-o", metavar="FILE",
-                         help="write the JSONL here instead of standard output; checked "
-                         "writable before any work, written to a temporary file next to "
-                         "it and renamed at the end (atomic: FILE is never partial, and "
-                         "is untouched on error)")
-    predict.add_argument("--on-error", default="fail", choices=["fail", "skip"],
-                         help="a bad input line (empty note, invalid JSON, not UTF-8, ...): "
-                         "'fail' (default) stops with an error naming the line and writes "
-                         "nothing; 'skip' writes {\"id\", \"line\", \"error\"} for that line, "
-                         "in input order, keeps the other notes and exits 0")
-    predict.set_defaults(handler=_predict)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        import_module(f"jams_pyg.cli.{name}").add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
     return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Build MIMIC-IV ICD-9 and MIMIC-IV ICD-10 from raw MIMIC-IV, streaming.
 
-``python -m jams_pyg.data.prepare mimiciv RAW_DIR OUT_DIR`` reads
+``jams-pyg prepare mimiciv RAW_DIR OUT_DIR`` reads
 ``RAW_DIR/note/discharge.csv.gz`` (MIMIC-IV-Note), ``RAW_DIR/hosp/diagnoses_icd.csv.gz``
 and ``RAW_DIR/hosp/procedures_icd.csv.gz`` (MIMIC-IV; ``--note-dir`` when the
 note module lives elsewhere) and writes ``OUT_DIR/mimiciv_icd9/`` and
@@ -43,14 +43,12 @@ cleaning is dropped with a warning (the loader rejects empty texts).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
 import hashlib
 import logging
 import os
 import re
-import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from itertools import compress
@@ -60,6 +58,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
+from jams_pyg.data.defaults import DEFAULT_BLOCK_SIZE, DEFAULT_SEED, MIN_TARGET_COUNT
 from jams_pyg.data.edin import (
     SPLITS,
     code_columns,
@@ -75,9 +74,6 @@ log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
-MIN_TARGET_COUNT = 10
-DEFAULT_BLOCK_SIZE = 4 << 20
-DEFAULT_SEED = 10
 NOTE_COLUMNS = ["note_id", "subject_id", "hadm_id", "text"]
 CODE_COLUMNS = ["subject_id", "hadm_id", "icd_code", "icd_version"]
 #: Column order of the code table: (system, kind) -> column index.
@@ -591,41 +587,3 @@ def _emit(hadm: int, subject: int, note_id: str, text: str, docs: dict[str, _Sys
         rows["num_words"].append(cleaned.count(" ") + 1)
         rows["num_targets"].append(len(target))
         written[system].append(hadm)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m jams_pyg.data.prepare",
-        description="Prepare datasets in Edin et al.'s format.",
-    )
-    sub = parser.add_subparsers(dest="dataset", required=True)
-    mimic = sub.add_parser("mimiciv", help="MIMIC-IV ICD-9 and ICD-10 from raw MIMIC-IV")
-    mimic.add_argument("raw_dir", help="MIMIC-IV folder holding hosp/ (and note/)")
-    mimic.add_argument("out_dir", help="output folder")
-    mimic.add_argument("--note-dir", help="MIMIC-IV-Note folder holding note/ "
-                       "(default: RAW_DIR)")
-    mimic.add_argument("--min-count", type=int, default=MIN_TARGET_COUNT)
-    mimic.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    mimic.add_argument("--block-size-mb", type=float, default=DEFAULT_BLOCK_SIZE / 2**20,
-                       help="MiB of CSV parsed at a time (default: %(default)s)")
-    mimic.add_argument("--invalid-codes", choices=["error", "drop"], default="error")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        summary = prepare_mimiciv(
-            args.raw_dir, args.out_dir, note_dir=args.note_dir, min_count=args.min_count,
-            seed=args.seed, block_size=int(args.block_size_mb * 2**20),
-            invalid_codes=args.invalid_codes,
-        )
-    except (OSError, ValueError) as err:  # every message names the file (and row)
-        print(f"python -m jams_pyg.data.prepare: error: {err}", file=sys.stderr)
-        return 1
-    for system in ("icd9", "icd10"):
-        s = summary[system]
-        print(f"{system}: {s['documents']} documents, {s['patients']} patients, "
-              f"{s['codes']} codes -> {s['path']}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

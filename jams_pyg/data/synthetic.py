@@ -68,13 +68,10 @@ CLI::
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import math
 import os
-import sys
-import time
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -86,6 +83,7 @@ import pyarrow.feather as feather
 import torch
 
 from jams_pyg.atomic import atomic_open
+from jams_pyg.data.defaults import SIZES, parse_size
 from jams_pyg.data.edin import (
     SPLITS,
     code_columns,
@@ -108,7 +106,6 @@ DEFAULT_BUCKET_EDGES: tuple[int, int] = (10, 100)
 #: The paper's bucket edges (real MIMIC-IV).
 PAPER_BUCKET_EDGES: tuple[int, int] = (100, 1000)
 
-SIZES: dict[str, float] = {"small": 0.2, "default": 1.0, "large": 5.0}
 
 # Default-size parameters; documents scale with the size factor, concept
 # counts with its square root.
@@ -239,14 +236,8 @@ def _words(title: str) -> list[str]:
 
 
 def _scale(size: str | float) -> float:
-    if isinstance(size, str):
-        if size not in SIZES:
-            raise ValueError(f"unknown size {size!r}: expected one of {list(SIZES)} or a number")
-        return SIZES[size]
-    scale = float(size)
-    if not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"size must be a positive number, got {size!r}")
-    return scale
+    size = parse_size(size)
+    return SIZES[size] if isinstance(size, str) else float(size)
 
 
 @lru_cache(maxsize=2)
@@ -765,34 +756,3 @@ def corpus_statistics(
             100 * float(top.sum()) / max(1, int(every.sum())), 1)
         out["ICD-9" if system == "icd9" else "ICD-10"] = col
     return pd.DataFrame(out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m jams_pyg.data.synthetic",
-        description="Generate the synthetic GEM-linked ICD-9/ICD-10 corpus (Edin format) "
-        "and print its statistics.",
-    )
-    parser.add_argument("out_dir", help="output directory")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--size", default="default",
-        help="small, default, large, or a scale factor (default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
-    size: str | float = args.size
-    if size not in SIZES:
-        try:
-            size = float(size)
-        except ValueError:
-            parser.error(f"--size must be one of {list(SIZES)} or a number, got {args.size!r}")
-    start = time.perf_counter()
-    out = generate_synthetic_corpus(args.out_dir, seed=args.seed, size=size)
-    elapsed = time.perf_counter() - start
-    print(f"wrote {out} (seed {args.seed}, size {args.size}) in {elapsed:.1f} s")
-    print(corpus_statistics(out).to_string())
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -28,6 +28,8 @@ CodeKey = tuple[Kind, str]
 SYSTEMS: tuple[System, System] = ("icd9", "icd10")
 #: Integer id of each system in a mixed batch (``JointBatch.system``).
 SYSTEM_IDS: dict[str, int] = {"icd9": 0, "icd10": 1}
+#: How tables and logs write each system.
+SYSTEM_LABELS: dict[str, str] = {"icd9": "ICD-9", "icd10": "ICD-10"}
 #: The other system of each: the one a GEM link leads to.
 OTHER_SYSTEM: dict[str, System] = {"icd9": "icd10", "icd10": "icd9"}
 

@@ -7,10 +7,8 @@ threshold tuning → test metrics → frequency/linkage analysis → outputs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -47,15 +45,18 @@ from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.codes import SYSTEMS
 from jams_pyg.inference.bundle import save_bundle
 from jams_pyg.models import BACKBONES, ModelConfig, build_model, jams_loss
+from jams_pyg.train.checkpoint import dataset_fingerprint
+from jams_pyg.train.config import TrainConfig
 from jams_pyg.train.distributed import DistInfo, barrier, cleanup, init_distributed
-from jams_pyg.train.trainer import (
-    Predictions,
-    TrainConfig,
-    Trainer,
-    dataset_fingerprint,
-    prepare_run_dir,
-    run_dir_lock,
-    train_setting_type,
+from jams_pyg.train.evaluate import Predictions
+from jams_pyg.train.presets import SMALL_PLM, SYNTHETIC_MODEL
+from jams_pyg.train.rundir import run_dir_lock
+from jams_pyg.train.trainer import Trainer
+from jams_pyg.train.variants import (
+    SEPARATE_VARIANTS,
+    VARIANTS,
+    variant_label,
+    variant_model_fields,
 )
 
 log = logging.getLogger(__name__)
@@ -64,56 +65,6 @@ log = logging.getLogger(__name__)
 #: per system on validation over ``linspace(0, 1, 100)`` with all codes and documents,
 #: ``p > t``; micro AUC over all (document, code) pairs.  Recorded in ``metrics.json``.
 EVAL_PROTOCOL = {"threshold": "edin", "micro_auc_codes": "all", "threshold_split": "val"}
-
-#: ``jams``: the full method, as the official code. ``backbone``: the plain
-#: backbone, one model per system (Edin et al.'s model). Ablations, each
-#: changing one part of JAMS: ``no_mat`` (MAT off: joint training with the
-#: shared encoder only, code tables not linked), ``unweighted`` (MAT with
-#: ω = 1 for every link), ``mat_only`` (no shared encoder: one encoder per
-#: system, joint training, tables linked by MAT), ``union`` (MAT over the
-#: symmetric union of both GEM files instead of the directional graph).
-#: Our extension, the tied output layer (``output_layer="code_table"``: output
-#: vectors derived from the code table): ``tied`` (JAMS) and
-#: ``tied_backbone`` (the plain backbone with it).
-VARIANTS = ("jams", "backbone", "no_mat", "unweighted", "mat_only", "union", "tied",
-            "tied_backbone")
-#: The variants whose code tables MATConv links over the GEM graph.
-MAT_VARIANTS = ("jams", "unweighted", "mat_only", "union", "tied")
-#: The variants that train one plain model per system.
-SEPARATE_VARIANTS = ("backbone", "tied_backbone")
-#: The variants with the tied output layer (our extension).
-TIED_VARIANTS = ("tied", "tied_backbone")
-DISPLAY = {"laat": "LAAT", "caml": "CAML", "multirescnn": "MultiResCNN", "plm_icd": "PLM-ICD"}
-#: Training-set-size-dependent defaults for the embedded synthetic corpus
-#: (the CPU default must finish in a few minutes).
-#: On ~3k short documents label attention needs many small, large steps to
-#: leave the label-prior plateau (Edin et al.'s lr 1e-3 is tuned for ~20k steps
-#: an epoch); lr 5e-2 oscillates. With the official per-code output layer LAAT
-#: reaches val MAP ~0.88 after 15 epochs and still gains ~0.01 per 5 epochs at
-#: epoch 40 (the tied layout of earlier versions plateaued by epoch 20), so the
-#: cap is 50 epochs with the linear decay reaching zero there; training ends by
-#: early stopping (patience 3) or the cap, and the benchmark reports which.
-SYNTHETIC_TRAIN = {"epochs": 50, "batch_size": 8, "lr": 2e-2, "patience": 3}
-#: Per-backbone changes to ``SYNTHETIC_TRAIN``: the small randomly initialised
-#: transformer of PLM-ICD diverges to the label prior at lr >= 3e-3 (val MAP
-#: stays ~0.49) and leaves it within 5 epochs at 1e-3 (val MAP ~0.9).
-SYNTHETIC_TRAIN_BY_MODEL: dict[str, dict[str, Any]] = {"plm_icd": {"lr": 1e-3}}
-#: Smaller models for the CPU-sized synthetic corpus (real data keeps Edin et al.'s sizes):
-#: LAAT 64-d; MultiResCNN with its three smallest kernel sizes (3, 5, 9) instead of six,
-#: which costs ~45 s an epoch on one CPU thread at full size (50 epochs x 6 runs of the
-#: benchmark would take hours).
-SYNTHETIC_MODEL: dict[str, dict[str, Any]] = {
-    "laat": {"embedding_dim": 64, "rnn_hidden_size": 64, "projection_size": 64},
-    "caml": {},
-    "multirescnn": {"kernel_sizes": (3, 5, 9)},
-    "plm_icd": {},
-}
-#: A small RoBERTa trained from scratch when no pretrained model is given
-#: (nothing can be downloaded); a real run passes --plm-path.
-SMALL_PLM = {"model_type": "roberta", "hidden_size": 128, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "intermediate_size": 256,
-             "max_position_embeddings": 160, "type_vocab_size": 1}
-
 
 @dataclass
 class ExperimentConfig:
@@ -190,15 +141,7 @@ class ExperimentConfig:
 
     @property
     def label(self) -> str:
-        name = DISPLAY[self.model]
-        return {"jams": f"{name}+JAMS", "backbone": name,
-                "tied_backbone": f"{name} (tied)"}.get(
-            self.variant, f"{name}+JAMS ({self.variant})")
-
-
-def synthetic_train_settings(model: str) -> dict[str, Any]:
-    """The optimisation budget of ``model`` on the embedded synthetic corpus."""
-    return {**SYNTHETIC_TRAIN, **SYNTHETIC_TRAIN_BY_MODEL.get(model, {})}
+        return variant_label(self.model, self.variant)
 
 
 def seed_everything(seed: int) -> None:
@@ -281,14 +224,8 @@ def _model_config(config: ExperimentConfig, tokenizer, systems: Sequence[str],
     else:
         overrides["vocab_size"] = tokenizer.vocab_size
     return ModelConfig.for_backbone(
-        config.model,
-        systems=tuple(systems),
-        use_mat=config.variant in MAT_VARIANTS,
-        edge_weighting=config.variant != "unweighted",
-        shared_encoder=config.variant != "mat_only",
-        gem_direction="union" if config.variant == "union" else "directional",
-        **{"output_layer": "code_table" if config.variant in TIED_VARIANTS else "separate",
-           **overrides},
+        config.model, systems=tuple(systems),
+        **{**variant_model_fields(config.variant), **overrides},
     )
 
 
@@ -448,125 +385,3 @@ def write_report(runs: Sequence[dict[str, Any]], out: Path,
     atomic_write_text(out / "report.md", report)
     print(report)
     return report
-
-
-def parse_synthetic_size(value: str) -> str | float:
-    """``small``/``default``/``large`` stay names; anything else must be a positive number."""
-    if value in ("small", "default", "large"):
-        return value
-    try:
-        scale = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--synthetic-size must be small, default, large or a number, got {value!r}"
-        ) from None
-    if not math.isfinite(scale) or scale <= 0:
-        raise argparse.ArgumentTypeError(f"--synthetic-size must be positive, got {value!r}")
-    return scale
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Train JAMS and the plain backbone and report Edin et al.'s metrics for "
-        "ICD-9 and ICD-10 side by side. Without --data it runs on the embedded synthetic "
-        "corpus built from the real CMS GEMs and code titles.",
-    )
-    parser.add_argument("--model", choices=BACKBONES, default="laat")
-    runs = parser.add_mutually_exclusive_group()
-    runs.add_argument("--no-jams", dest="variants", action="store_const", const=["backbone"],
-                      help="train only the plain backbone (one model per system)")
-    runs.add_argument("--jams-only", dest="variants", action="store_const", const=["jams"],
-                      help="train only JAMS")
-    runs.add_argument("--variants", nargs="+", choices=VARIANTS,
-                      help="runs to compare (default: backbone jams); ablations: no_mat, "
-                      "unweighted, mat_only, union; our tied output layer: tied, "
-                      "tied_backbone")
-    parser.add_argument("--data", dest="data_dir", default=None,
-                        help="folder with Edin et al.'s MIMIC-IV ICD-9/ICD-10 feather files")
-    parser.add_argument("--synthetic-size", default="default", type=parse_synthetic_size,
-                        help="small, default, large or a scale factor")
-    parser.add_argument("--output-dir", default=None,
-                        help="default: outputs/<model>; one sub-folder per variant")
-    parser.add_argument("--seed", type=int, default=0)
-    # TrainConfig's rules, applied when parsed (e.g. --patience 0 is refused).
-    parser.add_argument("--epochs", type=train_setting_type("epochs"))
-    parser.add_argument("--batch-size", type=train_setting_type("batch_size"))
-    parser.add_argument("--lr", type=train_setting_type("lr"))
-    parser.add_argument("--grad-accumulation", type=train_setting_type("grad_accumulation"))
-    parser.add_argument("--patience", type=train_setting_type("patience"))
-    parser.add_argument("--max-length", type=int, default=4000)
-    parser.add_argument("--word2vec", action="store_true",
-                        help="initialise word embeddings with word2vec on the training texts")
-    parser.add_argument("--plm-path", help="local pretrained model folder for plm_icd")
-    parser.add_argument("--icd9-gem", action="append", default=[],
-                        help="extra forward GEM file, e.g. gem_i9pcs.txt (repeatable)")
-    parser.add_argument("--icd10-gem", action="append", default=[],
-                        help="extra backward GEM file, e.g. gem_pcsi9.txt (repeatable)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the runs in --output-dir from their last checkpoints")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="delete the runs already in --output-dir and start afresh")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
-
-
-def config_from_args(args: argparse.Namespace, variant: str, output_dir: Path
-                     ) -> ExperimentConfig:
-    synthetic = args.data_dir is None
-    train_kwargs = synthetic_train_settings(args.model) if synthetic else {}
-    if args.model == "plm_icd" and not synthetic:
-        train_kwargs.update(lr=5e-5, weight_decay=0.0, batch_size=16)
-    for name in ("epochs", "batch_size", "lr", "grad_accumulation", "patience"):
-        value = getattr(args, name)
-        if value is not None:
-            train_kwargs[name] = value
-    train_kwargs["seed"] = args.seed
-    train_kwargs["progress"] = not args.no_progress
-    return ExperimentConfig(
-        model=args.model, variant=variant, data_dir=args.data_dir,
-        synthetic_size=args.synthetic_size, output_dir=str(output_dir), seed=args.seed,
-        max_length=args.max_length, word2vec=args.word2vec, plm_path=args.plm_path,
-        icd9_gems=tuple(args.icd9_gem), icd10_gems=tuple(args.icd10_gem),
-        device=args.device, resume=args.resume, train=TrainConfig(**train_kwargs),
-        synthetic_dir=str(output_dir.parent / "data") if synthetic else None,
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Command line of ``examples/train_laat.py``: train each variant (default:
-    the plain backbone and JAMS) and write the side-by-side report."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    variants = args.variants or ["backbone", "jams"]
-    base = Path(args.output_dir or f"outputs/{args.model}")
-    if args.overwrite and args.resume:
-        raise SystemExit("--overwrite and --resume exclude each other")
-    try:  # settings that fail only together (batch size and accumulation) fail now
-        configs = [config_from_args(args, v, base / v) for v in variants]
-    except ValueError as err:
-        parser.error(str(err))
-    for variant in variants:  # an earlier run is a one-line error before any work
-        if not (args.resume or args.overwrite) and any((base / variant).glob("**/last.pt")):
-            parser.error(f"{base / variant} holds a previous run: resume it (--resume), "
-                         "replace it (--overwrite) or choose another --output-dir")
-    main_rank = int(os.environ.get("RANK", "0")) == 0
-    if main_rank:
-        for variant in variants:  # a folder held by another run fails before any work
-            prepare_run_dir(base / variant, overwrite=args.overwrite)
-    runs = []
-    for number, config in enumerate(configs, 1):
-        systems = " + ".join(SYSTEM_LABELS[s] for s in config.systems)
-        log.info("[%d/%d] %s, %s, seed %d", number, len(configs), config.label, systems,
-                 config.seed)
-        runs.append(run_experiment(config))
-    if len(runs) > 1 and main_rank:
-        write_report(runs, base)
-        atomic_write_text(base / "metrics.json", json.dumps(runs, indent=2, default=float))
-    if main_rank:
-        log.info("wrote %s: report.md, metrics.json, buckets.png; per run: %s", base,
-                 ", ".join(f"{c.variant}/" for c in configs))
-    return runs

@@ -1,0 +1,120 @@
+"""``jams-pyg evaluate``: score a saved model bundle on a split of Edin et al.'s dataset
+files with the metrics of the paper's Table 2 (Edin et al. 2023)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from jams_pyg.cli.common import HelpFormatter, fail, positive_int
+
+DESCRIPTION = """\
+Score a model bundle (e.g. OUTPUT_DIR/jams/model of `jams-pyg train`) on the documents of
+one split of Edin et al.'s MIMIC-IV files (or the synthetic corpus): micro/macro F1 and
+AUC-ROC, exact match, P@8, P@15, R-precision and MAP, per coding system of the bundle.
+
+The decision threshold is the bundle's (tuned on the validation split when it was trained),
+or tuned again on --tune-on's split. Codes of the data that the model does not know are
+counted as missed (their share is printed); on the data a bundle was trained on, this gives
+the numbers of its training run.
+"""
+
+
+def _targets(documents: Any, codes: list[str]) -> tuple[Any, int, int]:
+    """Multi-hot targets over ``codes``, and how many code occurrences fall outside them."""
+    import numpy as np
+
+    index = {code: i for i, code in enumerate(codes)}
+    targets = np.zeros((len(documents), len(codes)), dtype=np.float32)
+    unknown = total = 0
+    for row, labels in enumerate(documents):
+        for code in labels:
+            total += 1
+            if code in index:
+                targets[row, index[code]] = 1.0
+            else:
+                unknown += 1
+    return targets, unknown, total
+
+
+def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
+    """Per system: threshold, metrics, number of documents and of unknown codes."""
+    from jams_pyg.data.edin import load_edin_dataset
+    from jams_pyg.eval.metrics import compute_metrics
+    from jams_pyg.eval.thresholds import tune_threshold
+    from jams_pyg.inference.predictor import JAMSPredictor
+
+    predictor = JAMSPredictor.load(args.model, device=args.device)
+    systems = list(predictor.codes) if args.system == "both" else [args.system]
+    results: dict[str, Any] = {}
+    for system in systems:
+        dataset = load_edin_dataset(args.data, system)
+        codes = predictor.codes[system]
+
+        def score(split: str, dataset=dataset, system=system, codes=codes):
+            documents = dataset.split(split)
+            probs = predictor.predict_proba(documents["text"].tolist(), system,
+                                            batch_size=args.batch_size)[system]
+            return probs, *_targets(documents["target"], codes)
+
+        probs, targets, unknown, total = score(args.split)
+        threshold = predictor.thresholds[system]
+        if args.tune_on:
+            val_probs, val_targets, _, _ = score(args.tune_on)
+            threshold = tune_threshold(val_probs, val_targets)
+        results[system] = {
+            "threshold": threshold,
+            "metrics": compute_metrics(probs, targets, threshold=threshold),
+            "num_documents": int(probs.shape[0]),
+            "unknown_code_share": unknown / max(total, 1),
+        }
+        if unknown:
+            print(f"jams-pyg evaluate: {system}: {unknown} of {total} code occurrences of the "
+                  f"{args.split} split are not among the model's {len(codes)} codes "
+                  "(counted as missed)", file=sys.stderr)
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    from jams_pyg.eval.tables import compare_table
+    from jams_pyg.inference.bundle import BundleError
+
+    try:
+        results = evaluate_bundle(args)
+        payload = {"model": str(args.model), "data": str(args.data), "split": args.split,
+                   "threshold_split": args.tune_on or "bundle", "systems": results}
+        if args.output:
+            from jams_pyg.atomic import atomic_write_text
+
+            atomic_write_text(args.output, json.dumps(payload, indent=2) + "\n")
+    except (BundleError, OSError, ValueError) as err:
+        return fail("evaluate", err)
+    print(compare_table({str(args.model): {s: r["metrics"] for s, r in results.items()}},
+                        systems=list(results)))
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "evaluate", help="score a model bundle on a split of Edin et al.'s dataset files",
+        description=DESCRIPTION, formatter_class=HelpFormatter)
+    evaluate.add_argument("--model", required=True, metavar="DIR", help="model bundle folder")
+    evaluate.add_argument("--data", required=True, metavar="DIR",
+                          help="folder with Edin et al.'s files (mimiciv_icd9/, "
+                          "mimiciv_icd10/), e.g. a run's synthetic corpus OUTPUT_DIR/data")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"],
+                          help="documents to score")
+    evaluate.add_argument("--system", default="both", choices=["both", "icd9", "icd10"],
+                          help="coding system(s); 'both' = every system of the model")
+    evaluate.add_argument("--tune-on", choices=["train", "val", "test"],
+                          help="tune the threshold again on this split (default: the "
+                          "bundle's)")
+    evaluate.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
+                          help="documents per forward pass")
+    evaluate.add_argument("--device", help="torch device (default: cuda if available, "
+                          "else cpu)")
+    evaluate.add_argument("--output", "-o", metavar="FILE", help="also write the results "
+                          "as JSON here")
+    evaluate.set_defaults(handler=run)

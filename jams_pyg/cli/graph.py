@@ -1,0 +1,47 @@
+"""``jams-pyg graph``: build the ICD-9 <-> ICD-10 GEM graph and print its summary."""
+
+from __future__ import annotations
+
+import argparse
+
+from jams_pyg.cli.common import HelpFormatter, fail
+
+
+def run(args: argparse.Namespace) -> int:
+    from jams_pyg.graph.gem_graph import GEMGraph
+
+    try:
+        if args.icd9_gem or args.icd10_gem:
+            graph = GEMGraph.from_gem_files(args.icd9_gem or None, args.icd10_gem or None,
+                                            direction=args.direction)
+        else:
+            graph = GEMGraph.from_cms_2018(direction=args.direction)
+        print(graph.summary())
+        if args.save:
+            graph.save(args.save)
+            print(f"wrote {args.save}")
+    except (OSError, ValueError) as err:  # names the GEM file (and line)
+        return fail("graph", err)
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    graph = commands.add_parser(
+        "graph",
+        help="build the ICD-9 <-> ICD-10 GEM graph and print its summary",
+        description="Build the GEM graph (the shipped CMS 2018 diagnosis GEMs unless GEM "
+        "files are given) and print its size.",
+        formatter_class=HelpFormatter,
+    )
+    graph.add_argument("--icd9-gem", action="append", default=[], metavar="FILE",
+                       help="forward GEM file (ICD-9 -> ICD-10), repeatable; default: the "
+                       "shipped CMS 2018 diagnosis GEMs")
+    graph.add_argument("--icd10-gem", action="append", default=[], metavar="FILE",
+                       help="backward GEM file (ICD-10 -> ICD-9), repeatable")
+    graph.add_argument("--direction", default="directional", choices=["directional", "union"],
+                       help="'directional': forward-file links update ICD-9 codes, "
+                       "backward-file links ICD-10 codes (the official JAMS code); 'union': "
+                       "one symmetric edge set (ablation)")
+    graph.add_argument("--save", metavar="FILE",
+                       help="write the graph here (GEMGraph.load reads it)")
+    graph.set_defaults(handler=run)

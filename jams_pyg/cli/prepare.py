@@ -1,0 +1,61 @@
+"""``jams-pyg prepare``: build Edin et al.'s MIMIC-IV ICD-9 / ICD-10 datasets from raw
+MIMIC-IV (see :mod:`jams_pyg.data.prepare` for the rules)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from jams_pyg.cli.common import HelpFormatter, fail
+from jams_pyg.data.defaults import DEFAULT_BLOCK_SIZE, DEFAULT_SEED, MIN_TARGET_COUNT
+
+
+def run(args: argparse.Namespace) -> int:
+    from jams_pyg.data.prepare import prepare_mimiciv
+
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        summary = prepare_mimiciv(
+            args.raw_dir, args.out_dir, note_dir=args.note_dir, min_count=args.min_count,
+            seed=args.seed, block_size=int(args.block_size_mb * 2**20),
+            invalid_codes=args.invalid_codes,
+        )
+    except (OSError, ValueError) as err:  # every message names the file (and row)
+        return fail("prepare", err)
+    for system in ("icd9", "icd10"):
+        s = summary[system]
+        print(f"{system}: {s['documents']} documents, {s['patients']} patients, "
+              f"{s['codes']} codes -> {s['path']}")
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    prepare = commands.add_parser(
+        "prepare",
+        help="build Edin et al.'s MIMIC-IV ICD-9 / ICD-10 datasets from raw MIMIC-IV",
+        description="Prepare datasets in Edin et al.'s format (documents, codes and a "
+        "patient-level 75/10/15 split), streaming the raw CSV files.",
+        formatter_class=HelpFormatter,
+    )
+    datasets = prepare.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    mimic = datasets.add_parser(
+        "mimiciv", help="MIMIC-IV ICD-9 and ICD-10 from raw MIMIC-IV (and MIMIC-IV-Note)",
+        description="Read RAW_DIR/hosp/{diagnoses,procedures}_icd.csv.gz and "
+        "note/discharge.csv.gz; write OUT_DIR/mimiciv_icd9/ and OUT_DIR/mimiciv_icd10/.",
+        formatter_class=HelpFormatter,
+    )
+    mimic.add_argument("raw_dir", metavar="RAW_DIR", help="MIMIC-IV folder holding hosp/ "
+                       "(and note/)")
+    mimic.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
+    mimic.add_argument("--note-dir", metavar="DIR",
+                       help="MIMIC-IV-Note folder holding note/ (default: RAW_DIR)")
+    mimic.add_argument("--min-count", type=int, default=MIN_TARGET_COUNT, metavar="N",
+                       help="keep codes of at least N documents (Edin et al.)")
+    mimic.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                       help="seed of the patient-level split (Edin et al.'s)")
+    mimic.add_argument("--block-size-mb", type=float, default=DEFAULT_BLOCK_SIZE / 2**20,
+                       metavar="MB", help="MiB of CSV parsed at a time (bounds memory)")
+    mimic.add_argument("--invalid-codes", choices=["error", "drop"], default="error",
+                       help="a malformed code: stop with an error naming file and row, or "
+                       "drop it with a warning")
+    mimic.set_defaults(handler=run)

@@ -1,0 +1,191 @@
+"""``jams-pyg train`` (and ``examples/train_laat.py``): train JAMS and the plain backbone,
+evaluate both as Edin et al. and write the side-by-side report.
+
+Without ``--data`` it runs on the embedded synthetic corpus (built from the real CMS GEMs
+and code titles) with the CPU-sized settings of :mod:`jams_pyg.train.presets`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from jams_pyg.cli.common import HelpFormatter, fail
+from jams_pyg.cli.synthetic import size_type
+from jams_pyg.data.defaults import SIZES
+from jams_pyg.icd.codes import SYSTEM_LABELS
+from jams_pyg.models.config import BACKBONES
+from jams_pyg.train.config import TrainConfig, train_setting_type
+from jams_pyg.train.presets import train_settings
+from jams_pyg.train.progress import format_duration
+from jams_pyg.train.variants import VARIANTS
+
+log = logging.getLogger("jams_pyg.train")
+
+DESCRIPTION = """\
+Train JAMS and the plain backbone and report Edin et al.'s metrics for ICD-9 and ICD-10
+side by side (test split, threshold tuned on validation), with macro-F1 by training
+frequency and GEM link.
+
+Without --data: the embedded synthetic corpus (written to OUTPUT_DIR/data), a few
+minutes on a CPU. With --data: Edin et al.'s preprocessed MIMIC-IV files (see
+`jams-pyg prepare`). Torchrun starts the same command on several GPUs.
+
+Writes OUTPUT_DIR/report.md, metrics.json and buckets.png, and one folder per variant
+(backbone/icd9/, backbone/icd10/, jams/) with metrics.json, config.json, checkpoints and
+the prediction bundle model/ (`jams-pyg predict --model OUTPUT_DIR/jams/model`).
+"""
+
+
+def _train_help(name: str, what: str) -> str:
+    synthetic = train_settings("laat", synthetic=True).get(name)
+    real = TrainConfig.__dataclass_fields__[name].default  # no instance: no validation
+    return (f"{what} (default: {synthetic} on the synthetic corpus, {real} with --data; "
+            "per backbone in jams_pyg.train.presets)")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train", help="train JAMS and the plain backbone side by side and write the report",
+        description=DESCRIPTION, formatter_class=HelpFormatter)
+    add_arguments(train)
+    train.set_defaults(handler=run, parser=train)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``jams-pyg train`` (also ``examples/train_laat.py``'s)."""
+    parser.add_argument("--model", choices=BACKBONES, default="laat", help="the backbone")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--no-jams", dest="variants", action="store_const", const=["backbone"],
+                      help="train only the plain backbone (one model per system)")
+    runs.add_argument("--jams-only", dest="variants", action="store_const", const=["jams"],
+                      help="train only JAMS")
+    runs.add_argument("--variants", nargs="+", choices=VARIANTS, metavar="VARIANT",
+                      help="runs to compare (default: backbone jams); ablations: no_mat, "
+                      "unweighted, mat_only, union; our tied output layer: tied, "
+                      "tied_backbone")
+    parser.add_argument("--data", dest="data_dir", metavar="DIR",
+                        help="folder with Edin et al.'s MIMIC-IV ICD-9/ICD-10 files "
+                        "(default: generate the synthetic corpus)")
+    parser.add_argument("--size", type=size_type, default="default",
+                        help=f"synthetic corpus size: {', '.join(SIZES)} or a scale factor")
+    parser.add_argument("--output-dir", metavar="DIR",
+                        help="where results go (default: outputs/<model>); one sub-folder "
+                        "per variant")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of model initialisation and batch order")
+    # TrainConfig's rules, applied when parsed (e.g. --patience 0 is refused).
+    parser.add_argument("--epochs", type=train_setting_type("epochs"), metavar="N",
+                        help=_train_help("epochs", "maximum epochs"))
+    parser.add_argument("--batch-size", type=train_setting_type("batch_size"), metavar="N",
+                        help=_train_help("batch_size", "documents per step"))
+    parser.add_argument("--lr", type=train_setting_type("lr"),
+                        help=_train_help("lr", "peak learning rate (AdamW, linear decay)"))
+    parser.add_argument("--grad-accumulation", type=train_setting_type("grad_accumulation"),
+                        metavar="N", help="batches per optimiser step (default: "
+                        f"{TrainConfig.__dataclass_fields__['grad_accumulation'].default})")
+    parser.add_argument("--patience", type=train_setting_type("patience"), metavar="N",
+                        help=_train_help("patience", "early stopping: epochs without a "
+                                         "better validation MAP"))
+    parser.add_argument("--max-length", type=int, default=4000, metavar="N",
+                        help="tokens kept per document (Edin et al.)")
+    parser.add_argument("--word2vec", action="store_true",
+                        help="initialise word embeddings with word2vec on the training texts")
+    parser.add_argument("--plm-path", metavar="DIR",
+                        help="local pretrained model folder for plm_icd (default: a small "
+                        "RoBERTa trained from scratch)")
+    parser.add_argument("--icd9-gem", action="append", default=[], metavar="FILE",
+                        help="extra forward GEM file, e.g. gem_i9pcs.txt (repeatable)")
+    parser.add_argument("--icd10-gem", action="append", default=[], metavar="FILE",
+                        help="extra backward GEM file, e.g. gem_pcsi9.txt (repeatable)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda if available), cpu, cuda or cuda:N")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the runs in --output-dir from their last checkpoints")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the runs already in --output-dir and start afresh")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (they show only on a terminal anyway)")
+
+
+def experiment_config(args: argparse.Namespace, variant: str, output_dir: Path):
+    """The :class:`~jams_pyg.train.experiment.ExperimentConfig` of one variant."""
+    from jams_pyg.train.experiment import ExperimentConfig
+
+    synthetic = args.data_dir is None
+    settings: dict[str, Any] = train_settings(args.model, synthetic)
+    for name in ("epochs", "batch_size", "lr", "grad_accumulation", "patience"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    return ExperimentConfig(
+        model=args.model, variant=variant, data_dir=args.data_dir,
+        synthetic_size=args.size, output_dir=str(output_dir), seed=args.seed,
+        max_length=args.max_length, word2vec=args.word2vec, plm_path=args.plm_path,
+        icd9_gems=tuple(args.icd9_gem), icd10_gems=tuple(args.icd10_gem),
+        device=args.device, resume=args.resume,
+        train=TrainConfig(**settings, seed=args.seed, progress=not args.no_progress),
+        synthetic_dir=str(output_dir.parent / "data") if synthetic else None,
+    )
+
+
+def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
+                   ) -> list[dict[str, Any]]:
+    """Check every setting and output folder first, then train each variant in turn and
+    write the side-by-side report; returns each run's metrics."""
+    from jams_pyg.train.experiment import run_experiment, write_report
+    from jams_pyg.train.rundir import prepare_run_dir
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    variants = args.variants or ["backbone", "jams"]
+    base = Path(args.output_dir or f"outputs/{args.model}")
+    if args.overwrite and args.resume:
+        parser.error("--overwrite and --resume exclude each other")
+    try:  # settings that fail only together (batch size and accumulation) fail now
+        configs = [experiment_config(args, v, base / v) for v in variants]
+    except ValueError as err:
+        parser.error(str(err))
+    for variant in variants:  # an earlier run is a one-line error before any work
+        if not (args.resume or args.overwrite) and any((base / variant).glob("**/last.pt")):
+            parser.error(f"{base / variant} holds a previous run: resume it (--resume), "
+                         "replace it (--overwrite) or choose another --output-dir")
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:
+        for variant in variants:  # a folder held by another run fails before any work
+            prepare_run_dir(base / variant, overwrite=args.overwrite)
+    runs: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for number, config in enumerate(configs, 1):
+        systems = " + ".join(SYSTEM_LABELS[s] for s in config.systems)
+        left = ""
+        if runs:  # the runs so far are the best guide to the ones still to come
+            per_run = (time.perf_counter() - start) / len(runs)
+            left = f" (about {format_duration(per_run * (len(configs) - len(runs)))} left)"
+        log.info("[%d/%d] %s, %s, seed %d%s", number, len(configs), config.label, systems,
+                 config.seed, left)
+        runs.append(run_experiment(config))
+    if len(runs) > 1 and main_rank:
+        write_report(runs, base)
+        from jams_pyg.atomic import atomic_write_text
+
+        atomic_write_text(base / "metrics.json", json.dumps(runs, indent=2, default=float))
+    if main_rank:
+        log.info("wrote %s in %s: report.md, metrics.json, buckets.png; per run: %s", base,
+                 format_duration(time.perf_counter() - start),
+                 ", ".join(f"{c.variant}/" for c in configs))
+    return runs
+
+
+def run(args: argparse.Namespace) -> int:
+    from jams_pyg.train.errors import TrainingError
+
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        train_variants(args, args.parser)
+    except (TrainingError, OSError) as err:  # held folder, divergence, missing data file
+        return fail("train", err)
+    return 0
