@@ -11,20 +11,16 @@ import socket
 import pytest
 import torch
 
-from jams_pyg.train.trainer import (
-    LOCK_NAME,
+from jams_pyg.train.checkpoint import atomic_save, load_checkpoint
+from jams_pyg.train.config import TrainConfig, train_setting_type
+from jams_pyg.train.errors import (
     CheckpointError,
     ResumeMismatch,
     RunDirLocked,
-    TrainConfig,
     TrainingDiverged,
     TrainingError,
-    atomic_save,
-    load_checkpoint,
-    prepare_run_dir,
-    run_dir_lock,
-    train_setting_type,
 )
+from jams_pyg.train.rundir import LOCK_NAME, prepare_run_dir, run_dir_lock
 
 # fork: the children need no fresh interpreter (and no torch import: seconds each).
 CTX = mp.get_context("fork")
@@ -367,7 +363,7 @@ def test_resume_with_other_data_or_model_says_what_differs(tmp_path, one_thread)
     from test_training import make_trainer, tiny_datasets
 
     from jams_pyg.data import JointCodingDataset, WordTokenizer
-    from jams_pyg.train.trainer import dataset_fingerprint
+    from jams_pyg.train.checkpoint import dataset_fingerprint
 
     def fingerprint(seed):
         datasets = tiny_datasets(seed=seed)

@@ -1,7 +1,13 @@
-"""Trainer: optimisation, checkpoint/resume and DistributedDataParallel."""
+"""Trainer: optimisation, checkpoint/resume, DistributedDataParallel, evaluation passes and
+the per-epoch line."""
 
+import logging
+import math
 import os
+import re
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -12,8 +18,10 @@ import torch.multiprocessing as mp
 from jams_pyg.data import CodingDataset, JointCodingDataset, WordTokenizer
 from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.models import ModelConfig, build_model, jams_loss
+from jams_pyg.train.config import TrainConfig
 from jams_pyg.train.distributed import DistInfo, cleanup, init_distributed, shard_batch
-from jams_pyg.train.trainer import TrainConfig, Trainer
+from jams_pyg.train.progress import format_duration
+from jams_pyg.train.trainer import Trainer
 
 CODES = {"icd9": ["405.11", "576.2", "749.11"], "icd10": ["I15.0", "K83.1", "Q36.9", "Z99.89"]}
 WORDS = {
@@ -177,7 +185,7 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
 def test_linear_warmup_decay_equals_transformers_schedule():
     from transformers import get_linear_schedule_with_warmup
 
-    from jams_pyg.train.trainer import linear_warmup_decay
+    from jams_pyg.train.schedule import linear_warmup_decay
 
     for warmup, total in ((0, 10), (3, 10), (10, 10), (4, 37)):
         ours = linear_warmup_decay(torch.optim.SGD([torch.zeros(1)], lr=0.5), warmup, total)
@@ -189,3 +197,86 @@ def test_linear_warmup_decay_equals_transformers_schedule():
             ref.optimizer.step()
             ours.step()
             ref.step()
+
+
+def test_evaluation_refines_the_code_tables_once_per_pass(tmp_path):
+    trainer = make_trainer(tmp_path, config(epochs=1))
+    model = trainer.model
+    assert model.use_mat
+    calls = []
+    model.mat.register_forward_hook(lambda *args: calls.append(1))
+    predictions = trainer.predict(trainer.val_dataset, batch_size=2)
+    assert len(calls) == 1  # not once per batch (8 documents, 4 batches)
+    assert model.training  # left in the mode it had
+    # the same numbers as refining inside each forward
+    model.eval()
+    loader = torch.utils.data.DataLoader(trainer.val_dataset, batch_size=2,
+                                         collate_fn=trainer.collate_fn)
+    with torch.no_grad():
+        logits = [model(b.input_ids, b.attention_mask, b.system) for b in loader]
+    assert len(calls) == 5
+    for system, probs in predictions.probs.items():
+        expected = torch.cat([torch.sigmoid(x[system]) for x in logits]).numpy()
+        np.testing.assert_array_equal(probs, expected)
+
+
+def test_a_model_without_mat_evaluates_without_tables(tmp_path):
+    trainer = make_trainer(tmp_path, config(epochs=1))
+    model = trainer.model
+    model.mat = None  # the plain backbone's shape: no MAT, tables used as they are
+    seen = []
+    forward = model.forward
+    model.forward = lambda *args, **kw: seen.append(kw) or forward(*args, **kw)
+    predictions = trainer.predict(trainer.val_dataset)
+    assert seen and all("code_tables" not in kw for kw in seen)
+    assert set(predictions.probs) == {"icd9", "icd10"}
+
+
+def test_each_epoch_logs_one_line_with_the_time_left(tmp_path, caplog):
+    trainer = make_trainer(tmp_path, config(epochs=3))
+    with caplog.at_level(logging.INFO, logger="jams_pyg.train.trainer"):
+        trainer.fit()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(lines) == 3
+    pattern = r"epoch {}/3: loss \d\.\d{{4}}, val map \d\.\d{{4}}( \(best\))? · [\d.]+ s/epoch"
+    assert re.fullmatch(pattern.format(1) + r", at most [\d.]+ s left", lines[0])
+    assert re.fullmatch(pattern.format(3), lines[2])  # the last epoch: nothing left
+
+
+def test_early_stop_is_said_in_the_epoch_line(tmp_path, caplog):
+    trainer = make_trainer(tmp_path, config(epochs=50, patience=1))
+    scores = iter([0.5, 0.4])
+    trainer.validation_score = lambda predictions: {"icd9": next(scores), "icd10": 0.0}
+    with caplog.at_level(logging.INFO, logger="jams_pyg.train.trainer"):
+        trainer.fit()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert re.search(r"^epoch 1/50: .*\(best\) · .*, at most .* left$", lines[0])
+    assert lines[1].endswith(", early stop (no better val map in 1 epochs)")
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0, "0.0 s"), (0.42, "0.4 s"), (0.97, "1 s"), (6.2, "6 s"), (59.6, "1 min 0 s"),
+    (282, "4 min 42 s"), (3600, "1 h 00 min"), (7500, "2 h 05 min"), (100000, "1 d 3 h"),
+])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.inf, math.nan])
+def test_format_duration_refuses_what_is_not_a_duration(bad):
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        format_duration(bad)
+
+
+def test_settings_errors_and_run_folders_load_without_torch():
+    # The command line shows TrainConfig's defaults, checks flags and reports errors
+    # without paying for torch.
+    code = ("import sys; from jams_pyg.train.config import TrainConfig, train_setting_type; "
+            "from jams_pyg.train.errors import TrainingError; "
+            "from jams_pyg.train.rundir import run_dir_lock; "
+            "from jams_pyg.train.progress import format_duration; "
+            "TrainConfig(epochs=3); train_setting_type('lr')('0.1'); "
+            "print(sorted({'torch', 'numpy'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
