@@ -23,11 +23,11 @@ from typing import Any
 from jams_pyg.eval.deltas import format_delta, rarest_groups
 from jams_pyg.eval.tables import (
     MISSING,
-    SYSTEM_LABELS,
     compare_table,
     convergence_table,
     results_by_label,
 )
+from jams_pyg.icd.codes import SYSTEM_LABELS
 
 #: Table 2 of the paper: (backbone, JAMS) macro-F1 and MAP, ×100, per system.
 PAPER_TABLE2 = {

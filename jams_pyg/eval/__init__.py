@@ -13,7 +13,7 @@ _EXPORTS = {
     ".buckets": ("FREQUENCY_BUCKETS", "MIMIC_IV_TRAIN_DOCS", "bucket_groups", "bucket_label",
                  "bucket_macro_f1", "bucket_series", "code_frequencies", "frequency_scale",
                  "scale_buckets"),
-    ".tables": ("METRIC_LABELS", "MISSING", "SYSTEM_LABELS", "bucket_table", "compare_table",
+    ".tables": ("METRIC_LABELS", "MISSING", "bucket_table", "compare_table",
                 "convergence_rows", "convergence_table", "mean_std", "results_by_label",
                 "seed_runs"),
     ".plots": ("plot_buckets",),

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from jams_pyg.eval.tables import METRIC_LABELS, MISSING, SYSTEM_LABELS
+from jams_pyg.eval.tables import METRIC_LABELS, MISSING
+from jams_pyg.icd.codes import SYSTEM_LABELS
 
 DELTA_METRICS: tuple[str, ...] = ("f1_macro", "f1_micro", "map")
 """The metrics of :func:`~jams_pyg.eval.metrics.compute_metrics` whose deltas are summarised."""

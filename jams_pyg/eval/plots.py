@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from jams_pyg.eval.buckets import bucket_series
-from jams_pyg.eval.tables import SYSTEM_LABELS, mean_std, seed_runs
+from jams_pyg.eval.tables import mean_std, seed_runs
+from jams_pyg.icd.codes import SYSTEM_LABELS
 
 
 def plot_buckets(

@@ -2,8 +2,9 @@
 (:func:`bucket_table`) and the epochs each run took (:func:`convergence_table`).
 
 Every table shows fractions × 100 with one decimal and, for several seeds, the mean ± the
-sample std. :data:`SYSTEM_LABELS` and :data:`METRIC_LABELS` are the one set of display names
-of the coding systems and metrics; :data:`MISSING` fills a cell without a value.
+sample std. :data:`METRIC_LABELS` are the one set of display names of the metrics (those of
+the coding systems are :data:`jams_pyg.icd.codes.SYSTEM_LABELS`); :data:`MISSING` fills a cell
+without a value.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from jams_pyg.eval.buckets import bucket_series
 from jams_pyg.eval.metrics import METRIC_KEYS
+from jams_pyg.icd.codes import SYSTEM_LABELS
 
 METRIC_LABELS: dict[str, str] = {
     "auc_micro": "AUC micro",
@@ -29,8 +31,6 @@ METRIC_LABELS: dict[str, str] = {
     "map": "MAP",
 }
 """Display names of the metric keys (:data:`~jams_pyg.eval.metrics.METRIC_KEYS`)."""
-SYSTEM_LABELS: dict[str, str] = {"icd9": "ICD-9", "icd10": "ICD-10"}
-"""Display names of the coding systems."""
 MISSING = "–"
 """The cell of a value that is missing (no run, no evaluated code, ``None`` or ``nan``)."""
 
@@ -242,7 +242,6 @@ def convergence_table(rows: Sequence[Mapping[str, Any]]) -> str:
 __all__ = [
     "METRIC_LABELS",
     "MISSING",
-    "SYSTEM_LABELS",
     "bucket_table",
     "compare_table",
     "convergence_rows",

@@ -32,7 +32,6 @@ from jams_pyg.data import (
 )
 from jams_pyg.data.synthetic import generate_synthetic_corpus
 from jams_pyg.eval import (
-    SYSTEM_LABELS,
     bucket_macro_f1,
     bucket_table,
     compare_table,
@@ -42,7 +41,7 @@ from jams_pyg.eval import (
     tune_threshold,
 )
 from jams_pyg.graph.gem_graph import GEMGraph
-from jams_pyg.icd.codes import SYSTEMS
+from jams_pyg.icd.codes import SYSTEM_LABELS, SYSTEMS
 from jams_pyg.inference.bundle import save_bundle
 from jams_pyg.models import BACKBONES, ModelConfig, build_model, jams_loss
 from jams_pyg.train.checkpoint import dataset_fingerprint
