@@ -5,6 +5,7 @@ import argparse
 import math
 import multiprocessing as mp
 import os
+import re
 import signal
 import socket
 
@@ -414,35 +415,40 @@ def test_version_1_checkpoints_still_resume(tmp_path, one_thread):
 
 
 # --------------------------------------------------- the command line (wiring)
-CLI = ["--model", "caml", "--synthetic-size", "0.05", "--batch-size", "8", "--no-progress",
+CLI = ["train", "--model", "caml", "--size", "0.05", "--batch-size", "8", "--no-progress",
        "--jams-only"]
+
+
+def _train(capsys, *args: str) -> tuple[int, str]:
+    """``jams-pyg train`` with ``args``: its exit status and its error output."""
+    from jams_pyg.cli import main
+
+    status = main([*CLI, *args])
+    return status, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", [["--patience", "0"], ["--epochs", "0"], ["--lr", "nan"],
                                  ["--lr", "-1"], ["--batch-size", "0"],
                                  ["--batch-size", "6", "--grad-accumulation", "4"]])
 def test_cli_refuses_bad_settings_before_any_work(tmp_path, bad, capsys):
-    from jams_pyg.train.experiment import main
-
     with pytest.raises(SystemExit) as err:
-        main([*CLI, *bad, "--output-dir", str(tmp_path / "run")])
+        _train(capsys, *bad, "--output-dir", str(tmp_path / "run"))
     assert err.value.code == 2
     message = capsys.readouterr().err
     assert "must be" in message or "is not divisible by grad_accumulation" in message
     assert not (tmp_path / "run").exists()  # no data generated, nothing written
 
 
-def test_cli_second_run_into_a_held_folder_fails_at_once(tmp_path):
-    from jams_pyg.train.experiment import main
-
+def test_cli_second_run_into_a_held_folder_fails_at_once(tmp_path, capsys):
     ready, release = CTX.Event(), CTX.Event()
     holder = CTX.Process(target=_hold_lock, args=(str(tmp_path / "jams"), ready, release))
     holder.start()
     try:
         assert ready.wait(60)
         for extra in ([], ["--overwrite"], ["--resume"]):
-            with pytest.raises(RunDirLocked, match=f"pid {holder.pid}"):
-                main([*CLI, "--epochs", "1", "--output-dir", str(tmp_path), *extra])
+            status, message = _train(capsys, "--epochs", "1", "--output-dir", str(tmp_path),
+                                     *extra)
+            assert status == 1 and f"pid {holder.pid}" in message
         assert not (tmp_path / "data").exists()  # failed before generating data
     finally:
         release.set()
@@ -450,11 +456,10 @@ def test_cli_second_run_into_a_held_folder_fails_at_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_diverged_run_writes_no_metrics_and_no_bundle(tmp_path):
-    from jams_pyg.train.experiment import main
-
-    with pytest.raises(TrainingDiverged, match="epoch 1, step .*lr 1000"):
-        main([*CLI, "--epochs", "2", "--lr", "1e3", "--output-dir", str(tmp_path)])
+def test_cli_diverged_run_writes_no_metrics_and_no_bundle(tmp_path, capsys):
+    status, message = _train(capsys, "--epochs", "2", "--lr", "1e3", "--output-dir",
+                             str(tmp_path))
+    assert status == 1 and re.search("diverged at epoch 1, step .*lr 1000", message)
     run = tmp_path / "jams"
     assert not (run / "metrics.json").exists() and not (run / "model").exists()
     assert not (run / "best.pt").exists()
@@ -464,15 +469,14 @@ def test_cli_diverged_run_writes_no_metrics_and_no_bundle(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_resume_with_other_settings_says_what_differs(tmp_path):
-    from jams_pyg.train.experiment import main
-
-    main([*CLI, "--epochs", "1", "--output-dir", str(tmp_path)])
-    with pytest.raises(ResumeMismatch, match=r"(?s)train\.lr: stored 0\.02, now 0\.01.*"
-                       r"--overwrite"):
-        main([*CLI, "--epochs", "1", "--lr", "0.01", "--resume", "--output-dir",
-              str(tmp_path)])
+def test_cli_resume_with_other_settings_says_what_differs(tmp_path, capsys):
+    assert _train(capsys, "--epochs", "1", "--output-dir", str(tmp_path))[0] == 0
+    status, message = _train(capsys, "--epochs", "1", "--lr", "0.01", "--resume",
+                             "--output-dir", str(tmp_path))
+    assert status == 1
+    assert re.search(r"(?s)train\.lr: stored 0\.02, now 0\.01.*--overwrite", message)
     last = tmp_path / "jams" / "last.pt"
     last.write_bytes(last.read_bytes()[:5000])
-    with pytest.raises(CheckpointError, match=f"{last} is damaged.*--overwrite"):
-        main([*CLI, "--epochs", "1", "--resume", "--output-dir", str(tmp_path)])
+    status, message = _train(capsys, "--epochs", "1", "--resume", "--output-dir",
+                             str(tmp_path))
+    assert status == 1 and f"{last} is damaged" in message and "--overwrite" in message
