@@ -193,6 +193,17 @@ def test_save_checks_its_arguments(tmp_path):
             save_bundle(tmp_path / "b", **{**args, **change})
 
 
+def test_in_memory_bundle_is_checked_as_a_saved_one():
+    model, _config, tok, graph = make_model()
+    union = GEMGraph.from_cms_2018(CODES["icd9"], CODES["icd10"], direction="union")
+    with pytest.raises(ValueError, match="links differ from the ones the model's MAT runs on"):
+        JAMSPredictor.from_model(model, tok, CODES, THRESHOLDS, union, 32)
+    with pytest.raises(ValueError, match="needs its GEM graph"):
+        JAMSPredictor.from_model(model, tok, CODES, THRESHOLDS, None, 32)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        JAMSPredictor.from_model(model, tok, CODES, {"icd9": 2, "icd10": 0.5}, graph, 32)
+
+
 def test_plm_icd_bundle_with_hf_tokenizer(tmp_path):
     texts = [clean_text(t) for t in TEXTS] * 3
     hf = train_hf_tokenizer(texts, vocab_size=120, min_frequency=1)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from jams_pyg.models import CAMLHead, LAATHead, label_attention
+from jams_pyg.models import CAMLHead, LAATHead, label_attention, label_attention_weights
 
 B, L, H, D, C = 3, 7, 10, 4, 5
 
@@ -153,6 +153,24 @@ def test_attention_for_a_subset_of_codes():
     torch.testing.assert_close(w2, expected, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="rows for a batch"):
         head(x, mask, codes, bias, return_attention=True, attention_index=per_doc[:2])
+
+
+def test_one_softmax_behind_every_path():
+    """The weights-only path, the weights forward returns and the explicit document vectors
+    all come from label_attention_weights."""
+    torch.manual_seed(8)
+    head = LAATHead(H, D, attention="explicit")
+    x, mask, codes, bias = _inputs()
+    mask[0] = False  # a document without tokens
+    keys = head.keys(x)
+    index = torch.tensor([[0, 2], [3, 3], [1, 4]])
+    _, weights = head(x, mask, codes, bias, return_attention=True, attention_index=index)
+    torch.testing.assert_close(head.attention_weights(keys, mask, codes, index), weights,
+                               rtol=0, atol=0)
+    full = label_attention_weights(codes, keys, mask)
+    assert full.dtype == torch.float32 and torch.count_nonzero(full[0]) == 0
+    torch.testing.assert_close(label_attention(codes, keys, x, mask, "explicit"), full @ x,
+                               rtol=0, atol=0)
 
 
 def test_bad_shapes_are_named():

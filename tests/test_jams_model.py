@@ -339,6 +339,15 @@ def test_forward_with_attention_for_evidence():
         assert torch.count_nonzero(att[s][pad]) == 0
     with pytest.raises(ValueError, match="rows for 3 icd10 documents"):
         model.forward_with_attention(ids, mask, system, {"icd10": torch.zeros(2, 1).long()})
+    # the same from documents encoded once, scored per system (as the predictor does)
+    with torch.no_grad():
+        tables = model.code_embeddings()
+        h, m = model.encode(ids, mask)
+        for s, sid in (("icd9", 0), ("icd10", 1)):
+            rows = system == sid
+            torch.testing.assert_close(model.score(h[rows], m[rows], s, tables), plain[s])
+            weights = model.attention_weights(h[rows], m[rows], s, codes[s], tables)
+            torch.testing.assert_close(weights, att[s], rtol=0, atol=0)
 
 
 def test_config_defaults_follow_edin_and_roundtrip():
@@ -509,6 +518,9 @@ def test_edge_weighting_ablation_and_attention_weights():
     out = model.code_embeddings(return_attention_weights=True)
     assert out["icd9"].shape == (4, 5) and out["icd10"].shape == (5, 5)
     assert len(out["mat_attention"]) == 5
+    for s, (index, alpha, self_alpha) in out["link_attention"].items():
+        assert torch.equal(index, graph.edges(s)[0])  # aligned with the graph's links
+        assert alpha.shape == (index.size(1), 1) and self_alpha.shape == (NUM_CODES[s], 1)
     with pytest.raises(ValueError, match="GEM graph has 4 icd9 nodes"):
         build_model(_config("laat", use_mat=True), graph, {"icd9": 3, "icd10": 5})
 

@@ -19,7 +19,8 @@ from jams_pyg.data.text import pad_sequences
 from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.titles import code_title
 from jams_pyg.inference.bundle import save_bundle
-from jams_pyg.inference.predictor import JAMSPredictor, read_notes
+from jams_pyg.inference.notes import read_notes
+from jams_pyg.inference.predictor import JAMSPredictor
 from jams_pyg.models import ModelConfig, build_model, jams_loss
 
 MAX_LEN = 64
@@ -109,6 +110,38 @@ def test_reload_gives_identical_probabilities(trained, predictor):
             for c in note.codes[s]:
                 j = trained["codes"][s].index(c.code)
                 assert c.probability == pytest.approx(float(loaded[s][i, j]), abs=2e-6)
+
+
+def test_mat_runs_once_per_call_and_the_logits_are_the_models(trained):
+    """The predictor refines the code tables once per call (not per batch) and scores with
+    the model's own forward: a batch gives model.forward's numbers bit for bit."""
+    model, tok, notes = trained["model"], trained["tok"], trained["notes"]
+    predictor = JAMSPredictor.from_model(model, tok, trained["codes"], trained["thresholds"],
+                                         trained["graph"], MAX_LEN)
+    calls = []
+    mat_forward = model.mat.forward
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("return_attention_weights", False))
+        return mat_forward(*args, **kwargs)
+
+    model.mat.forward = counting  # nn.Module.__call__ finds the instance attribute
+    try:
+        predictor.predict(notes, top_k=3, evidence=True, batch_size=3)  # three batches
+        assert calls == [True]  # one MAT pass, with its attention for the evidence
+        calls.clear()
+        probs = predictor.predict_proba(notes, batch_size=len(notes))
+        assert calls == [False]
+    finally:
+        del model.mat.forward
+    # the predictor's one batch: the notes sorted by length, padded to the longest
+    ids = [tok.encode(clean_text(n), max_length=MAX_LEN) for n in notes]
+    order = sorted(range(len(notes)), key=lambda i: -len(ids[i]))
+    batch, mask = pad_sequences([ids[i] for i in order])
+    for s in ("icd9", "icd10"):
+        with torch.no_grad():
+            logits = model(batch, mask, s)[s]
+        np.testing.assert_array_equal(probs[s][order], torch.sigmoid(logits).numpy())
 
 
 def test_raw_text_is_cleaned_before_tokenising(predictor):
@@ -424,13 +457,13 @@ def test_on_error_skip_keeps_the_good_lines(trained, predictor, tmp_path):
 
 def test_unwritable_output_fails_before_any_model_work(trained, tmp_path, capsys,
                                                        monkeypatch):
-    import jams_pyg.inference.predictor as predict_module
+    import jams_pyg.inference.notes as notes_module
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the output was checked")
 
-    monkeypatch.setattr(predict_module.JAMSPredictor, "load", no_model)
-    monkeypatch.setattr(predict_module, "load_notes", no_model)
+    monkeypatch.setattr(JAMSPredictor, "load", no_model)
+    monkeypatch.setattr(notes_module, "load_notes", no_model)
     notes = tmp_path / "n.txt"
     notes.write_text("a note\n")
     for output in (tmp_path / "missing" / "out.jsonl", tmp_path):
@@ -460,7 +493,7 @@ def test_output_is_atomic_and_gets_an_ordinary_mode(trained, tmp_path, capsys):
 
 
 def test_strict_json_output():
-    from jams_pyg.inference.predictor import dumps_strict
+    from jams_pyg.inference.notes import dumps_strict
 
     assert dumps_strict({"id": "é", "p": 0.5}) == '{"id": "é", "p": 0.5}'
     with pytest.raises(ValueError, match="Out of range float"):

@@ -27,44 +27,19 @@ __all__ = ["build_model"]
 def _build_encoder(config: ModelConfig, vocab: int, emb_dim: int | None,
                    embeddings: Tensor | np.ndarray | None) -> TextEncoder:
     """A fresh text encoder of ``config``'s backbone."""
-    encoder: TextEncoder
     m = config.model
+    # the word-level encoders end in (dropout, pretrained vectors, freeze them)
+    word = (config.embed_dropout, embeddings, config.freeze_embeddings)
     if m == "caml":
-        encoder = CAMLEncoder(
-            vocab,
-            emb_dim,
-            config.num_filters,
-            config.kernel_size,
-            config.embed_dropout,
-            embeddings,
-            config.freeze_embeddings,
-        )
-    elif m == "multirescnn":
-        encoder = MultiResCNNEncoder(
-            vocab,
-            emb_dim,
-            config.num_filters,
-            config.kernel_sizes,
-            config.embed_dropout,
-            embeddings,
-            config.freeze_embeddings,
-        )
-    elif m == "laat":
-        encoder = LSTMEncoder(
-            vocab,
-            emb_dim,
-            config.rnn_hidden_size,
-            config.rnn_num_layers,
-            config.rnn_dropout,
-            config.embed_dropout,
-            embeddings,
-            config.freeze_embeddings,
-        )
-    else:
-        if config.plm_path_or_config is None:
-            raise ValueError("model 'plm_icd' needs plm_path_or_config (a local model dir)")
-        encoder = PLMEncoder(config.plm_path_or_config, config.chunk_size)
-    return encoder
+        return CAMLEncoder(vocab, emb_dim, config.num_filters, config.kernel_size, *word)
+    if m == "multirescnn":
+        return MultiResCNNEncoder(vocab, emb_dim, config.num_filters, config.kernel_sizes, *word)
+    if m == "laat":
+        return LSTMEncoder(vocab, emb_dim, config.rnn_hidden_size, config.rnn_num_layers,
+                           config.rnn_dropout, *word)
+    if config.plm_path_or_config is None:
+        raise ValueError("model 'plm_icd' needs plm_path_or_config (a local model dir)")
+    return PLMEncoder(config.plm_path_or_config, config.chunk_size)
 
 
 def build_model(
