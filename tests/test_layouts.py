@@ -52,7 +52,7 @@ def test_bundle_round_trip_of_every_layout(name, fields, tmp_path):
     assert bundle.model.output_layer == config.output_layer
     for key, value in model.state_dict().items():
         assert torch.equal(bundle.model.state_dict()[key], value), key
-    # the predictor (which runs the heads itself) equals the model's own forward
+    # the predictor (encode once, score per system) equals the model's own forward
     probs = JAMSPredictor.load(path).predict_proba(TEXTS, system="both")
     ids = [tok.encode(clean_text(t), max_length=32) for t in TEXTS]
     length = max(len(i) for i in ids)
