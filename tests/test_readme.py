@@ -1,0 +1,54 @@
+"""The README's snippets run as written (in a folder laid out as the default run leaves it)."""
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+PYTHON = re.findall(r"```python\n(.*?)```", README, re.S)
+# The shell lines that use what the default run writes (the install commands are CI's).
+SHELL = [line for block in re.findall(r"```bash\n(.*?)```", README, re.S)
+         for line in block.splitlines()
+         if line.startswith("jams-pyg ") and "outputs/laat/" in line]
+
+
+@pytest.fixture(scope="module")
+def default_run_folder(tmp_path_factory) -> Path:
+    """``outputs/laat/data`` (a small synthetic corpus) and ``outputs/laat/jams/model`` (the
+    golden LAAT+JAMS bundle), as ``python examples/train_laat.py`` leaves them."""
+    from jams_pyg.data.synthetic import generate_synthetic_corpus
+
+    folder = tmp_path_factory.mktemp("readme")
+    generate_synthetic_corpus(folder / "outputs/laat/data", seed=0, size=0.05)
+    shutil.copytree(ROOT / "tests/golden/bundle", folder / "outputs/laat/jams/model")
+    shutil.copy(ROOT / "tests/golden/notes.txt", folder / "notes.txt")
+    return folder
+
+
+def test_readme_has_snippets():
+    assert len(PYTHON) >= 3 and SHELL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("number", range(len(PYTHON)))
+def test_python_snippet_runs_verbatim(number, default_run_folder):
+    result = subprocess.run([sys.executable, "-c", PYTHON[number]], cwd=default_run_folder,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"snippet {number}:\n{PYTHON[number]}\n{result.stderr}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("line", SHELL)
+def test_shell_line_runs_verbatim(line, default_run_folder):
+    args = shlex.split(line.split(" > ")[0].split("  #")[0])
+    assert args[0] == "jams-pyg"
+    result = subprocess.run([sys.executable, "-m", "jams_pyg", *args[1:]],
+                            cwd=default_run_folder, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, f"{line}\n{result.stderr}"
