@@ -255,8 +255,9 @@ def test_early_stop_is_said_in_the_epoch_line(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("seconds, text", [
-    (0, "0.0 s"), (0.42, "0.4 s"), (0.97, "1 s"), (6.2, "6 s"), (59.6, "1 min 0 s"),
-    (282, "4 min 42 s"), (3600, "1 h 00 min"), (7500, "2 h 05 min"), (100000, "1 d 3 h"),
+    (0, "0 s"), (0.042, "0.042 s"), (0.42, "0.42 s"), (0.97, "1 s"), (6.2, "6 s"),
+    (59.6, "1 min 0 s"), (282, "4 min 42 s"), (3600, "1 h 00 min"), (7500, "2 h 05 min"),
+    (100000, "1 d 3 h"),
 ])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text

@@ -9,16 +9,17 @@ import math
 
 
 def format_duration(seconds: float) -> str:
-    """A duration as a person reads it: ``"0.4 s"``, ``"6 s"``, ``"4 min 42 s"``,
-    ``"2 h 05 min"``, ``"3 d 4 h"`` (two units at most; seconds are rounded).
+    """A duration as a person reads it: ``"0.042 s"``, ``"6 s"``, ``"4 min 42 s"``,
+    ``"2 h 05 min"``, ``"3 d 4 h"`` (two units at most; two significant digits below a
+    second, whole seconds above).
 
     Raises:
         ValueError: when ``seconds`` is negative or not finite.
     """
     if not (math.isfinite(seconds) and seconds >= 0):
         raise ValueError(f"a duration must be a finite number >= 0 seconds, got {seconds!r}")
-    if seconds < 0.95:  # would round to "1.0 s"
-        return f"{seconds:.1f} s"
+    if seconds < 0.95:  # from here on whole seconds say enough
+        return f"{seconds:.2g} s"
     whole = round(seconds)
     minutes, secs = divmod(whole, 60)
     hours, minutes = divmod(minutes, 60)
