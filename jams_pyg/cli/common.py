@@ -19,6 +19,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+def add_command(commands: argparse._SubParsersAction, name: str, summary: str,
+                description: str) -> argparse.ArgumentParser:
+    """Add sub-command ``name``: ``summary`` in the command list, ``description`` on its
+    ``--help``."""
+    return commands.add_parser(name, help=summary, description=description,
+                               formatter_class=HelpFormatter)
+
+
 def positive_int(value: str) -> int:
     """``argparse`` type of a count (``--top-k``, ``--batch-size``)."""
     try:

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from jams_pyg.cli.common import HelpFormatter, fail, positive_int
+from jams_pyg.cli.common import add_command, fail, positive_int
 
 DESCRIPTION = """\
 Score a model bundle (e.g. OUTPUT_DIR/jams/model of `jams-pyg train`) on the documents of
@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    evaluate = commands.add_parser(
-        "evaluate", help="score a model bundle on a split of Edin et al.'s dataset files",
-        description=DESCRIPTION, formatter_class=HelpFormatter)
+    evaluate = add_command(
+        commands, "evaluate", "score a model bundle on a split of Edin et al.'s dataset files",
+        DESCRIPTION)
     evaluate.add_argument("--model", required=True, metavar="DIR", help="model bundle folder")
     evaluate.add_argument("--data", required=True, metavar="DIR",
                           help="folder with Edin et al.'s files (mimiciv_icd9/, "

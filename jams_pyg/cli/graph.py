@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jams_pyg.cli.common import HelpFormatter, fail
+from jams_pyg.cli.common import add_command, fail
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,13 +26,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    graph = commands.add_parser(
-        "graph",
-        help="build the ICD-9 <-> ICD-10 GEM graph and print its summary",
-        description="Build the GEM graph (the shipped CMS 2018 diagnosis GEMs unless GEM "
-        "files are given) and print its size.",
-        formatter_class=HelpFormatter,
-    )
+    graph = add_command(
+        commands, "graph", "build the ICD-9 <-> ICD-10 GEM graph and print its summary",
+        "Build the GEM graph (the shipped CMS 2018 diagnosis GEMs unless GEM "
+        "files are given) and print its size.")
     graph.add_argument("--icd9-gem", action="append", default=[], metavar="FILE",
                        help="forward GEM file (ICD-9 -> ICD-10), repeatable; default: the "
                        "shipped CMS 2018 diagnosis GEMs")

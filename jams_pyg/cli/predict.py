@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jams_pyg.cli.common import HelpFormatter, fail, positive_int
+from jams_pyg.cli.common import add_command, fail, positive_int
 
 DESCRIPTION = """\
 Code clinical notes with a trained model bundle (the folder save_bundle writes, e.g.
@@ -77,12 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    predict = commands.add_parser(
-        "predict",
-        help="code notes (ICD-9 and/or ICD-10) with a trained model bundle; JSONL output",
-        description=DESCRIPTION,
-        formatter_class=HelpFormatter,
-    )
+    predict = add_command(
+        commands, "predict",
+        "code notes (ICD-9 and/or ICD-10) with a trained model bundle; JSONL output",
+        DESCRIPTION)
     predict.add_argument("input", metavar="INPUT",
                          help="notes: text file (one per line), .jsonl file, or - for stdin")
     predict.add_argument("--model", required=True, metavar="DIR",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from jams_pyg.cli.common import HelpFormatter, fail
+from jams_pyg.cli.common import HelpFormatter, add_command, fail
 from jams_pyg.data.defaults import DEFAULT_BLOCK_SIZE, DEFAULT_SEED, MIN_TARGET_COUNT
 
 
@@ -30,13 +30,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    prepare = commands.add_parser(
-        "prepare",
-        help="build Edin et al.'s MIMIC-IV ICD-9 / ICD-10 datasets from raw MIMIC-IV",
-        description="Prepare datasets in Edin et al.'s format (documents, codes and a "
-        "patient-level 75/10/15 split), streaming the raw CSV files.",
-        formatter_class=HelpFormatter,
-    )
+    prepare = add_command(
+        commands, "prepare",
+        "build Edin et al.'s MIMIC-IV ICD-9 / ICD-10 datasets from raw MIMIC-IV",
+        "Prepare datasets in Edin et al.'s format (documents, codes and a "
+        "patient-level 75/10/15 split), streaming the raw CSV files.")
     datasets = prepare.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     mimic = datasets.add_parser(
         "mimiciv", help="MIMIC-IV ICD-9 and ICD-10 from raw MIMIC-IV (and MIMIC-IV-Note)",

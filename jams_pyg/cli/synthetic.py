@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from jams_pyg.cli.common import HelpFormatter, fail
+from jams_pyg.cli.common import add_command, fail
 from jams_pyg.data.defaults import SIZES, parse_size
 
 
@@ -33,14 +33,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    synthetic = commands.add_parser(
-        "synthetic",
-        help="write the synthetic GEM-linked ICD-9 / ICD-10 corpus and print its statistics",
-        description="Generate the synthetic corpus built from the real CMS 2018 GEMs and code "
+    synthetic = add_command(
+        commands, "synthetic",
+        "write the synthetic GEM-linked ICD-9 / ICD-10 corpus and print its statistics",
+        "Generate the synthetic corpus built from the real CMS 2018 GEMs and code "
         "titles (long-tailed, in Edin et al.'s format: OUT_DIR/mimiciv_icd9/, "
-        "OUT_DIR/mimiciv_icd10/) and print its statistics.",
-        formatter_class=HelpFormatter,
-    )
+        "OUT_DIR/mimiciv_icd10/) and print its statistics.")
     synthetic.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
     synthetic.add_argument("--seed", type=int, default=0, help="seed of the corpus")
     synthetic.add_argument("--size", type=size_type, default="default",

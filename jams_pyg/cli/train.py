@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jams_pyg.cli.common import HelpFormatter, fail
+from jams_pyg.cli.common import add_command, fail
 from jams_pyg.cli.synthetic import size_type
 from jams_pyg.data.defaults import SIZES
 from jams_pyg.icd.codes import SYSTEM_LABELS
@@ -50,9 +50,9 @@ def _train_help(name: str, what: str) -> str:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser(
-        "train", help="train JAMS and the plain backbone side by side and write the report",
-        description=DESCRIPTION, formatter_class=HelpFormatter)
+    train = add_command(
+        commands, "train", "train JAMS and the plain backbone side by side and write the report",
+        DESCRIPTION)
     add_arguments(train)
     train.set_defaults(handler=run, parser=train)
 
