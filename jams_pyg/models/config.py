@@ -10,7 +10,23 @@ from typing import Any, Literal
 
 from jams_pyg.icd.codes import SYSTEM_IDS
 
-__all__ = ["BACKBONES", "ModelConfig"]
+__all__ = ["ATTENTION_IMPLS", "BACKBONES", "OUTPUT_LAYERS", "ModelConfig", "check_choice"]
+
+#: Output layers: per-code matrix and bias per system (official), or derived from the code
+#: table (our extension).
+OUTPUT_LAYERS = ("separate", "code_table")
+#: Implementations of the label-attention token softmax.
+ATTENTION_IMPLS = ("sdpa", "explicit")
+KEY_PROJECTIONS = ("shared", "per_system")
+GEM_DIRECTIONS = ("directional", "union")
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError("<name> must be 'a' or 'b', got ...")`` unless ``value`` is one of
+    ``choices``: the one wording of every such check (config, model, heads)."""
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 #: The four backbones of the paper (Table 2), in its order.
 BACKBONES = ("laat", "caml", "multirescnn", "plm_icd")
@@ -127,20 +143,10 @@ class ModelConfig:
                 "use_mat=True needs both systems ('icd9', 'icd10'); set use_mat=False for a "
                 f"single-system model (systems={self.systems})"
             )
-        if self.output_layer not in ("code_table", "separate"):
-            raise ValueError(
-                f"output_layer must be 'code_table' or 'separate', got {self.output_layer!r}"
-            )
-        if self.attention not in ("sdpa", "explicit"):
-            raise ValueError(f"attention must be 'sdpa' or 'explicit', got {self.attention!r}")
-        if self.key_projection not in ("shared", "per_system"):
-            raise ValueError(
-                f"key_projection must be 'shared' or 'per_system', got {self.key_projection!r}"
-            )
-        if self.gem_direction not in ("directional", "union"):
-            raise ValueError(
-                f"gem_direction must be 'directional' or 'union', got {self.gem_direction!r}"
-            )
+        check_choice("output_layer", self.output_layer, OUTPUT_LAYERS)
+        check_choice("attention", self.attention, ATTENTION_IMPLS)
+        check_choice("key_projection", self.key_projection, KEY_PROJECTIONS)
+        check_choice("gem_direction", self.gem_direction, GEM_DIRECTIONS)
         if self.model != "plm_icd" and self.vocab_size < 0:
             raise ValueError(f"vocab_size must be positive, got {self.vocab_size}")
 

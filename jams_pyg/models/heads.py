@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from jams_pyg.models.config import ATTENTION_IMPLS, check_choice
+
 __all__ = [
     "CAMLHead",
     "LAATHead",
@@ -102,8 +104,7 @@ def label_attention(
         raise ValueError(f"query width {queries.size(-1)} differs from key width {dk}")
     if impl == "explicit":
         return label_attention_weights(queries, keys, mask).to(values.dtype) @ values
-    if impl != "sdpa":
-        raise ValueError(f"attention must be 'sdpa' or 'explicit', got {impl!r}")
+    check_choice("attention", impl, ATTENTION_IMPLS)
     has_tokens = mask.any(dim=1)
     empty = not bool(has_tokens.all())
     if empty:  # documents without tokens: attend anywhere, zero below
@@ -137,8 +138,7 @@ class LabelAttentionHead(nn.Module):
         attention: AttentionImpl = "sdpa",
     ) -> None:
         super().__init__()
-        if attention not in ("sdpa", "explicit"):
-            raise ValueError(f"attention must be 'sdpa' or 'explicit', got {attention!r}")
+        check_choice("attention", attention, ATTENTION_IMPLS)
         self.in_channels = in_channels
         self.code_channels = code_channels
         self.attention = attention

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from jams_pyg.icd.codes import SYSTEM_IDS
-from jams_pyg.models.config import ModelConfig
+from jams_pyg.models.config import OUTPUT_LAYERS, ModelConfig, check_choice
 from jams_pyg.models.encoders import TextEncoder
 from jams_pyg.models.heads import LabelAttentionHead
 
@@ -129,8 +129,7 @@ class JAMS(nn.Module):
                 raise ValueError(f"num_codes has no entry for system {s!r}")
             if int(num_codes[s]) <= 0:
                 raise ValueError(f"num_codes[{s!r}] must be positive, got {num_codes[s]}")
-        if output_layer not in ("code_table", "separate"):
-            raise ValueError(f"output_layer must be 'code_table' or 'separate': {output_layer!r}")
+        check_choice("output_layer", output_layer, OUTPUT_LAYERS)
         self.shared_encoder = isinstance(encoder, TextEncoder)
         self.encoder: nn.Module
         if isinstance(encoder, TextEncoder):
