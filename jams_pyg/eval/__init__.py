@@ -7,13 +7,14 @@ not import torch or matplotlib."""
 from jams_pyg.lazy import lazy_exports
 
 _EXPORTS = {
-    ".metrics": ("METRIC_KEYS", "MICRO_AUC_CODES", "compute_metrics", "micro_f1",
+    ".names": ("METRIC_KEYS", "METRIC_LABELS"),
+    ".metrics": ("MICRO_AUC_CODES", "compute_metrics", "micro_f1",
                  "per_code_f1"),
     ".thresholds": ("EDIN_THRESHOLD_GRID", "THRESHOLD_PROTOCOLS", "evaluate", "tune_threshold"),
     ".buckets": ("FREQUENCY_BUCKETS", "MIMIC_IV_TRAIN_DOCS", "bucket_groups", "bucket_label",
                  "bucket_macro_f1", "bucket_series", "code_frequencies", "frequency_scale",
                  "scale_buckets"),
-    ".tables": ("METRIC_LABELS", "MISSING", "bucket_table", "compare_table",
+    ".tables": ("MISSING", "bucket_table", "compare_table",
                 "convergence_rows", "convergence_table", "mean_std", "results_by_label",
                 "seed_runs"),
     ".plots": ("plot_buckets",),

@@ -82,18 +82,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-METRIC_KEYS: tuple[str, ...] = (
-    "auc_micro",
-    "auc_macro",
-    "f1_micro",
-    "f1_macro",
-    "exact_match",
-    "precision@8",
-    "precision@15",
-    "r_precision",
-    "map",
-)
-"""The nine metrics of Table 2, in the order of the table."""
+from jams_pyg.eval.names import METRIC_KEYS
 
 MICRO_AUC_CODES: tuple[str, ...] = ("all", "present")
 """Code sets of ``auc_micro`` in :func:`compute_metrics` (default first): ``"all"`` every
@@ -433,7 +422,6 @@ def micro_f1(probs: Any, targets: Any, threshold: float = 0.5) -> float:
 
 
 __all__ = [
-    "METRIC_KEYS",
     "MICRO_AUC_CODES",
     "compute_metrics",
     "micro_f1",

@@ -16,21 +16,9 @@ from typing import Any
 import numpy as np
 
 from jams_pyg.eval.buckets import bucket_series
-from jams_pyg.eval.metrics import METRIC_KEYS
+from jams_pyg.eval.names import METRIC_KEYS, METRIC_LABELS
 from jams_pyg.icd.codes import SYSTEM_LABELS
 
-METRIC_LABELS: dict[str, str] = {
-    "auc_micro": "AUC micro",
-    "auc_macro": "AUC macro",
-    "f1_micro": "F1 micro",
-    "f1_macro": "F1 macro",
-    "exact_match": "EMR",
-    "precision@8": "P@8",
-    "precision@15": "P@15",
-    "r_precision": "R-prec",
-    "map": "MAP",
-}
-"""Display names of the metric keys (:data:`~jams_pyg.eval.metrics.METRIC_KEYS`)."""
 MISSING = "–"
 """The cell of a value that is missing (no run, no evaluated code, ``None`` or ``nan``)."""
 
@@ -122,7 +110,7 @@ def compare_table(
             :func:`~jams_pyg.eval.metrics.compute_metrics` or a list of such dicts, one per seed
             (shown as mean ± sample std over the seeds).
         systems: the systems to show, in order. (default: ``("icd9", "icd10")``)
-        metrics: the metric keys to show. (default: :data:`~jams_pyg.eval.metrics.METRIC_KEYS`)
+        metrics: the metric keys to show. (default: :data:`~jams_pyg.eval.names.METRIC_KEYS`)
         fmt: ``"markdown"`` (columns "ICD-9 F1 macro", ...) or ``"plain"`` (aligned text
             with a system header line). (default: ``"markdown"``)
         show_std: append ``± std`` when there are several seeds. (default: :obj:`True`)
@@ -240,7 +228,6 @@ def convergence_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 __all__ = [
-    "METRIC_LABELS",
     "MISSING",
     "bucket_table",
     "compare_table",

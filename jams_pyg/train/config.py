@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from jams_pyg.eval.names import METRIC_KEYS
+
 #: TrainConfig fields that may change on resume (they do not change the result).
 RESUMABLE_SETTINGS = ("progress", "tensorboard", "eval_batch_size", "divergence_factor")
 
@@ -26,22 +28,6 @@ def _is_int(value: Any) -> bool:
 def _finite(value: Any) -> bool:
     return (isinstance(value, numbers.Real) and not isinstance(value, bool)
             and math.isfinite(value))
-
-
-#: The default of ``TrainConfig.monitor`` (Edin et al. select on MAP).
-_DEFAULT_MONITOR = "map"
-
-
-def _is_metric(value: Any) -> bool:
-    # The metric names live with the metrics, which load numpy and torch: the default
-    # is known to be one, so only another monitor imports them.
-    return value == _DEFAULT_MONITOR or value in _metric_keys()
-
-
-def _metric_keys() -> tuple[str, ...]:
-    from jams_pyg.eval.metrics import METRIC_KEYS
-
-    return METRIC_KEYS
 
 
 #: Per field of :class:`TrainConfig`: (is the value valid, what a valid value is; a
@@ -58,7 +44,7 @@ _TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] =
     "amp": (lambda v: isinstance(v, bool), "True or False"),
     "patience": (lambda v: _is_int(v) and v >= 1,
                  "an integer >= 1 (0 would stop before the first epoch)"),
-    "monitor": (_is_metric, lambda: f"one of {', '.join(_metric_keys())}"),
+    "monitor": (lambda v: v in METRIC_KEYS, lambda: f"one of {', '.join(METRIC_KEYS)}"),
     "eval_batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
     "progress": (lambda v: isinstance(v, bool), "True or False"),
@@ -129,7 +115,7 @@ class TrainConfig:
             (>= 1).
         monitor: Validation metric for early stopping and the best checkpoint,
             averaged over the systems (Edin et al. use MAP); one of
-            :data:`jams_pyg.eval.metrics.METRIC_KEYS`.
+            :data:`jams_pyg.eval.names.METRIC_KEYS`.
         eval_batch_size: Documents per evaluation batch.
         seed: Seed of the optimiser-side randomness (dropout, batch order).
         progress: Show a progress bar (on a terminal only).
@@ -153,7 +139,7 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     amp: bool = True
     patience: int = 3
-    monitor: str = _DEFAULT_MONITOR
+    monitor: str = "map"  # Edin et al. select on MAP
     eval_batch_size: int = 16
     seed: int = 0
     progress: bool = True
