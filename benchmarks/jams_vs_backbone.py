@@ -7,7 +7,7 @@ For every backbone × variant × seed this calls :func:`jams_pyg.train.experimen
 initialisation, dropout and batch order. It then writes to ``--results-dir``:
 
 * ``report.md``: the Table 2-style table and the Figure 2/3 table, mean ± std over seeds
-  (:func:`jams_pyg.train.experiment.write_report`), followed by the paired JAMS − backbone deltas;
+  (:func:`jams_pyg.eval.report.write_report`), followed by the paired JAMS − backbone deltas;
 * ``buckets.png``: macro-F1 by training-frequency bucket and GEM link (Figures 2 and 3);
 * ``results.json``: the settings, every run's metrics and buckets, and the deltas (with the
   ``no_mat`` ablation also ``deltas_vs_no_mat``: what MAT adds on top of the shared encoder,
@@ -216,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args(argv)
     from jams_pyg.eval.deltas import delta_table, delta_text, summarize_deltas
+    from jams_pyg.eval.report import write_report
     from jams_pyg.eval.tables import convergence_rows, convergence_table
-    from jams_pyg.train.experiment import write_report
     from jams_pyg.train.presets import SYNTHETIC_MODEL
     from jams_pyg.train.variants import DISPLAY
 

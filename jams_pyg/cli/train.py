@@ -137,7 +137,8 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
                    ) -> list[dict[str, Any]]:
     """Check every setting and output folder first, then train each variant in turn and
     write the side-by-side report; returns each run's metrics."""
-    from jams_pyg.train.experiment import run_experiment, write_report
+    from jams_pyg.eval.report import write_report
+    from jams_pyg.train.experiment import run_experiment
     from jams_pyg.train.rundir import prepare_run_dir
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

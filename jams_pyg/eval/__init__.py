@@ -18,6 +18,7 @@ _EXPORTS = {
                 "convergence_rows", "convergence_table", "mean_std", "results_by_label",
                 "seed_runs"),
     ".plots": ("plot_buckets",),
+    ".report": ("write_report",),
     ".deltas": ("DELTA_METRICS", "delta_table", "delta_text", "format_delta", "group_scores",
                 "rarest_groups", "summarize_deltas"),
 }

@@ -31,15 +31,8 @@ from jams_pyg.data import (
     train_word2vec,
 )
 from jams_pyg.data.synthetic import generate_synthetic_corpus
-from jams_pyg.eval import (
-    bucket_macro_f1,
-    bucket_table,
-    compare_table,
-    compute_metrics,
-    per_code_f1,
-    plot_buckets,
-    tune_threshold,
-)
+from jams_pyg.eval import bucket_macro_f1, compute_metrics, per_code_f1, tune_threshold
+from jams_pyg.eval.report import write_report
 from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.codes import SYSTEM_LABELS, SYSTEMS
 from jams_pyg.inference.bundle import save_bundle
@@ -361,26 +354,3 @@ def _run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         write_report([results], out, systems=config.systems)
     cleanup(info)
     return results
-
-
-def write_report(runs: Sequence[dict[str, Any]], out: Path,
-                 systems: Sequence[str] = SYSTEMS) -> str:
-    """Table 2-style table, the Figure 2/3 table and plot (``buckets.png``) of
-    one or more runs (several runs of one label are shown as mean ± std);
-    written to ``out/report.md`` and returned."""
-    metrics: dict[str, dict[str, list[Any]]] = {}
-    buckets: dict[str, dict[str, list[Any]]] = {}
-    for run in runs:
-        for system, result in run["systems"].items():
-            metrics.setdefault(run["label"], {}).setdefault(system, []).append(result["metrics"])
-            buckets.setdefault(run["label"], {}).setdefault(system, []).append(result["buckets"])
-    plot_buckets(buckets, out / "buckets.png", systems=systems)
-    report = (
-        "Test metrics (x100; thresholds tuned on validation)\n\n"
-        f"{compare_table(metrics, systems=systems)}\n\n"
-        "Macro-F1 (x100) by training frequency and, for the rarest codes, by GEM link\n\n"
-        f"{bucket_table(buckets, systems=systems)}\n"
-    )
-    atomic_write_text(out / "report.md", report)
-    print(report)
-    return report
