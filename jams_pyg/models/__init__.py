@@ -6,7 +6,8 @@ from jams_pyg.lazy import lazy_exports
 _EXPORTS = {
     ".config": ("BACKBONES", "ModelConfig"),
     ".encoders": ("CAMLEncoder", "LSTMEncoder", "MaskedBatchNorm1d", "MultiResCNNEncoder",
-                  "PLMEncoder", "ResidualBlock", "TextEncoder", "make_word_embedding"),
+                  "ResidualBlock", "TextEncoder", "make_word_embedding"),
+    ".plm_encoder": ("PLMEncoder",),
     ".heads": ("CAMLHead", "LAATHead", "LabelAttentionHead", "label_attention",
                "label_attention_weights"),
     ".jams": ("JAMS", "JointCodingModel"),

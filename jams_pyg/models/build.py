@@ -15,11 +15,11 @@ from jams_pyg.models.encoders import (
     CAMLEncoder,
     LSTMEncoder,
     MultiResCNNEncoder,
-    PLMEncoder,
     TextEncoder,
 )
 from jams_pyg.models.heads import CAMLHead, LAATHead, LabelAttentionHead
 from jams_pyg.models.jams import JAMS
+from jams_pyg.models.plm_encoder import PLMEncoder
 
 __all__ = ["build_model"]
 
