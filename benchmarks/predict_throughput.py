@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> dict:
         del model
         t0 = time.perf_counter()
         predictor = JAMSPredictor.load(Path(tmp) / "model", device=args.device)
-        predictor.predict(["warm up the code tables"], system="both")  # MAT once, cached
+        predictor.predict(["warm up"], system="both")  # first call: lazy imports, allocations
         load_s = time.perf_counter() - t0
     params = sum(p.numel() for p in predictor.model.parameters())
     print(f"{predictor}\n{params / 1e6:.1f} M parameters, bundle {bundle_mb:.0f} MiB, "
