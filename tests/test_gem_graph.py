@@ -1,8 +1,15 @@
+import json
+import random
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from jams_pyg import GEMGraph
+from jams_pyg.graph import gem_graph
 from jams_pyg.graph.gem_graph import EDGE_TYPE, REV_EDGE_TYPE
+from jams_pyg.icd.gem import cms_2018_gem_paths
 
 
 @pytest.fixture(scope="module")
@@ -154,22 +161,191 @@ def test_hetero_data(full_graph):
     data.validate()
 
 
-def test_save_load_round_trip(tmp_path):
+GOLDEN_BUNDLE = Path(__file__).resolve().parent / "golden" / "bundle"
+
+
+def test_save_writes_the_bundle_files_and_load_reads_them(tmp_path):
     graph = GEMGraph.from_cms_2018(["576.2", "405.11"], ["I15.0", "K83.1"])
-    graph.save(tmp_path / "g.pt")
-    loaded = GEMGraph.load(tmp_path / "g.pt")
+    paths = graph.save(tmp_path / "graph.safetensors")
+    assert [p.name for p in paths] == ["graph.safetensors", "graph_codes.json"]
+    # read plainly: safetensors of the link tensors, JSON of the codes
+    assert json.loads(paths[1].read_text()) == {"icd9_codes": ["576.2", "405.11"],
+                                                "icd10_codes": ["I15.0", "K83.1"]}
+    tensors = load_file(str(paths[0]))
+    assert sorted(tensors) == ["edge_index", "edge_weight", "icd10_edge_index",
+                               "icd10_edge_weight"]
+    assert tensors["edge_index"].tolist() == [[0, 1], [1, 0]]
+    loaded = GEMGraph.load(paths[0])
     assert loaded.icd9_codes == graph.icd9_codes and loaded.icd10_codes == graph.icd10_codes
-    assert torch.equal(loaded.edge_index, graph.edge_index)
-    assert torch.equal(loaded.edge_weight, graph.edge_weight)
-    assert torch.equal(loaded.icd10_linked, graph.icd10_linked)
     assert loaded.direction == "directional"
-    assert torch.equal(loaded.icd10_edge_index, graph.icd10_edge_index)
-    # a graph saved before directional graphs existed (format 1) is a union graph
-    state = graph.state_dict()
-    old = {"format_version": 1, **{k: state[k] for k in
-                                   ("icd9_codes", "icd10_codes", "edge_index", "edge_weight")}}
-    torch.save(old, tmp_path / "old.pt")
-    assert GEMGraph.load(tmp_path / "old.pt").direction == "union"
+    for name, tensor in graph.tensors().items():
+        assert torch.equal(getattr(loaded, name.replace("edge_", "icd9_edge_", 1)
+                                   if name.startswith("edge_") else name), tensor), name
+    assert torch.equal(loaded.icd10_linked, graph.icd10_linked)
+    union = graph.to_union()
+    union.save(tmp_path / "u.safetensors")
+    assert (tmp_path / "u_codes.json").is_file()
+    assert GEMGraph.load(tmp_path / "u.safetensors").direction == "union"
+    rebuilt = GEMGraph.from_tensors(graph.tensors(), graph.code_lists())
+    assert torch.equal(rebuilt.edge_index, graph.edge_index)
+
+
+def test_golden_bundle_graph_loads_and_saves_to_the_same_bytes(tmp_path):
+    graph = GEMGraph.load(GOLDEN_BUNDLE / "graph.safetensors")
+    codes = json.loads((GOLDEN_BUNDLE / "graph_codes.json").read_text())
+    assert graph.code_lists() == codes and graph.direction == "directional"
+    # the graph the bundle was saved with is the CMS graph over its codes
+    rebuilt = GEMGraph.from_cms_2018(codes["icd9_codes"], codes["icd10_codes"])
+    for name, tensor in rebuilt.tensors().items():
+        assert torch.equal(graph.tensors()[name], tensor), name
+    for path in graph.save(tmp_path / "graph.safetensors"):
+        assert path.read_bytes() == (GOLDEN_BUNDLE / path.name).read_bytes(), path.name
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_former_torch_save_files_still_load(tmp_path, version):
+    graph = GEMGraph.from_cms_2018(["576.2", "405.11"], ["I15.0", "K83.1"])
+    state = {"format_version": version, "icd9_codes": graph.icd9_codes,
+             "icd10_codes": graph.icd10_codes, "edge_index": graph.edge_index,
+             "edge_weight": graph.edge_weight}
+    if version == 2:  # format 2 added directional graphs
+        state.update(direction="directional", edge_index=graph.icd9_edge_index,
+                     edge_weight=graph.icd9_edge_weight,
+                     icd10_edge_index=graph.icd10_edge_index,
+                     icd10_edge_weight=graph.icd10_edge_weight)
+    torch.save(state, tmp_path / "old.pt")
+    loaded = GEMGraph.load(tmp_path / "old.pt")
+    assert loaded.direction == ("union" if version == 1 else "directional")
+    assert loaded.code_lists() == graph.code_lists()
+    assert torch.equal(loaded.edge_index, graph.edge_index)
+    torch.save({**state, "format_version": 7}, tmp_path / "new.pt")
+    with pytest.raises(ValueError, match="unsupported GEMGraph format 7"):
+        GEMGraph.load(tmp_path / "new.pt")
+
+
+def test_bad_graph_files_are_named(tmp_path):
+    graph = GEMGraph.from_cms_2018(["576.2"], ["K83.1"])
+    path = tmp_path / "graph.safetensors"
+    graph.save(path)
+    codes = tmp_path / "graph_codes.json"
+    codes.write_text("{}")
+    with pytest.raises(ValueError, match="graph.safetensors: .*'icd9_codes' must be a list"):
+        GEMGraph.load(path)
+    codes.unlink()
+    with pytest.raises(FileNotFoundError, match="graph_codes.json: missing"):
+        GEMGraph.load(path)
+    path.write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="graph.safetensors: not a GEM graph file"):
+        GEMGraph.load(path)
+    with pytest.raises(ValueError, match="missing \\['edge_weight'\\]"):
+        GEMGraph.from_tensors({"edge_index": graph.edge_index}, graph.code_lists())
+    with pytest.raises(ValueError, match="'edge_index' must be a tensor of integers"):
+        GEMGraph.from_tensors({"edge_index": graph.edge_index.float(),
+                               "edge_weight": graph.edge_weight}, graph.code_lists())
+
+
+PROCEDURES = ("40.19", "0DH50YZ")  # never linked by the diagnosis GEMs
+
+
+def _vocabularies(full, shared_data, seed=0):
+    """Random ICD-9 and ICD-10 vocabularies: GEM codes in random order, some spelt in
+    lower case, and codes the GEMs do not name."""
+    rng = random.Random(seed)
+    icd9 = [*rng.sample(full.icd9_codes, 800), "V99.9", PROCEDURES[0]]
+    icd10 = [*rng.sample(full.icd10_codes, 3000), "Z99.89", PROCEDURES[1]]
+    rng.shuffle(icd9)
+    rng.shuffle(icd10)
+    icd10 = [c.lower() if i % 3 == 0 else c for i, c in enumerate(icd10)]
+    return icd9, icd10
+
+
+def _expected_links(shared_data, name, icd9, icd10):
+    """Links of one CMS file between two vocabularies, computed from the file read plainly:
+    sorted (ICD-9 position, ICD-10 position) pairs and their weights."""
+    pos9 = {c.replace(".", ""): i for i, c in enumerate(icd9) if c not in PROCEDURES}
+    pos10 = {c.replace(".", "").upper(): i for i, c in enumerate(icd10)
+             if c not in PROCEDURES}
+    links = sorted((pos9[a], pos10[b], 1.0 if exact else 0.5)
+                   for (a, b), exact in independent_pairs(shared_data, name).items()
+                   if a in pos9 and b in pos10)
+    return [[i for i, _, _ in links], [j for _, j, _ in links]], [w for _, _, w in links]
+
+
+def test_restrict_matches_the_files_read_plainly(full_graph, shared_data):
+    icd9, icd10 = _vocabularies(full_graph, shared_data)
+    graph = full_graph.restrict(icd9, icd10)
+    assert graph.icd9_codes == icd9 and graph.icd10_codes == icd10
+    assert graph.num_edges > 20 and graph.num_unlinked_icd10 > 2000
+    for system, names in (("icd9", ("2018_I9gem.txt",)), ("icd10", ("2018_I10gem.txt",))):
+        index, weight = _expected_links(shared_data, names, icd9, icd10)
+        assert graph.edges(system)[0].tolist() == index and graph.edges(system)[1].tolist() \
+            == weight, system
+    index, weight = _expected_links(shared_data, ("2018_I9gem.txt", "2018_I10gem.txt"),
+                                    icd9, icd10)
+    assert graph.edge_index.tolist() == index and graph.edge_weight.tolist() == weight
+    # one place restricts: from_cms_2018 and from_gem_files give the same graph
+    for other in (GEMGraph.from_cms_2018(icd9, icd10),
+                  GEMGraph.from_gem_files(*cms_2018_gem_paths(), icd9, icd10)):
+        for name, tensor in graph.tensors().items():
+            assert torch.equal(other.tensors()[name], tensor), name
+    union = GEMGraph.from_cms_2018(icd9, icd10, direction="union")
+    assert union.direction == "union" and union.edge_index.tolist() == index
+    assert torch.equal(full_graph.to_union().restrict(icd9, icd10).edge_index, union.edge_index)
+    # None keeps a side; restricting twice is restricting once
+    half = full_graph.restrict(icd9_codes=icd9)
+    assert half.icd10_codes == full_graph.icd10_codes
+    again = half.restrict(icd10_codes=icd10)
+    for name, tensor in graph.tensors().items():
+        assert torch.equal(again.tensors()[name], tensor), name
+    assert graph.index(icd10[0], "icd10") == 0
+
+
+def test_cms_2018_files_are_parsed_once_per_process(monkeypatch):
+    calls = []
+    original = gem_graph.read_gem_files
+
+    def counting(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(gem_graph, "read_gem_files", counting)
+    gem_graph._cms_2018_full.cache_clear()
+    first = GEMGraph.from_cms_2018()
+    first.edge_weight.fill_(0.0)  # callers get copies: nothing leaks into the cache
+    second = GEMGraph.from_cms_2018()
+    union = GEMGraph.from_cms_2018(direction="union")
+    small = GEMGraph.from_cms_2018(["576.2"], ["K83.1"], direction="union")
+    assert len(calls) == 1
+    assert second.edge_weight.min() == 0.5 and union.num_edges == second.num_edges
+    assert small.neighbors("576.2", "icd9") == [("K83.1", 1.0)]
+
+
+def test_adjacency_matches_a_dense_recomputation(full_graph, shared_data):
+    icd9, icd10 = _vocabularies(full_graph, shared_data, seed=1)
+    graph = full_graph.restrict(icd9, icd10)
+    for system, row in (("icd9", 0), ("icd10", 1)):
+        edge_index, weight = graph.edges(system)
+        n, m = graph.num_icd9, graph.num_icd10
+        dense = torch.zeros(n, m)
+        dense[edge_index[0], edge_index[1]] = weight
+        if system == "icd10":
+            dense = dense.t()
+        adj = graph.adjacency(system)
+        assert adj.ptr.tolist() == [0, *torch.cumsum((dense > 0).sum(1), 0).tolist()]
+        assert torch.equal(adj.degree(), (dense > 0).sum(1))
+        others = graph.codes("icd10" if system == "icd9" else "icd9")
+        for i in range(dense.size(0)):
+            cols = dense[i].nonzero().flatten()
+            lo, hi = int(adj.ptr[i]), int(adj.ptr[i + 1])
+            assert adj.neighbor[lo:hi].tolist() == cols.tolist()
+            assert adj.weight[lo:hi].tolist() == dense[i, cols].tolist()
+            assert (edge_index[row, adj.perm[lo:hi]] == i).all()
+            assert graph.neighbors(graph.codes(system)[i], system) == [
+                (others[j], w) for j, w in zip(cols.tolist(), dense[i, cols].tolist(),
+                                               strict=True)]
+        # perm gathers per-link values (e.g. MAT's alpha) into the grouped order
+        assert torch.equal(edge_index[1 - row][adj.perm], adj.neighbor)
+        assert adj is graph.adjacency(system)  # built once
 
 
 @pytest.mark.parametrize(

@@ -2,131 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from jams_pyg.icd.codes import CodeKey, System, check_system, format_code, is_valid_raw, parse_code
-from jams_pyg.icd.gem import PathLike, cms_2018_gem_paths, read_gem_file
+from jams_pyg.graph.edges import Adjacency, adjacency, check_links, relabel_links, union_links
+from jams_pyg.graph.gem_files import (
+    APPROXIMATE_WEIGHT,
+    DIRECTIONS,
+    EXACT_WEIGHT,
+    GEMLinks,
+    as_path_list,
+    check_direction,
+    read_gem_files,
+)
+from jams_pyg.graph.graph_io import check_graph_parts, read_graph_files, write_graph_files
+from jams_pyg.graph.vocabulary import code_lookup, vocabulary_index
+from jams_pyg.icd.codes import OTHER_SYSTEM, CodeKey, System, check_system, parse_code
+from jams_pyg.icd.gem import PathLike, cms_2018_gem_paths
+
+__all__ = ["APPROXIMATE_WEIGHT", "DIRECTIONS", "EDGE_TYPE", "EXACT_WEIGHT", "REV_EDGE_TYPE",
+           "Adjacency", "GEMGraph"]
 
 log = logging.getLogger(__name__)
 
-EXACT_WEIGHT = 1.0
-APPROXIMATE_WEIGHT = 0.5
 EDGE_TYPE = ("icd9", "maps_to", "icd10")
 REV_EDGE_TYPE = ("icd10", "rev_maps_to", "icd9")
-_FORMAT_VERSION = 2
-#: How MAT reads the GEMs (see GEMGraph): ``directional`` is the official JAMS code's reading.
-DIRECTIONS = ("directional", "union")
-
-
-def _as_list(paths: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
-    if paths is None:
-        return []
-    if isinstance(paths, (str, Path)) or not isinstance(paths, Sequence):
-        return [paths]  # type: ignore[list-item]
-    return list(paths)
-
-
-def _gem_pairs(path: PathLike, forward: bool) -> tuple[pd.DataFrame, set[CodeKey], set[CodeKey]]:
-    """Mapped (icd9, icd10) pairs of one GEM file and the codes that take part."""
-    frame = read_gem_file(path)
-    kind = frame.attrs["kind"]
-    src_system: System = "icd9" if forward else "icd10"
-    tgt_system: System = "icd10" if forward else "icd9"
-    for column, system in (("source", src_system), ("target", tgt_system)):
-        values = frame if column == "source" else frame.loc[~frame.no_map]
-        for raw, line in zip(values[column].tolist(), values["line"].tolist(), strict=True):
-            if not is_valid_raw(raw, system, kind):
-                raise ValueError(
-                    f"{path}, line {line}: {raw!r} is no {system} {kind} code; is the file "
-                    f"given as {'icd9_to_icd10' if forward else 'icd10_to_icd9'} "
-                    "of the right direction?"
-                )
-    icd9_col, icd10_col = ("source", "target") if forward else ("target", "source")
-    sources = {(kind, code) for code in frame["source"].tolist()}
-    mapped = frame.loc[~frame.no_map]
-    targets = {(kind, code) for code in mapped["target"].tolist()}
-    icd9_seen, icd10_seen = (sources, targets) if forward else (targets, sources)
-    pairs = pd.DataFrame(
-        {
-            "kind": kind,
-            "icd9": mapped[icd9_col].to_numpy(),
-            "icd10": mapped[icd10_col].to_numpy(),
-            "exact": ~mapped["approximate"].to_numpy(),
-        }
-    )
-    return pairs, icd9_seen, icd10_seen
-
-
-def _merge_pairs(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """One row per distinct (kind, icd9, icd10) pair: exact if any line maps it exactly."""
-    if not frames:
-        return pd.DataFrame({"kind": [], "icd9": [], "icd10": [], "exact": []})
-    pairs = pd.concat(frames, ignore_index=True)
-    return pairs.groupby(["kind", "icd9", "icd10"], as_index=False, sort=False)["exact"].any()
-
-
-def _edges(pairs: pd.DataFrame, index9: dict[CodeKey, int], index10: dict[CodeKey, int],
-           num_icd10: int) -> tuple[Tensor, Tensor]:
-    """Edge index (sorted by ICD-9 then ICD-10 index) and ω of the pairs inside both
-    vocabularies."""
-    kinds = pairs["kind"].tolist()
-    keys9 = list(zip(kinds, pairs["icd9"].tolist(), strict=True))
-    keys10 = list(zip(kinds, pairs["icd10"].tolist(), strict=True))
-    row = torch.tensor([index9.get(k, -1) for k in keys9], dtype=torch.long)
-    col = torch.tensor([index10.get(k, -1) for k in keys10], dtype=torch.long)
-    weight = torch.where(
-        torch.tensor(pairs["exact"].tolist(), dtype=torch.bool),
-        EXACT_WEIGHT,
-        APPROXIMATE_WEIGHT,
-    ).float()
-    keep = (row >= 0) & (col >= 0)
-    row, col, weight = row[keep], col[keep], weight[keep]
-    order = torch.argsort(row * max(num_icd10, 1) + col)
-    return torch.stack([row[order], col[order]]), weight[order]
-
-
-def _union(edge_index: Tensor, edge_weight: Tensor, other_index: Tensor, other_weight: Tensor,
-           num_icd10: int) -> tuple[Tensor, Tensor]:
-    """Union of two edge sets, sorted; a pair in both keeps the larger ω (exact wins)."""
-    index = torch.cat([edge_index, other_index], dim=1)
-    weight = torch.cat([edge_weight, other_weight])
-    key = index[0] * max(num_icd10, 1) + index[1]
-    unique, inverse = torch.unique(key, sorted=True, return_inverse=True)
-    merged = torch.zeros(unique.numel(), dtype=weight.dtype).scatter_reduce(
-        0, inverse, weight, reduce="amax", include_self=False)
-    first = torch.zeros(unique.numel(), dtype=torch.long).scatter_reduce(
-        0, inverse, torch.arange(key.numel()), reduce="amin", include_self=False)
-    return index[:, first], merged
-
-
-def _vocabulary(
-    codes: Sequence[str], system: System, name: str
-) -> tuple[list[str], dict[CodeKey, int]]:
-    if isinstance(codes, str):
-        raise TypeError(f"{name} must be a list of codes, not a string")
-    codes = list(codes)
-    if not codes:
-        raise ValueError(f"{name} is empty: a vocabulary needs at least one code")
-    index: dict[CodeKey, int] = {}
-    for position, code in enumerate(codes):
-        try:
-            key = parse_code(code, system)
-        except ValueError as err:
-            raise ValueError(f"{name}[{position}]: {err}") from None
-        if key in index:
-            raise ValueError(
-                f"{name} has duplicate code {code!r} (positions {index[key]} and {position})"
-            )
-        index[key] = position
-    return codes, index
 
 
 class GEMGraph:
@@ -153,12 +60,14 @@ class GEMGraph:
     the approximate flag and :math:`0.5` otherwise.  No-map lines never
     become edges.
 
-    When vocabularies are given, the graph holds exactly those codes, in that
-    order, and only the edges between them; codes are matched on their
-    normalised form (:func:`jams_pyg.icd.codes.parse_code`), so the dotted codes
-    of Edin et al.'s MIMIC-IV files match the undotted GEM codes, and
-    diagnoses never match procedures. Without a vocabulary, a side holds every
-    code that takes part in the GEM files, sorted, in the dotted form.
+    When vocabularies are given (:meth:`restrict`), the graph holds exactly
+    those codes, in that order, and only the edges between them; codes are
+    matched on their normalised form (:func:`jams_pyg.icd.codes.parse_code`),
+    so the dotted codes of Edin et al.'s MIMIC-IV files match the undotted GEM
+    codes, and diagnoses never match procedures. Without a vocabulary, a side
+    holds every code that takes part in the GEM files, sorted, in the dotted
+    form.  :meth:`adjacency` groups the links by code; :meth:`save` /
+    :meth:`load` write and read the model bundle's graph files.
 
     The constructor takes ``edge_index`` / ``edge_weight``, the links along
     which ICD-9 codes are updated, and for a directional graph
@@ -205,8 +114,9 @@ class GEMGraph:
         self.icd10_codes = list(icd10_codes)
         if (icd10_edge_index is None) != (icd10_edge_weight is None):
             raise ValueError("give icd10_edge_index and icd10_edge_weight together")
-        self.icd9_edge_index, self.icd9_edge_weight = self._check_edges(
-            edge_index, edge_weight, "edge_index", "edge_weight")
+        sizes = len(self.icd9_codes), len(self.icd10_codes)
+        self.icd9_edge_index, self.icd9_edge_weight = check_links(
+            edge_index, edge_weight, *sizes, "edge_index", "edge_weight")
         if icd10_edge_index is None:
             self.direction = "union"
             self.icd10_edge_index, self.icd10_edge_weight = (
@@ -215,35 +125,19 @@ class GEMGraph:
         else:
             assert icd10_edge_weight is not None
             self.direction = "directional"
-            self.icd10_edge_index, self.icd10_edge_weight = self._check_edges(
-                icd10_edge_index, icd10_edge_weight, "icd10_edge_index", "icd10_edge_weight")
-            self.edge_index, self.edge_weight = _union(
+            self.icd10_edge_index, self.icd10_edge_weight = check_links(
+                icd10_edge_index, icd10_edge_weight, *sizes, "icd10_edge_index",
+                "icd10_edge_weight")
+            self.edge_index, self.edge_weight = union_links(
                 self.icd9_edge_index, self.icd9_edge_weight, self.icd10_edge_index,
-                self.icd10_edge_weight, self.num_icd10)
+                self.icd10_edge_weight, self.num_icd9, self.num_icd10)
         self.icd9_linked = torch.zeros(self.num_icd9, dtype=torch.bool)
         self.icd9_linked[self.icd9_edge_index[0]] = True
         self.icd10_linked = torch.zeros(self.num_icd10, dtype=torch.bool)
         self.icd10_linked[self.icd10_edge_index[1]] = True
-
-    def _check_edges(self, edge_index: Tensor, edge_weight: Tensor, name: str,
-                     weight_name: str) -> tuple[Tensor, Tensor]:
-        if edge_index.dim() != 2 or edge_index.size(0) != 2:
-            raise ValueError(f"{name} must have shape [2, E], got {list(edge_index.shape)}")
-        if edge_weight.shape != (edge_index.size(1),):
-            raise ValueError(
-                f"{weight_name} must have shape [{edge_index.size(1)}], got "
-                f"{list(edge_weight.shape)}"
-            )
-        for row, size, system in ((0, self.num_icd9, "ICD-9"), (1, self.num_icd10, "ICD-10")):
-            if edge_index.numel() and (
-                int(edge_index[row].min()) < 0 or int(edge_index[row].max()) >= size
-            ):
-                bad = edge_index[row][(edge_index[row] < 0) | (edge_index[row] >= size)][0]
-                raise ValueError(
-                    f"{name} row {row} holds {system} index {int(bad)}, out of range "
-                    f"for {size} {system} codes"
-                )
-        return edge_index.long(), edge_weight.float()
+        # filled on demand: code key -> node index, per system; adjacency per system
+        self._lookups: dict[str, dict[CodeKey, int]] = {}
+        self._adjacency: dict[str, Adjacency] = {}
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -270,39 +164,22 @@ class GEMGraph:
                 forward files update ICD-9 codes, backward files ICD-10 codes)
                 or ``"union"`` (one symmetric edge set of every mapped pair).
         """
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-        forward, backward = _as_list(icd9_to_icd10), _as_list(icd10_to_icd9)
-        if not forward and not backward:
-            raise ValueError("give at least one GEM file (icd9_to_icd10 or icd10_to_icd9)")
-        by_file: dict[bool, list[pd.DataFrame]] = {True: [], False: []}
-        icd9_seen: set[CodeKey] = set()
-        icd10_seen: set[CodeKey] = set()
-        for paths, is_forward in ((forward, True), (backward, False)):
-            for path in paths:
-                pairs, seen9, seen10 = _gem_pairs(path, is_forward)
-                by_file[is_forward].append(pairs)
-                icd9_seen |= seen9
-                icd10_seen |= seen10
-
-        def side(codes: Sequence[str] | None, seen: set[CodeKey], system: System):
-            if codes is not None:
-                return _vocabulary(codes, system, f"{system}_codes")
-            keys = sorted(seen)
-            names = [format_code(raw, system, kind) for kind, raw in keys]
-            return names, {key: i for i, key in enumerate(keys)}
-
-        names9, index9 = side(icd9_codes, icd9_seen, "icd9")
-        names10, index10 = side(icd10_codes, icd10_seen, "icd10")
-        if direction == "union":
-            edges = _edges(_merge_pairs(by_file[True] + by_file[False]), index9, index10,
-                           len(names10))
-            graph = cls(names9, names10, *edges)
-        else:
-            edges9 = _edges(_merge_pairs(by_file[True]), index9, index10, len(names10))
-            edges10 = _edges(_merge_pairs(by_file[False]), index9, index10, len(names10))
-            graph = cls(names9, names10, *edges9, *edges10)
+        check_direction(direction)
+        links = read_gem_files(as_path_list(icd9_to_icd10), as_path_list(icd10_to_icd9))
+        graph = cls._from_links(links, direction)
+        if icd9_codes is not None or icd10_codes is not None:
+            graph = graph.restrict(icd9_codes, icd10_codes)
         log.info("%s", graph.summary())
+        return graph
+
+    @classmethod
+    def _from_links(cls, links: GEMLinks, direction: str) -> GEMGraph:
+        """The graph over every code of parsed GEM files."""
+        edges = links.union() if direction == "union" else (*links.forward, *links.backward)
+        graph = cls(links.names("icd9"), links.names("icd10"), *edges)
+        # the parsed keys, so that restrict() need not parse 86k names again
+        graph._lookups = {"icd9": {key: i for i, key in enumerate(links.icd9_keys)},
+                          "icd10": {key: i for i, key in enumerate(links.icd10_keys)}}
         return graph
 
     @classmethod
@@ -313,11 +190,63 @@ class GEMGraph:
         direction: str = "directional",
     ) -> GEMGraph:
         """Build the graph from the CMS 2018 diagnosis GEMs shipped with the
-        package (no files needed). Procedure codes of a vocabulary stay
+        package (no files needed), as :meth:`from_gem_files` would.  The files
+        are parsed once per process; each call restricts (:meth:`restrict`) a
+        copy of that full graph.  Procedure codes of a vocabulary stay
         unlinked: pass the procedure GEMs to :meth:`from_gem_files` with
         :func:`jams_pyg.icd.gem.cms_2018_gem_paths` to link them too."""
-        forward, backward = cms_2018_gem_paths()
-        return cls.from_gem_files(forward, backward, icd9_codes, icd10_codes, direction)
+        check_direction(direction)
+        graph = _cms_2018_full(direction).restrict(icd9_codes, icd10_codes)
+        log.info("%s", graph.summary())
+        return graph
+
+    def restrict(self, icd9_codes: Sequence[str] | None = None,
+                 icd10_codes: Sequence[str] | None = None) -> GEMGraph:
+        r"""A new graph over the given vocabularies: exactly those codes, in that
+        order (node index = position), and the links between them, sorted by
+        ICD-9 then ICD-10 index, each keeping its set and :math:`\omega`.  Codes
+        are matched on their normalised form
+        (:func:`~jams_pyg.icd.codes.parse_code`); a code the graph lacks is a
+        node without links.  ``None`` keeps a side as it is.
+
+        Raises:
+            ValueError: for an empty vocabulary, a duplicate or malformed code.
+            TypeError: for a string instead of a list of codes.
+        """
+        names: dict[str, list[str]] = {}
+        maps: dict[str, Tensor] = {}
+        lookups: dict[str, dict[CodeKey, int]] = {}
+        device = self.icd9_edge_index.device
+        for system, codes in (("icd9", icd9_codes), ("icd10", icd10_codes)):
+            size = len(self.codes(system))
+            if codes is None:
+                names[system] = list(self.codes(system))
+                maps[system] = torch.arange(size, device=device)
+                if system in self._lookups:
+                    lookups[system] = self._lookups[system]
+                continue
+            names[system], lookups[system] = vocabulary_index(codes, system, f"{system}_codes")
+            mine = self._lookup(system)
+            mapping = torch.full((size,), -1, dtype=torch.long)
+            for key, position in lookups[system].items():
+                if key in mine:
+                    mapping[mine[key]] = position
+            maps[system] = mapping.to(device)
+        sizes = len(names["icd9"]), len(names["icd10"])
+        edges = [*relabel_links(*self.edges("icd9"), maps["icd9"], maps["icd10"], *sizes)]
+        if self.direction == "directional":
+            edges += relabel_links(*self.edges("icd10"), maps["icd9"], maps["icd10"], *sizes)
+        graph = type(self)(names["icd9"], names["icd10"], *edges)
+        graph._lookups = lookups
+        return graph
+
+    def to_union(self) -> GEMGraph:
+        """The union reading of this graph: one symmetric edge set, every link of
+        either set (exact wins), what ``direction="union"`` builds from the same
+        files."""
+        graph = type(self)(self.icd9_codes, self.icd10_codes, self.edge_index, self.edge_weight)
+        graph._lookups = dict(self._lookups)
+        return graph
 
     # ------------------------------------------------------------ properties
     @property
@@ -350,15 +279,17 @@ class GEMGraph:
 
     def index(self, code: str, system: System) -> int:
         """Node index of ``code`` (matched on its normalised form)."""
+        lookup = self._lookup(system)
         key = parse_code(code, system)
-        names = self.codes(system)
-        lookup = getattr(self, f"_{system}_lookup", None)
-        if lookup is None:
-            lookup = {parse_code(name, system): i for i, name in enumerate(names)}
-            setattr(self, f"_{system}_lookup", lookup)
         if key not in lookup:
             raise KeyError(f"{system} code {code!r} is not in this graph")
         return lookup[key]
+
+    def _lookup(self, system: System) -> dict[CodeKey, int]:
+        """Normalised code -> node index, built once per system."""
+        if system not in self._lookups:
+            self._lookups[system] = code_lookup(self.codes(system), system)
+        return self._lookups[system]
 
     def edges(self, system: System) -> tuple[Tensor, Tensor]:
         """``(edge_index, edge_weight)`` of the links that update the codes of ``system``."""
@@ -375,18 +306,28 @@ class GEMGraph:
         return ((self.icd9_edge_index, self.icd10_edge_index),
                 (self.icd9_edge_weight, self.icd10_edge_weight))
 
+    def adjacency(self, system: System) -> Adjacency:
+        r"""The links that update the codes of ``system`` (:meth:`edges`), grouped by
+        code: for code ``i``, positions ``ptr[i]:ptr[i + 1]`` of ``neighbor`` (the other
+        system's codes of its :math:`\mathcal{N}_i`, by index), ``weight``
+        (:math:`\omega`) and ``perm`` (the links' positions in :meth:`edges`).  Built
+        once per system."""
+        system = check_system(system)
+        if system not in self._adjacency:
+            row = 0 if system == "icd9" else 1
+            self._adjacency[system] = adjacency(*self.edges(system), row,
+                                                len(self.codes(system)))
+        return self._adjacency[system]
+
     def neighbors(self, code: str, system: System) -> list[tuple[str, float]]:
         r"""The codes of the other system that update ``code`` (its :math:`\mathcal{N}_i`),
-        with their ω."""
+        with their ω, by index (see :meth:`adjacency`)."""
         i = self.index(code, system)
-        edge_index, edge_weight = self.edges(system)
-        mine, other = (0, 1) if system == "icd9" else (1, 0)
-        mask = edge_index[mine] == i
-        names = self.codes("icd10" if system == "icd9" else "icd9")
-        return [
-            (names[int(j)], float(w))
-            for j, w in zip(edge_index[other][mask], edge_weight[mask], strict=True)
-        ]
+        adj = self.adjacency(system)
+        lo, hi = int(adj.ptr[i]), int(adj.ptr[i + 1])
+        names = self.codes(OTHER_SYSTEM[system])
+        return [(names[j], w) for j, w in zip(adj.neighbor[lo:hi].tolist(),
+                                              adj.weight[lo:hi].tolist(), strict=True)]
 
     # ------------------------------------------------------------ conversion
     def to_hetero_data(self) -> HeteroData:
@@ -418,11 +359,13 @@ class GEMGraph:
                      "icd10_edge_weight", "edge_index", "edge_weight", "icd9_linked",
                      "icd10_linked"):
             setattr(self, name, getattr(self, name).to(device))
+        self._adjacency.clear()
         return self
 
+    # -------------------------------------------------------------------- I/O
     def tensors(self) -> dict[str, Tensor]:
-        """The edge tensors that define the graph (with :attr:`direction` and the code
-        lists): ``edge_index``/``edge_weight`` (ICD-9 updates) and, if directional,
+        """The link tensors that define the graph (with :meth:`code_lists`), on the CPU:
+        ``edge_index``/``edge_weight`` (ICD-9 updates) and, if directional,
         ``icd10_edge_index``/``icd10_edge_weight``."""
         out = {"edge_index": self.icd9_edge_index.cpu(),
                "edge_weight": self.icd9_edge_weight.cpu()}
@@ -431,36 +374,44 @@ class GEMGraph:
             out["icd10_edge_weight"] = self.icd10_edge_weight.cpu()
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": _FORMAT_VERSION,
-            "direction": self.direction,
-            "icd9_codes": list(self.icd9_codes),
-            "icd10_codes": list(self.icd10_codes),
-            **self.tensors(),
-        }
+    def code_lists(self) -> dict[str, list[str]]:
+        """The node codes: ``{"icd9_codes": [...], "icd10_codes": [...]}``."""
+        return {"icd9_codes": list(self.icd9_codes), "icd10_codes": list(self.icd10_codes)}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> GEMGraph:
-        """Inverse of :meth:`state_dict`; format 1 (before directional graphs) is a union
-        graph."""
-        version = state.get("format_version")
-        if version not in (1, _FORMAT_VERSION):
-            raise ValueError(
-                f"unsupported GEMGraph format {version!r}, expected {_FORMAT_VERSION}"
-            )
-        return cls(state["icd9_codes"], state["icd10_codes"], state["edge_index"],
-                   state["edge_weight"], state.get("icd10_edge_index"),
-                   state.get("icd10_edge_weight"))
+    def from_tensors(cls, tensors: Mapping[str, Tensor], codes: Mapping[str, Any]) -> GEMGraph:
+        """Inverse of :meth:`tensors` and :meth:`code_lists` (the direction follows from
+        the tensors given).
 
-    def save(self, path: PathLike) -> None:
-        """Save to ``path`` (a ``torch.save`` file of tensors and strings only)."""
-        torch.save(self.state_dict(), path)
+        Raises:
+            ValueError: naming a missing, unknown or malformed part.
+        """
+        tensors = dict(tensors)
+        check_graph_parts(tensors, codes)
+        return cls(codes["icd9_codes"], codes["icd10_codes"], tensors["edge_index"],
+                   tensors["edge_weight"], tensors.get("icd10_edge_index"),
+                   tensors.get("icd10_edge_weight"))
+
+    def save(self, path: PathLike) -> list[Path]:
+        """Write :meth:`tensors` to ``path`` (safetensors) and :meth:`code_lists` to the
+        JSON file beside it, ``graph.safetensors`` → ``graph_codes.json`` (the model
+        bundle's files); returns both paths."""
+        return write_graph_files(path, self.tensors(), self.code_lists())
 
     @classmethod
     def load(cls, path: PathLike) -> GEMGraph:
-        """Load a graph written by :meth:`save` (no code is executed)."""
-        return cls.from_state_dict(torch.load(path, weights_only=True))
+        """Load a graph written by :meth:`save` (no code is executed), or a file of the
+        former ``torch.save`` format.
+
+        Raises:
+            FileNotFoundError: for a missing file (the codes file named).
+            ValueError: naming the file, for one that is no graph.
+        """
+        tensors, codes = read_graph_files(path)
+        try:
+            return cls.from_tensors(tensors, codes)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     # ---------------------------------------------------------------- report
     def summary(self) -> str:
@@ -488,3 +439,13 @@ class GEMGraph:
             f"{self.__class__.__name__}(icd9={self.num_icd9}, icd10={self.num_icd10}, "
             f"{edges}, direction={self.direction!r})"
         )
+
+
+@functools.cache
+def _cms_2018_full(direction: str) -> GEMGraph:
+    """Every code and link of the shipped CMS 2018 GEMs, parsed once per process (never
+    handed out: :meth:`GEMGraph.from_cms_2018` returns restricted copies)."""
+    if direction == "union":  # the same links, read together
+        return _cms_2018_full("directional").to_union()
+    return GEMGraph._from_links(read_gem_files(*([p] for p in cms_2018_gem_paths())),
+                                direction)

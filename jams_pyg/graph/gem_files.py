@@ -1,0 +1,145 @@
+"""Reading GEM files into the link sets of :class:`~jams_pyg.graph.gem_graph.GEMGraph`:
+every code that takes part in the files is a node, each distinct (ICD-9, ICD-10) pair one
+link with its :math:`\\omega`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from jams_pyg.graph.edges import sort_links, union_links
+from jams_pyg.icd.codes import CodeKey, System, format_code, is_valid_raw
+from jams_pyg.icd.gem import PathLike, read_gem_file
+
+#: :math:`\omega` of a pair some GEM line maps without the approximate flag.
+EXACT_WEIGHT = 1.0
+#: :math:`\omega` of a pair only mapped approximately.
+APPROXIMATE_WEIGHT = 0.5
+#: How MAT reads the GEMs (see GEMGraph): ``directional`` is the official JAMS code's reading.
+DIRECTIONS = ("directional", "union")
+
+
+def check_direction(direction: str) -> None:
+    """Raise a ValueError unless ``direction`` is one of :data:`DIRECTIONS`."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+
+
+class GEMLinks(NamedTuple):
+    """Everything GEM files say, over every code they name.
+
+    Attributes:
+        icd9_keys (list[CodeKey]): ICD-9 nodes, sorted ``(kind, raw code)`` keys.
+        icd10_keys (list[CodeKey]): ICD-10 nodes, likewise.
+        forward (tuple[Tensor, Tensor]): ``(edge_index, edge_weight)`` of the pairs of the
+            forward files, sorted by ICD-9 then ICD-10 index.
+        backward (tuple[Tensor, Tensor]): likewise for the backward files.
+    """
+
+    icd9_keys: list[CodeKey]
+    icd10_keys: list[CodeKey]
+    forward: tuple[Tensor, Tensor]
+    backward: tuple[Tensor, Tensor]
+
+    def names(self, system: System) -> list[str]:
+        """Dotted node names of ``system``, in node order."""
+        keys = self.icd9_keys if system == "icd9" else self.icd10_keys
+        return [format_code(raw, system, kind) for kind, raw in keys]
+
+    def union(self) -> tuple[Tensor, Tensor]:
+        """The pairs of either file set (exact in either wins)."""
+        return union_links(*self.forward, *self.backward, len(self.icd9_keys),
+                           len(self.icd10_keys))
+
+
+def as_path_list(paths: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
+    """One path, several or none, as a list."""
+    if paths is None:
+        return []
+    if isinstance(paths, (str, Path)) or not isinstance(paths, Sequence):
+        return [paths]  # type: ignore[list-item]
+    return list(paths)
+
+
+def _gem_pairs(path: PathLike, forward: bool) -> tuple[pd.DataFrame, set[CodeKey], set[CodeKey]]:
+    """Mapped (icd9, icd10) pairs of one GEM file and the codes that take part."""
+    frame = read_gem_file(path)
+    kind = frame.attrs["kind"]
+    src_system: System = "icd9" if forward else "icd10"
+    tgt_system: System = "icd10" if forward else "icd9"
+    for column, system in (("source", src_system), ("target", tgt_system)):
+        values = frame if column == "source" else frame.loc[~frame.no_map]
+        for raw, line in zip(values[column].tolist(), values["line"].tolist(), strict=True):
+            if not is_valid_raw(raw, system, kind):
+                raise ValueError(
+                    f"{path}, line {line}: {raw!r} is no {system} {kind} code; is the file "
+                    f"given as {'icd9_to_icd10' if forward else 'icd10_to_icd9'} "
+                    "of the right direction?"
+                )
+    icd9_col, icd10_col = ("source", "target") if forward else ("target", "source")
+    sources = {(kind, code) for code in frame["source"].tolist()}
+    mapped = frame.loc[~frame.no_map]
+    targets = {(kind, code) for code in mapped["target"].tolist()}
+    icd9_seen, icd10_seen = (sources, targets) if forward else (targets, sources)
+    pairs = pd.DataFrame(
+        {
+            "kind": kind,
+            "icd9": mapped[icd9_col].to_numpy(),
+            "icd10": mapped[icd10_col].to_numpy(),
+            "exact": ~mapped["approximate"].to_numpy(),
+        }
+    )
+    return pairs, icd9_seen, icd10_seen
+
+
+def _merge_pairs(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per distinct (kind, icd9, icd10) pair: exact if any line maps it exactly."""
+    if not frames:
+        return pd.DataFrame({"kind": [], "icd9": [], "icd10": [], "exact": []})
+    pairs = pd.concat(frames, ignore_index=True)
+    return pairs.groupby(["kind", "icd9", "icd10"], as_index=False, sort=False)["exact"].any()
+
+
+def _links(pairs: pd.DataFrame, index9: dict[CodeKey, int], index10: dict[CodeKey, int]
+           ) -> tuple[Tensor, Tensor]:
+    """Edge index (sorted by ICD-9 then ICD-10 index) and ω of distinct pairs."""
+    kinds = pairs["kind"].tolist()
+    row = [index9[k] for k in zip(kinds, pairs["icd9"].tolist(), strict=True)]
+    col = [index10[k] for k in zip(kinds, pairs["icd10"].tolist(), strict=True)]
+    weight = torch.where(
+        torch.tensor(pairs["exact"].tolist(), dtype=torch.bool),
+        EXACT_WEIGHT,
+        APPROXIMATE_WEIGHT,
+    ).float()
+    edge_index = torch.tensor([row, col], dtype=torch.long).view(2, -1)
+    return sort_links(edge_index, weight, len(index9), len(index10))
+
+
+def read_gem_files(forward: Sequence[PathLike], backward: Sequence[PathLike]) -> GEMLinks:
+    """Parse forward (ICD-9 → ICD-10) and backward GEM files into :class:`GEMLinks`.
+
+    Raises:
+        ValueError: naming the file and line of a code that is not of the file's
+            direction, or when no file is given.
+    """
+    if not forward and not backward:
+        raise ValueError("give at least one GEM file (icd9_to_icd10 or icd10_to_icd9)")
+    by_file: dict[bool, list[pd.DataFrame]] = {True: [], False: []}
+    icd9_seen: set[CodeKey] = set()
+    icd10_seen: set[CodeKey] = set()
+    for paths, is_forward in ((forward, True), (backward, False)):
+        for path in paths:
+            pairs, seen9, seen10 = _gem_pairs(path, is_forward)
+            by_file[is_forward].append(pairs)
+            icd9_seen |= seen9
+            icd10_seen |= seen10
+    keys9, keys10 = sorted(icd9_seen), sorted(icd10_seen)
+    index9 = {key: i for i, key in enumerate(keys9)}
+    index10 = {key: i for i, key in enumerate(keys10)}
+    return GEMLinks(keys9, keys10, _links(_merge_pairs(by_file[True]), index9, index10),
+                    _links(_merge_pairs(by_file[False]), index9, index10))
