@@ -17,12 +17,12 @@ from jams_pyg.data.synthetic import (
     MIMIC3_TOP50_CODES,
     TOP_DIAGNOSES,
     bucket_edges_for,
-    cms_2018_graph,
     corpus_statistics,
     generate_synthetic_corpus,
     load_concepts,
 )
 from jams_pyg.graph.gem_graph import GEMGraph
+from jams_pyg.icd.gem import cms_2018_gem_paths
 
 _RESOURCES = Path(jams_pyg.__file__).parent / "resources"
 #: Top MIMIC-III diagnoses, their forward-GEM partner and a word both real titles share.
@@ -107,16 +107,18 @@ def test_gem_links_connect_the_two_systems(corpus):
             for code in (c for c in concept["icd10"] if c in codes10):
                 assert not graph.icd10_linked[graph.index(code, "icd10")], code
     assert checked >= 30
+    # corpus_statistics's graph (from_cms_2018: the once-parsed CMS graph, restricted)
+    # is the graph built from the GEM files.
+    forward, backward = cms_2018_gem_paths()
+    for direction in ("directional", "union"):
+        cached = GEMGraph.from_cms_2018(ds9.codes, ds10.codes, direction=direction)
+        parsed = GEMGraph.from_gem_files(forward, backward, ds9.codes, ds10.codes, direction)
+        assert cached.code_lists() == parsed.code_lists() == graph.code_lists()
+        assert cached.direction == parsed.direction == direction
+        for name, tensor in parsed.tensors().items():
+            assert torch.equal(cached.tensors()[name], tensor), name
+        assert torch.equal(cached.edge_index, graph.edge_index)
     # Both groups populated among rare training codes of both systems.
-    # The cached graph of corpus_statistics is the graph GEMGraph builds.
-    cached = cms_2018_graph(ds9.codes, ds10.codes)
-    assert cached.icd9_codes == graph.icd9_codes and cached.icd10_codes == graph.icd10_codes
-    assert cached.direction == graph.direction
-    for name in ("icd9_edge_index", "icd9_edge_weight", "icd10_edge_index",
-                 "icd10_edge_weight", "edge_index", "edge_weight"):
-        assert torch.equal(getattr(cached, name), getattr(graph, name)), name
-    union = cms_2018_graph(ds9.codes, ds10.codes, direction="union")
-    assert union.direction == "union" and torch.equal(union.edge_index, graph.edge_index)
     for ds in (ds9, ds10):
         freq = ds.code_frequencies("train")
         linked = graph.linked(ds.system).numpy()
