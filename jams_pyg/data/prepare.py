@@ -32,7 +32,8 @@ files keep ``(admission, code id)`` integer pairs and per-code counts; a second
 pass over the notes cleans each chunk's texts and appends them to Arrow IPC
 (feather v2) writers batch by batch. Peak memory depends on the chunk size,
 not on the number of notes (``benchmarks/prepare_memory.py``: 10x the notes,
-+3 % peak RSS).
++3 % peak RSS). The chunked CSV reader is :mod:`jams_pyg.data.csv_chunks`, the code
+tables :mod:`jams_pyg.data.mimiciv_codes`.
 
 Deviations from Edin et al., each to keep the output well-formed: several
 different discharge notes of one admission are joined (in file order) into one
@@ -43,21 +44,17 @@ cleaning is dropped with a warning (the loader rejects empty texts).
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import logging
 import os
-import re
-import zlib
-from collections.abc import Iterator, Sequence
-from itertools import compress
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
+from jams_pyg.data.csv_chunks import integer_ids, read_chunks, valid_rows
 from jams_pyg.data.defaults import DEFAULT_BLOCK_SIZE, DEFAULT_SEED, MIN_TARGET_COUNT
 from jams_pyg.data.edin import (
     SPLITS,
@@ -66,159 +63,29 @@ from jams_pyg.data.edin import (
     split_filename,
     stratified_group_split,
 )
+from jams_pyg.data.mimiciv_codes import (
+    SystemDocs,
+    collect_codes,
+    edin_format,
+    filter_min_count,
+    member,
+    sort_codes,
+)
 from jams_pyg.data.text import clean_text
-from jams_pyg.icd.codes import Kind, System, dot_code, parse_code
-from jams_pyg.icd.gem import DataFileError
+from jams_pyg.icd.codes import Kind, System
+
+__all__ = ["NOTE_COLUMNS", "edin_format", "prepare_mimiciv"]
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
+#: Columns read from ``note/discharge.csv.gz``.
 NOTE_COLUMNS = ["note_id", "subject_id", "hadm_id", "text"]
-CODE_COLUMNS = ["subject_id", "hadm_id", "icd_code", "icd_version"]
-#: Column order of the code table: (system, kind) -> column index.
-_COLUMNS: list[tuple[System, Kind]] = [
-    ("icd9", "dx"), ("icd9", "proc"), ("icd10", "dx"), ("icd10", "proc")]
-
-
-def edin_format(code: str, version: int, kind: Kind) -> str:
-    """Edin et al.'s ``reformat_icd9`` / ``reformat_icd10`` of a raw MIMIC-IV code: drop
-    any dot, then :func:`~jams_pyg.icd.codes.dot_code` (no validity check, as theirs)."""
-    code = "".join(str(code).strip().split("."))
-    if version not in (9, 10):
-        raise ValueError(f"icd_version must be 9 or 10, got {version!r}")
-    return dot_code(code, "icd9" if version == 9 else "icd10", kind)
-
-
-class _Chunk:
-    """Some rows of a CSV: ``{column: list of str or None}``."""
-
-    def __init__(self, columns: dict[str, list]) -> None:
-        self.columns = columns
-        self.num_rows = len(next(iter(columns.values()))) if columns else 0
-
-    def column(self, name: str) -> list:
-        return self.columns[name]
-
-    def filter(self, mask: np.ndarray) -> _Chunk:
-        return _Chunk({k: list(compress(v, mask.tolist())) for k, v in self.columns.items()})
-
-
-def _read_chunks(
-    path: Path, columns: Sequence[str], block_size: int, max_rows: int = 50_000
-) -> Iterator[tuple[int, _Chunk]]:
-    """``(first data row number, chunk)`` of a (gzipped) CSV, only ``columns``
-    (strings; empty fields are None), each chunk about ``block_size``
-    characters of fields or ``max_rows`` rows, whichever comes first.
-
-    Parsed row by row with the :mod:`csv` module (quoted fields may hold
-    newlines), so memory holds one chunk at a time. (Chunked
-    ``pandas.read_csv`` lets the peak creep up over the chunks of a gzipped
-    file, and :func:`pyarrow.csv.open_csv` reads ahead without bound when the
-    consumer is slower than the parser.)
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"MIMIC-IV file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    # MIMIC-IV notes exceed the csv module's default 131,072-character field limit.
-    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-    row = 0  # the data row being parsed (0: the header)
-    try:
-        # surrogateescape: a byte that is not UTF-8 becomes a lone surrogate, found in
-        # the row that holds it (strict decoding fails a block ahead, rows unknown).
-        with opener(path, "rt", encoding="utf-8", errors="surrogateescape",
-                    newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None) or []
-            _check_utf8(path, 0, header)
-            missing = [c for c in columns if c not in header]
-            if missing:
-                raise ValueError(f"{path}: missing column(s) {missing}; found {header}")
-            positions = [header.index(c) for c in columns]
-            width = len(header)
-            first = row = 1
-            buffer: list[list] = [[] for _ in columns]
-            size = 0
-            try:
-                for record in reader:
-                    if len(record) != width:
-                        if not record:
-                            continue
-                        raise ValueError(
-                            f"{path}, data row {row}: {len(record)} fields, expected {width}")
-                    for store, position in zip(buffer, positions, strict=True):
-                        value = record[position]
-                        if not value.isascii():
-                            _check_utf8(path, row, [value])
-                        store.append(value if value != "" else None)
-                        size += len(value)
-                    row += 1
-                    if size >= block_size or row - first >= max_rows:
-                        yield first, _Chunk(dict(zip(columns, buffer, strict=True)))
-                        first, buffer, size = row, [[] for _ in columns], 0
-            except csv.Error as err:
-                raise ValueError(f"{path}, data row {row}: {err}") from err
-            if buffer[0]:
-                yield first, _Chunk(dict(zip(columns, buffer, strict=True)))
-    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-        if isinstance(err, gzip.BadGzipFile) and row == 0:
-            problem = "not a gzip file"
-        else:
-            problem = "truncated or corrupt gzip data"
-        where = f"{path}, data row {row}" if row else str(path)
-        raise DataFileError(f"{where}: {problem} ({err})") from None
-
-
-_SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-def _check_utf8(path: Path, row: int, values: Sequence[str]) -> None:
-    """Raise naming file and row if a field holds a byte that was not UTF-8 (decoded
-    with ``surrogateescape``)."""
-    for value in values:
-        found = _SURROGATE.search(value)
-        if found:
-            where = f"{path}, data row {row}" if row else f"{path}, header"
-            byte = ord(found.group()) - 0xDC00
-            raise DataFileError(
-                f"{where}: not UTF-8 text (byte {byte:#04x} at character "
-                f"{found.start() + 1} of a field; MIMIC-IV files are UTF-8)"
-            )
-
-
-def _valid(chunk: _Chunk, *columns: str) -> np.ndarray:
-    """Mask of the rows where all ``columns`` are non-null."""
-    mask = np.ones(chunk.num_rows, dtype=bool)
-    for column in columns:
-        mask &= np.fromiter((v is not None for v in chunk.column(column)), bool,
-                            chunk.num_rows)
-    return mask
 
 
 def _text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
-
-
-def _ids(values: list, path: Path, column: str, rows: np.ndarray) -> np.ndarray:
-    """Integer ids of a (non-null) column; ``rows`` are the data row numbers
-    (1-based) for the error message."""
-    out = np.empty(len(values), dtype=np.int64)
-    for pos, value in enumerate(values):
-        try:
-            out[pos] = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{path}, data row {int(rows[pos])}: {column} {value!r} is not an integer id"
-            ) from None
-    return out
-
-
-def _member(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Mask of ``values`` found in the sorted array ``sorted_values``."""
-    if not len(sorted_values):
-        return np.zeros(len(values), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
-    return sorted_values[pos] == values
 
 
 class _Notes:
@@ -228,13 +95,13 @@ class _Notes:
     def __init__(self, path: Path, block_size: int) -> None:
         hadms, subjects, hashes = [], [], []
         self.missing_text = 0
-        for first, batch in _read_chunks(path, NOTE_COLUMNS, block_size):
-            keep = _valid(batch, "text", "hadm_id", "subject_id")
+        for first, batch in read_chunks(path, NOTE_COLUMNS, block_size):
+            keep = valid_rows(batch, "text", "hadm_id", "subject_id")
             self.missing_text += int((~keep).sum())
             rows = first + np.flatnonzero(keep)
             batch = batch.filter(keep)
-            hadms.append(_ids(batch.column("hadm_id"), path, "hadm_id", rows))
-            subjects.append(_ids(batch.column("subject_id"), path, "subject_id", rows))
+            hadms.append(integer_ids(batch.column("hadm_id"), path, "hadm_id", rows))
+            subjects.append(integer_ids(batch.column("subject_id"), path, "subject_id", rows))
             texts = batch.column("text")
             hashes.append(np.fromiter((_text_hash(t) for t in texts), np.uint64, len(texts)))
             del texts
@@ -252,143 +119,6 @@ class _Notes:
             raise ValueError(f"{path}: hadm_id {bad} belongs to more than one subject_id")
         if self.missing_text:
             log.warning("%s: %d notes without text or hadm_id skipped", path, self.missing_text)
-
-
-def _collect_codes(
-    paths: dict[Kind, Path], note_hadm: np.ndarray, block_size: int, invalid_codes: str
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-    """``(hadm, code id)`` pairs of the admissions with a note, de-duplicated,
-    and the code table ``[(column index, dotted code)]``."""
-    table: dict[tuple[int, str], int] = {}
-    names: list[tuple[int, str]] = []
-    hadm_parts, code_parts = [], []
-    dropped: dict[str, list[str]] = {}
-    for kind, path in paths.items():
-        formatted: dict[tuple[object, str], tuple[int, str] | None] = {}
-        for first, batch in _read_chunks(path, CODE_COLUMNS, block_size):
-            codes_ok = _valid(batch, "icd_code")  # Edin et al.: dropna(subset=["icd_code"])
-            batch = batch.filter(codes_ok)
-            rows = first + np.flatnonzero(codes_ok)
-            hadm = _ids(batch.column("hadm_id"), path, "hadm_id", rows)
-            keep = _member(note_hadm, hadm)
-            if not keep.any():
-                continue
-            hadm, rows = hadm[keep], rows[keep]
-            batch = batch.filter(keep)
-            versions = np.array(batch.column("icd_version"), dtype=object)
-            raw = np.array(batch.column("icd_code"), dtype=object)
-            ids = np.empty(len(hadm), dtype=np.int64)
-            for i, (version, code) in enumerate(zip(versions.tolist(), raw.tolist(),
-                                                    strict=True)):
-                key = (version, code)
-                if key not in formatted:
-                    formatted[key] = _format_checked(path, int(rows[i]), version, code, kind,
-                                                     invalid_codes, dropped)
-                checked = formatted[key]
-                if checked is None:
-                    ids[i] = -1
-                    continue
-                column, dotted = checked
-                code_id = table.get((column, dotted))
-                if code_id is None:
-                    code_id = table[(column, dotted)] = len(names)
-                    names.append((column, dotted))
-                ids[i] = code_id
-            valid = ids >= 0
-            hadm_parts.append(hadm[valid])
-            code_parts.append(ids[valid])
-    for path_name, examples in dropped.items():
-        log.warning("%s: dropped %d malformed code(s), e.g. %s", path_name, len(examples),
-                    examples[:5])
-    hadm = np.concatenate(hadm_parts) if hadm_parts else np.zeros(0, np.int64)
-    code = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int64)
-    # Edin et al.: drop_duplicates(subset=[_id, icd_code]).
-    pairs = np.unique(np.stack([hadm, code], axis=1), axis=0) if len(hadm) else np.zeros(
-        (0, 2), np.int64)
-    return pairs[:, 0], pairs[:, 1], names
-
-
-def _format_checked(path: Path, row: int, version: object, code: str, kind: Kind,
-                    invalid_codes: str, dropped: dict[str, list[str]]) -> tuple[int, str] | None:
-    """``(column index, dotted code)``, or None for a dropped malformed code."""
-    try:
-        number = float(str(version))
-        if number not in (9.0, 10.0):
-            raise ValueError(f"icd_version must be 9 or 10, got {version!r}")
-        system: System = "icd9" if number == 9.0 else "icd10"
-        dotted = edin_format(code, int(number), kind)
-        parse_code(dotted, system, kind)
-        return _COLUMNS.index((system, kind)), dotted
-    except (ValueError, TypeError) as err:
-        if invalid_codes == "drop":
-            dropped.setdefault(str(path), []).append(f"{code!r} (v{version})")
-            return None
-        raise ValueError(
-            f"{path}, data row {row}: code {code!r} (icd_version {version!r}): {err}; "
-            "pass invalid_codes='drop' (--invalid-codes drop) to skip such codes"
-        ) from None
-
-
-class _SystemDocs:
-    """The documents of one system after the min-count filter: sorted
-    admissions and, per admission, its diagnosis and procedure codes."""
-
-    def __init__(self, system: System, hadm: np.ndarray, code: np.ndarray,
-                 names: list[tuple[int, str]]) -> None:
-        self.system = system
-        self.diag_col, self.proc_col = code_columns(system)
-        diag_index = _COLUMNS.index((system, "dx"))
-        proc_index = _COLUMNS.index((system, "proc"))
-        # Code ids are in (column, code) order (see _sort_codes), so sorting the
-        # pairs by (admission, id) sorts each document's codes as Edin et al. do.
-        column_of = np.array([c for c, _ in names], dtype=np.int64)
-        column = column_of[code] if len(code) else np.zeros(0, np.int64)
-        mine = (column == diag_index) | (column == proc_index)
-        hadm, code = hadm[mine], code[mine]
-        order = np.lexsort((code, hadm))
-        self.hadm_of_pair, self.code_of_pair = hadm[order], code[order]
-        self.is_proc = np.array([names[c][0] == proc_index for c in self.code_of_pair],
-                                dtype=bool)
-        self.names = names
-        self.hadm, self.start = np.unique(self.hadm_of_pair, return_index=True)
-        self.end = np.append(self.start[1:], len(self.hadm_of_pair))
-
-    def codes(self, position: int) -> tuple[list[str], list[str]]:
-        """``(diagnoses, procedures)`` of the document at ``position``, sorted."""
-        lo, hi = int(self.start[position]), int(self.end[position])
-        diag, proc = [], []
-        for code, is_proc in zip(self.code_of_pair[lo:hi].tolist(),
-                                 self.is_proc[lo:hi].tolist(), strict=True):
-            (proc if is_proc else diag).append(self.names[code][1])
-        return sorted(diag), sorted(proc)
-
-    def __len__(self) -> int:
-        return len(self.hadm)
-
-
-def _sort_codes(code: np.ndarray, names: list[tuple[int, str]]
-                ) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Renumber codes so that id order is (column, code string) order."""
-    order = sorted(range(len(names)), key=lambda i: names[i])
-    new_id = np.empty(len(names), dtype=np.int64)
-    new_id[order] = np.arange(len(names))
-    return (new_id[code] if len(code) else code), [names[i] for i in order]
-
-
-def _filter_min_count(hadm: np.ndarray, code: np.ndarray, names: list[tuple[int, str]],
-                      min_count: int) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]]]:
-    """Keep codes carried by at least ``min_count`` admissions (per column)."""
-    counts = np.bincount(code, minlength=len(names)) if len(code) else np.zeros(len(names),
-                                                                                   np.int64)
-    keep_code = counts >= min_count
-    report = {}
-    for index, (system, kind) in enumerate(_COLUMNS):
-        in_col = np.array([c == index for c, _ in names], dtype=bool)
-        column = code_columns(system)[0 if kind == "dx" else 1]
-        report[column] = (int((in_col & (counts > 0)).sum()), int((in_col & keep_code).sum()))
-        log.info("%s: %d unique codes, %d seen >= %d times", column, *report[column], min_count)
-    keep = keep_code[code] if len(code) else np.zeros(0, bool)
-    return hadm[keep], code[keep], report
 
 
 def _schema(system: System) -> pa.Schema:
@@ -460,10 +190,10 @@ def prepare_mimiciv(
     notes = _Notes(notes_path, block_size)
     log.info("%s: %d admissions with a discharge note", notes_path, len(notes.hadm))
     # Codes of those admissions, min-count filter.
-    hadm, code, names = _collect_codes(code_paths, notes.hadm, block_size, invalid_codes)
-    code, names = _sort_codes(code, names)
-    hadm, code, report = _filter_min_count(hadm, code, names, min_count)
-    docs = {s: _SystemDocs(s, hadm, code, names) for s in ("icd9", "icd10")}
+    hadm, code, names = collect_codes(code_paths, notes.hadm, block_size, invalid_codes)
+    code, names = sort_codes(code, names)
+    hadm, code, report = filter_min_count(hadm, code, names, min_count)
+    docs = {s: SystemDocs(s, hadm, code, names) for s in ("icd9", "icd10")}
     del hadm, code
 
     # Split by patient, stratified on the (kept) codes.
@@ -496,14 +226,14 @@ def prepare_mimiciv(
     dropped_empty = {s: 0 for s in docs}
     pending: dict[int, list[tuple[int, str, str]]] = {}  # multi-note admissions
     try:
-        for first, batch in _read_chunks(notes_path, NOTE_COLUMNS, block_size):
-            keep = _valid(batch, "text", "hadm_id", "subject_id")
+        for first, batch in read_chunks(notes_path, NOTE_COLUMNS, block_size):
+            keep = valid_rows(batch, "text", "hadm_id", "subject_id")
             batch = batch.filter(keep)
-            hadm_ids = _ids(batch.column("hadm_id"), notes_path, "hadm_id",
+            hadm_ids = integer_ids(batch.column("hadm_id"), notes_path, "hadm_id",
                             first + np.flatnonzero(keep))
             wanted = np.zeros(len(hadm_ids), dtype=bool)
             for d in docs.values():
-                wanted |= _member(d.hadm, hadm_ids)
+                wanted |= member(d.hadm, hadm_ids)
             batch = batch.filter(wanted)
             hadm_ids = hadm_ids[wanted]
             chunk_texts = batch.column("text")
@@ -563,7 +293,7 @@ def prepare_mimiciv(
     return summary
 
 
-def _emit(hadm: int, subject: int, note_id: str, text: str, docs: dict[str, _SystemDocs],
+def _emit(hadm: int, subject: int, note_id: str, text: str, docs: dict[str, SystemDocs],
           batch: dict[str, dict[str, list]], written: dict[str, list[int]],
           dropped_empty: dict[str, int]) -> None:
     cleaned = clean_text(text)
