@@ -227,10 +227,12 @@ class GEMGraph:
                 continue
             names[system], lookups[system] = vocabulary_index(codes, system, f"{system}_codes")
             mine = self._lookup(system)
+            found = [(mine[key], position) for key, position in lookups[system].items()
+                     if key in mine]
             mapping = torch.full((size,), -1, dtype=torch.long)
-            for key, position in lookups[system].items():
-                if key in mine:
-                    mapping[mine[key]] = position
+            if found:
+                mapping[torch.tensor([i for i, _ in found])] = torch.tensor(
+                    [p for _, p in found])
             maps[system] = mapping.to(device)
         sizes = len(names["icd9"]), len(names["icd10"])
         edges = [*relabel_links(*self.edges("icd9"), maps["icd9"], maps["icd10"], *sizes)]
