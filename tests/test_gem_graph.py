@@ -214,13 +214,17 @@ def test_former_torch_save_files_still_load(tmp_path, version):
                      icd10_edge_index=graph.icd10_edge_index,
                      icd10_edge_weight=graph.icd10_edge_weight)
     torch.save(state, tmp_path / "old.pt")
-    loaded = GEMGraph.load(tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="former torch.save format; .*GEMGraph.load_legacy"):
+        GEMGraph.load(tmp_path / "old.pt")  # load never unpickles
+    loaded = GEMGraph.load_legacy(tmp_path / "old.pt")
     assert loaded.direction == ("union" if version == 1 else "directional")
     assert loaded.code_lists() == graph.code_lists()
     assert torch.equal(loaded.edge_index, graph.edge_index)
     torch.save({**state, "format_version": 7}, tmp_path / "new.pt")
     with pytest.raises(ValueError, match="unsupported GEMGraph format 7"):
-        GEMGraph.load(tmp_path / "new.pt")
+        GEMGraph.load_legacy(tmp_path / "new.pt")
+    loaded.save(tmp_path / "graph.safetensors")  # the way to the current format
+    assert GEMGraph.load(tmp_path / "graph.safetensors").code_lists() == graph.code_lists()
 
 
 def test_bad_graph_files_are_named(tmp_path):

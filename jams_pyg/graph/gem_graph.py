@@ -22,7 +22,13 @@ from jams_pyg.graph.gem_files import (
     check_direction,
     read_gem_files,
 )
-from jams_pyg.graph.graph_io import check_graph_parts, read_graph_files, write_graph_files
+from jams_pyg.graph.graph_io import (
+    check_graph_parts,
+    read_graph_files,
+    read_legacy_graph_file,
+    write_graph_files,
+)
+from jams_pyg.graph.hetero import EDGE_TYPE, REV_EDGE_TYPE, to_hetero_data
 from jams_pyg.graph.vocabulary import code_lookup, vocabulary_index
 from jams_pyg.icd.codes import OTHER_SYSTEM, CodeKey, System, check_system, parse_code
 from jams_pyg.icd.gem import PathLike, cms_2018_gem_paths
@@ -31,9 +37,6 @@ __all__ = ["APPROXIMATE_WEIGHT", "DIRECTIONS", "EDGE_TYPE", "EXACT_WEIGHT", "REV
            "Adjacency", "GEMGraph"]
 
 log = logging.getLogger(__name__)
-
-EDGE_TYPE = ("icd9", "maps_to", "icd10")
-REV_EDGE_TYPE = ("icd10", "rev_maps_to", "icd9")
 
 
 class GEMGraph:
@@ -333,27 +336,9 @@ class GEMGraph:
 
     # ------------------------------------------------------------ conversion
     def to_hetero_data(self) -> HeteroData:
-        """A PyG :class:`~torch_geometric.data.HeteroData` with node types
-        ``icd9`` and ``icd10`` (``num_nodes``, ``code``, ``linked``) and edge
-        types ``('icd9', 'maps_to', 'icd10')`` (the links that update ICD-9
-        codes) and ``('icd10', 'rev_maps_to', 'icd9')`` (the links that update
-        ICD-10 codes, ICD-10 index first), each with ``edge_weight``.  For the
-        union graph the second is the first reversed; for the directional one
-        they are the forward and the backward file's links, each written in
-        its file's direction.  ``data.direction`` records which."""
-        data = HeteroData()
-        data["icd9"].num_nodes = self.num_icd9
-        data["icd9"].code = list(self.icd9_codes)
-        data["icd9"].linked = self.icd9_linked.clone()
-        data["icd10"].num_nodes = self.num_icd10
-        data["icd10"].code = list(self.icd10_codes)
-        data["icd10"].linked = self.icd10_linked.clone()
-        data[EDGE_TYPE].edge_index = self.icd9_edge_index.clone()
-        data[EDGE_TYPE].edge_weight = self.icd9_edge_weight.clone()
-        data[REV_EDGE_TYPE].edge_index = self.icd10_edge_index.flip(0)
-        data[REV_EDGE_TYPE].edge_weight = self.icd10_edge_weight.clone()
-        data.direction = self.direction
-        return data
+        """A PyG :class:`~torch_geometric.data.HeteroData` of the graph
+        (:func:`jams_pyg.graph.hetero.to_hetero_data`)."""
+        return to_hetero_data(self)
 
     def to(self, device: torch.device | str) -> GEMGraph:
         """Move the edge tensors and the masks to ``device``."""
@@ -402,14 +387,23 @@ class GEMGraph:
 
     @classmethod
     def load(cls, path: PathLike) -> GEMGraph:
-        """Load a graph written by :meth:`save` (no code is executed), or a file of the
-        former ``torch.save`` format.
+        """Load a graph written by :meth:`save`: safetensors and JSON only, nothing is
+        unpickled (a former ``torch.save`` file is refused: :meth:`load_legacy`).
 
         Raises:
             FileNotFoundError: for a missing file (the codes file named).
             ValueError: naming the file, for one that is no graph.
         """
-        tensors, codes = read_graph_files(path)
+        return cls._from_file(path, *read_graph_files(path))
+
+    @classmethod
+    def load_legacy(cls, path: PathLike) -> GEMGraph:
+        """Load a graph of the former ``torch.save`` format (formats 1 and 2; read with
+        ``weights_only``); :meth:`save` writes it in the current one."""
+        return cls._from_file(path, *read_legacy_graph_file(path))
+
+    @classmethod
+    def _from_file(cls, path: PathLike, tensors: dict[str, Tensor], codes: Any) -> GEMGraph:
         try:
             return cls.from_tensors(tensors, codes)
         except ValueError as err:

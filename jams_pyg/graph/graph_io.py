@@ -1,7 +1,8 @@
 """The file format of a :class:`~jams_pyg.graph.gem_graph.GEMGraph`, the one model bundles
 use: a safetensors file of the link tensors (``graph.safetensors``) next to a JSON file of
 the node codes (``graph_codes.json``).  Reading parses JSON and safetensors only (no
-pickle).  Files of the former ``torch.save`` format still load."""
+pickle); files of the former ``torch.save`` format load through their own reader,
+:func:`read_legacy_graph_file`."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def write_graph_files(path: PathLike, tensors: dict[str, Tensor],
 
 def read_graph_files(path: PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """``(tensors, codes)`` of a graph file written by :func:`write_graph_files` (on the
-    CPU), or of a former ``torch.save`` file (codes inside, no codes file).
+    CPU).  Parses safetensors and JSON only: a former ``torch.save`` file is refused with
+    a pointer to :func:`read_legacy_graph_file`.
 
     Raises:
         FileNotFoundError: for a missing tensors or codes file.
@@ -56,9 +58,10 @@ def read_graph_files(path: PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]
     """
     path = Path(path)
     with open(path, "rb") as handle:
-        legacy = handle.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
-    if legacy:
-        return _read_legacy(path)
+        if handle.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC:
+            raise ValueError(
+                f"{path}: a GEM graph of the former torch.save format; read it with "
+                "GEMGraph.load_legacy(path) (and save() it again in the current format)")
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -76,8 +79,10 @@ def read_graph_files(path: PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]
     return tensors, codes
 
 
-def _read_legacy(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """A graph of the former ``torch.save`` format (``weights_only``: no code runs)."""
+def read_legacy_graph_file(path: PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """``(tensors, codes)`` of a graph of the former ``torch.save`` format (read with
+    ``weights_only``: tensors and strings, no code runs)."""
+    path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad archive
