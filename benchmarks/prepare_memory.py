@@ -1,4 +1,4 @@
-"""Peak memory of ``python -m jams_pyg.data.prepare mimiciv`` as the input grows.
+"""Peak memory of ``jams-pyg prepare mimiciv`` as the input grows.
 
 Writes raw files in the MIMIC-IV schema (``note/discharge.csv.gz``,
 ``hosp/diagnoses_icd.csv.gz``, ``hosp/procedures_icd.csv.gz``) with N and 10·N
@@ -6,7 +6,7 @@ discharge notes (~1,000 words each, like MIMIC-IV's), then runs, each in a
 fresh subprocess whose peak RSS is read with ``os.wait4`` (the child's own
 ``ru_maxrss``):
 
-* ``streaming``: ``python -m jams_pyg.data.prepare mimiciv RAW OUT`` (this package);
+* ``streaming``: ``jams-pyg prepare mimiciv RAW OUT`` (this package);
 * ``in_memory``: the same pipeline done as Edin et al.'s script does it (all
   tables read whole with pandas, merged, cleaned with vectorised pandas string
   operations, written with ``to_feather``), for contrast;
@@ -150,7 +150,7 @@ def main() -> None:
             raw = work / f"raw_x{scale}"
             text_mb = write_raw(raw, n, args.words)
             gz_mb = sum(f.stat().st_size for f in raw.rglob("*.gz")) / 1e6
-            modes = [("streaming", [sys.executable, "-m", "jams_pyg.data.prepare", "mimiciv",
+            modes = [("streaming", [sys.executable, "-m", "jams_pyg", "prepare", "mimiciv",
                                     str(raw), str(work / f"out_x{scale}")])]
             if not args.skip_in_memory:
                 modes.append(("in_memory", [sys.executable, "-c", IN_MEMORY, str(raw),

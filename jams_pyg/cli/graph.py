@@ -18,8 +18,7 @@ def run(args: argparse.Namespace) -> int:
             graph = GEMGraph.from_cms_2018(direction=args.direction)
         print(graph.summary())
         if args.save:
-            graph.save(args.save)
-            print(f"wrote {args.save}")
+            print("wrote " + ", ".join(map(str, graph.save(args.save))))
     except (OSError, ValueError) as err:  # names the GEM file (and line)
         return fail("graph", err)
     return 0
@@ -40,5 +39,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        "backward-file links ICD-10 codes (the official JAMS code); 'union': "
                        "one symmetric edge set (ablation)")
     graph.add_argument("--save", metavar="FILE",
-                       help="write the graph here (GEMGraph.load reads it)")
+                       help="write the graph here (safetensors, its codes in <stem>_codes.json "
+                       "beside it; GEMGraph.load reads it)")
     graph.set_defaults(handler=run)

@@ -236,30 +236,15 @@ def read_tokenizer(directory: Path, info: dict[str, Any]) -> Any:
 
 
 def write_graph(directory: Path, graph: GEMGraph) -> list[str]:
-    """Save a GEM graph's links (``graph.safetensors``: ``edge_index``/``edge_weight``, the
-    links updating ICD-9 codes, and for a directional graph ``icd10_edge_index``/
-    ``icd10_edge_weight``) and node codes (``graph_codes.json``); returns the files."""
-    save_tensors(
-        directory / GRAPH_FILE,
-        {name: t.detach().to("cpu").contiguous() for name, t in graph.tensors().items()},
-    )
-    write_json(
-        directory / GRAPH_CODES_FILE,
-        {"icd9_codes": list(graph.icd9_codes), "icd10_codes": list(graph.icd10_codes)},
-    )
-    return [GRAPH_FILE, GRAPH_CODES_FILE]
+    """Save a GEM graph in its own format (:meth:`GEMGraph.save`: ``graph.safetensors``, the
+    links of each direction, and ``graph_codes.json``, the node codes); returns the files."""
+    return [path.name for path in graph.save(directory / GRAPH_FILE)]
 
 
 def read_graph(directory: Path) -> GEMGraph:
     """The GEM graph :func:`write_graph` saved."""
-    from safetensors.torch import load_file
-
-    codes = read_json(directory / GRAPH_CODES_FILE, "GEM graph codes")
     try:
-        tensors = load_file(str(directory / GRAPH_FILE))
-        return GEMGraph(codes["icd9_codes"], codes["icd10_codes"], tensors["edge_index"],
-                        tensors["edge_weight"], tensors.get("icd10_edge_index"),
-                        tensors.get("icd10_edge_weight"))
-    except Exception as err:  # safetensors / GEMGraph validation errors
+        return GEMGraph.load(directory / GRAPH_FILE)
+    except (OSError, ValueError) as err:  # safetensors / JSON / GEMGraph validation errors
         raise BundleError(f"{directory / GRAPH_FILE}: cannot rebuild the GEM graph ({err})") \
             from err

@@ -100,15 +100,12 @@ class GEMLinks:
     def __init__(self, graph: GEMGraph, system: str, titles: Sequence[str]) -> None:
         self.system, self.other_system = system, OTHER_SYSTEM[system]
         self.names, self.titles = graph.codes(self.other_system), titles
-        edge_index, weight = graph.edges(system)
-        row = 0 if system == "icd9" else 1
-        node = edge_index[row]
         # the links of code i are positions ptr[i]:ptr[i + 1] of perm (edge ids)
-        self.perm = torch.argsort(node, stable=True)
-        counts = torch.bincount(node, minlength=len(graph.codes(system)))
-        self.ptr = [0, *torch.cumsum(counts, 0).tolist()]
-        self.other = edge_index[1 - row][self.perm].tolist()
-        self.omega = weight.float()[self.perm].tolist()
+        adjacency = graph.adjacency(system)
+        self.perm = adjacency.perm
+        self.ptr = adjacency.ptr.tolist()
+        self.other = adjacency.neighbor.tolist()
+        self.omega = adjacency.weight.float().tolist()
 
     def grouped(self, per_edge: Tensor) -> list[float]:
         """Per-link values in ``graph.edges(system)`` order (e.g. MAT's α) in the order of

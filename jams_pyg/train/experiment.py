@@ -181,13 +181,12 @@ def build_graph(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     GEMs plus ``config``'s extra files)."""
     from jams_pyg.icd.gem import cms_2018_gem_paths
 
+    codes = {f"{s}_codes": datasets[s].codes if s in datasets else None for s in SYSTEMS}
+    if not (config.icd9_gems or config.icd10_gems):  # the shipped GEMs, parsed once a process
+        return GEMGraph.from_cms_2018(**codes, direction=direction)
     forward, backward = cms_2018_gem_paths()
-    return GEMGraph.from_gem_files(
-        [forward, *config.icd9_gems], [backward, *config.icd10_gems],
-        icd9_codes=datasets["icd9"].codes if "icd9" in datasets else None,
-        icd10_codes=datasets["icd10"].codes if "icd10" in datasets else None,
-        direction=direction,
-    )
+    return GEMGraph.from_gem_files([forward, *config.icd9_gems], [backward, *config.icd10_gems],
+                                   **codes, direction=direction)
 
 
 def _tokenizer(config: ExperimentConfig, datasets: dict[str, CodingDataset], out: Path):
