@@ -1,17 +1,33 @@
+import gzip
+import hashlib
 from pathlib import Path
 
 import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+RESOURCES = Path(__file__).resolve().parents[1] / "jams_pyg" / "resources"
+#: SHA-256 of the CMS 2018 diagnosis GEM files as published (``../shared/data/gems``).
+CMS_GEM_SHA256 = {
+    "2018_I9gem.txt": "0b24fd28de341bdbac2930609fd3dc480d6ec278b3bdae2e53ac5ccf7f89b230",
+    "2018_I10gem.txt": "31a5f6e22c8d8ec18a44bc723c13bd50d83a2c1403d90551adaeb2203537aec5",
+}
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The project's reference copies of the CMS files (``../shared/data``)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def cms_gem_text() -> dict[str, str]:
+    """The CMS 2018 diagnosis GEM files as text, the independent reference of the GEM
+    tests: the project's copies (``../shared/data/gems``) where this checkout has them, else
+    the package's gzipped copies; either way checked against the published files' SHA-256,
+    so the tests never skip and never trust the code under test."""
+    texts = {}
+    for name, digest in CMS_GEM_SHA256.items():
+        shared = SHARED_DATA / "gems" / name
+        data = (shared.read_bytes() if shared.is_file()
+                else gzip.decompress((RESOURCES / "gems" / f"{name}.gz").read_bytes()))
+        assert hashlib.sha256(data).hexdigest() == digest, f"{name} is not the CMS file"
+        texts[name] = data.decode("ascii")
+    return texts
 
 
 @pytest.fixture(scope="module")

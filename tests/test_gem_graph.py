@@ -17,13 +17,13 @@ def full_graph():
     return GEMGraph.from_cms_2018()
 
 
-def independent_pairs(shared_data, files=("2018_I9gem.txt", "2018_I10gem.txt")):
+def independent_pairs(cms_gem_text, files=("2018_I9gem.txt", "2018_I10gem.txt")):
     """Distinct (ICD-9, ICD-10) pairs and their weights, read plainly from the
     CMS files without the code under test."""
     exact: dict[tuple[str, str], bool] = {}
     for name in files:
         forward = name == "2018_I9gem.txt"
-        for line in (shared_data / "gems" / name).read_text().splitlines():
+        for line in cms_gem_text[name].splitlines():
             source, target, flags = line.split()
             if flags[1] == "1":
                 continue
@@ -33,8 +33,8 @@ def independent_pairs(shared_data, files=("2018_I9gem.txt", "2018_I10gem.txt")):
     return exact
 
 
-def test_full_graph_matches_files(full_graph, shared_data):
-    exact = independent_pairs(shared_data)
+def test_full_graph_matches_files(full_graph, cms_gem_text):
+    exact = independent_pairs(cms_gem_text)
     assert len(exact) == 85_566  # also stated in ../shared/data/README.md
     assert full_graph.num_edges == len(exact)
     graph_pairs = {}
@@ -58,20 +58,20 @@ def _pairs(graph, edge_index, edge_weight):
     }
 
 
-def test_directional_graph_reads_each_file_for_its_own_direction(full_graph, shared_data):
+def test_directional_graph_reads_each_file_for_its_own_direction(full_graph, cms_gem_text):
     # The official code's two adjacency matrices: forward-file links update ICD-9 codes,
     # backward-file links update ICD-10 codes, each with its own file's omega.
     assert full_graph.direction == "directional"
     for name, (index, weight) in (("2018_I9gem.txt", full_graph.edges("icd9")),
                                   ("2018_I10gem.txt", full_graph.edges("icd10"))):
-        exact = independent_pairs(shared_data, (name,))
+        exact = independent_pairs(cms_gem_text, (name,))
         assert _pairs(full_graph, index, weight) == {
             pair: 1.0 if ex else 0.5 for pair, ex in exact.items()}
     # distinct pairs of each file, as ../shared/data/README.md states
     assert full_graph.icd9_edge_index.size(1) == 24_428
     assert full_graph.icd10_edge_index.size(1) == 80_559
     # a code is linked when some link updates it
-    forward_sources = {a for a, _ in independent_pairs(shared_data, ("2018_I9gem.txt",))}
+    forward_sources = {a for a, _ in independent_pairs(cms_gem_text, ("2018_I9gem.txt",))}
     linked9 = {c.replace(".", "") for c, ok in zip(full_graph.icd9_codes,
                                                    full_graph.icd9_linked.tolist(), strict=True)
                if ok}
@@ -79,10 +79,10 @@ def test_directional_graph_reads_each_file_for_its_own_direction(full_graph, sha
     assert full_graph.mat_edges()[0][1] is full_graph.icd10_edge_index
 
 
-def test_union_graph_and_the_union_of_a_directional_graph(full_graph, shared_data):
+def test_union_graph_and_the_union_of_a_directional_graph(full_graph, cms_gem_text):
     union = GEMGraph.from_cms_2018(direction="union")
     assert union.direction == "union" and union.edge_index is union.icd10_edge_index
-    expected = {pair: 1.0 if ex else 0.5 for pair, ex in independent_pairs(shared_data).items()}
+    expected = {pair: 1.0 if ex else 0.5 for pair, ex in independent_pairs(cms_gem_text).items()}
     assert _pairs(union, union.edge_index, union.edge_weight) == expected
     # the directional graph's edge_index is the union of its two sets (exact wins)
     assert _pairs(full_graph, full_graph.edge_index, full_graph.edge_weight) == expected
@@ -251,7 +251,7 @@ def test_bad_graph_files_are_named(tmp_path):
 PROCEDURES = ("40.19", "0DH50YZ")  # never linked by the diagnosis GEMs
 
 
-def _vocabularies(full, shared_data, seed=0):
+def _vocabularies(full, cms_gem_text, seed=0):
     """Random ICD-9 and ICD-10 vocabularies: GEM codes in random order, some spelt in
     lower case, and codes the GEMs do not name."""
     rng = random.Random(seed)
@@ -263,28 +263,28 @@ def _vocabularies(full, shared_data, seed=0):
     return icd9, icd10
 
 
-def _expected_links(shared_data, name, icd9, icd10):
+def _expected_links(cms_gem_text, name, icd9, icd10):
     """Links of one CMS file between two vocabularies, computed from the file read plainly:
     sorted (ICD-9 position, ICD-10 position) pairs and their weights."""
     pos9 = {c.replace(".", ""): i for i, c in enumerate(icd9) if c not in PROCEDURES}
     pos10 = {c.replace(".", "").upper(): i for i, c in enumerate(icd10)
              if c not in PROCEDURES}
     links = sorted((pos9[a], pos10[b], 1.0 if exact else 0.5)
-                   for (a, b), exact in independent_pairs(shared_data, name).items()
+                   for (a, b), exact in independent_pairs(cms_gem_text, name).items()
                    if a in pos9 and b in pos10)
     return [[i for i, _, _ in links], [j for _, j, _ in links]], [w for _, _, w in links]
 
 
-def test_restrict_matches_the_files_read_plainly(full_graph, shared_data):
-    icd9, icd10 = _vocabularies(full_graph, shared_data)
+def test_restrict_matches_the_files_read_plainly(full_graph, cms_gem_text):
+    icd9, icd10 = _vocabularies(full_graph, cms_gem_text)
     graph = full_graph.restrict(icd9, icd10)
     assert graph.icd9_codes == icd9 and graph.icd10_codes == icd10
     assert graph.num_edges > 20 and graph.num_unlinked_icd10 > 2000
     for system, names in (("icd9", ("2018_I9gem.txt",)), ("icd10", ("2018_I10gem.txt",))):
-        index, weight = _expected_links(shared_data, names, icd9, icd10)
+        index, weight = _expected_links(cms_gem_text, names, icd9, icd10)
         assert graph.edges(system)[0].tolist() == index and graph.edges(system)[1].tolist() \
             == weight, system
-    index, weight = _expected_links(shared_data, ("2018_I9gem.txt", "2018_I10gem.txt"),
+    index, weight = _expected_links(cms_gem_text, ("2018_I9gem.txt", "2018_I10gem.txt"),
                                     icd9, icd10)
     assert graph.edge_index.tolist() == index and graph.edge_weight.tolist() == weight
     # one place restricts: from_cms_2018 and from_gem_files give the same graph
@@ -324,8 +324,8 @@ def test_cms_2018_files_are_parsed_once_per_process(monkeypatch):
     assert small.neighbors("576.2", "icd9") == [("K83.1", 1.0)]
 
 
-def test_adjacency_matches_a_dense_recomputation(full_graph, shared_data):
-    icd9, icd10 = _vocabularies(full_graph, shared_data, seed=1)
+def test_adjacency_matches_a_dense_recomputation(full_graph, cms_gem_text):
+    icd9, icd10 = _vocabularies(full_graph, cms_gem_text, seed=1)
     graph = full_graph.restrict(icd9, icd10)
     for system, row in (("icd9", 0), ("icd10", 1)):
         edge_index, weight = graph.edges(system)
