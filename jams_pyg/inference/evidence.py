@@ -8,7 +8,7 @@ r"""Why a code was predicted, for :meth:`JAMSPredictor.predict(evidence=True)
 * **linked**: the GEM-linked codes of the other system with their GEM weight :math:`\omega`
   and, with MAT, the attention weight :math:`\alpha_{ij}` the code gives each of them in
   MATConv (averaged over heads); ``self_attention`` is :math:`\alpha_{ii}`
-  (:class:`GEMLinks`).
+  (:class:`LinkEvidence`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.codes import OTHER_SYSTEM
 from jams_pyg.inference.notes import LinkedCode, TokenEvidence
 
-__all__ = ["EncodedNote", "GEMLinks", "encode_note", "token_evidence"]
+__all__ = ["EncodedNote", "LinkEvidence", "encode_note", "token_evidence"]
 
 
 @dataclass
@@ -87,7 +87,7 @@ def token_evidence(weights: Tensor, note: EncodedNote, num_tokens: int
     ]
 
 
-class GEMLinks:
+class LinkEvidence:
     r"""The GEM links that update the codes of one system (``graph.edges(system)``), grouped
     by code, with the other end's code, title and :math:`\omega`.
 

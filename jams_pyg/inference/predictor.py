@@ -39,7 +39,7 @@ from torch import Tensor
 from jams_pyg.data.text import PAD_ID, clean_text, pad_sequences
 from jams_pyg.icd.codes import OTHER_SYSTEM, SYSTEMS
 from jams_pyg.inference.bundle import Bundle, load_bundle
-from jams_pyg.inference.evidence import EncodedNote, GEMLinks, encode_note, token_evidence
+from jams_pyg.inference.evidence import EncodedNote, LinkEvidence, encode_note, token_evidence
 from jams_pyg.inference.notes import CodePrediction, NotePrediction
 
 __all__ = ["UNKNOWN_WORDS_WARN", "JAMSPredictor"]
@@ -49,7 +49,7 @@ PathLike = str | os.PathLike[str]
 #: ``predict`` warns when a note has more than this share of words the model never saw.
 UNKNOWN_WORDS_WARN = 0.5
 
-#: Per system: MAT's α per GEM link (in :meth:`GEMLinks.grouped` order) and per code.
+#: Per system: MAT's α per GEM link (in :meth:`LinkEvidence.grouped` order) and per code.
 MATAlpha = dict[str, tuple[list[float], list[float]]]
 
 
@@ -93,12 +93,12 @@ class JAMSPredictor:
         self.pad_id = PAD_ID if pad is None else int(pad)
         self._titles = {s: _titles(c, s) for s, c in self.codes.items()}
         self._index_of = {s: {c: i for i, c in enumerate(v)} for s, v in self.codes.items()}
-        self._links: dict[str, GEMLinks] = {}
+        self._links: dict[str, LinkEvidence] = {}
         if self.graph is not None:
             for s in SYSTEMS:
                 if s not in self._titles:
                     self._titles[s] = _titles(self.graph.codes(s), s)
-            self._links = {s: GEMLinks(self.graph, s, self._titles[OTHER_SYSTEM[s]])
+            self._links = {s: LinkEvidence(self.graph, s, self._titles[OTHER_SYSTEM[s]])
                            for s in self.systems}
         if device is not None:
             self.to(device)
