@@ -127,3 +127,17 @@ def test_size_is_checked_when_parsed(capsys):
         with pytest.raises(SystemExit):
             size(bad)
         assert "size must be" in capsys.readouterr().err
+
+
+def test_missing_or_empty_data_folder_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["train", "--data", str(tmp_path / "nowhere"), "--output-dir",
+                  str(tmp_path / "out")])
+    assert stop.value.code == 2
+    assert f"--data {tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    status = cli_main(["train", "--data", str(tmp_path / "empty"), "--output-dir",
+                       str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(err) == 1 and err[0].startswith("jams-pyg train: error: ")
+    assert str(tmp_path / "empty") in err[0]

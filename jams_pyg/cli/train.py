@@ -146,6 +146,9 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
     base = Path(args.output_dir or f"outputs/{args.model}")
     if args.overwrite and args.resume:
         parser.error("--overwrite and --resume exclude each other")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        parser.error(f"--data {args.data_dir}: no such folder (Edin et al.'s files, e.g. "
+                     "written by `jams-pyg prepare mimiciv`)")
     try:  # settings that fail only together (batch size and accumulation) fail now
         configs = [experiment_config(args, v, base / v) for v in variants]
     except ValueError as err:
@@ -187,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.INFO)
     try:
         train_variants(args, args.parser)
-    except (TrainingError, OSError) as err:  # held folder, divergence, missing data file
+    except (TrainingError, OSError, ValueError) as err:  # held folder, divergence, bad data
+        # file (the message names the file and row)
         return fail("train", err)
     return 0
