@@ -161,3 +161,13 @@ def test_readme_ablation_table_lists_every_reference():
     # jams − backbone, ICD-9: macro-F1 +5.0 ± 12.7, MAP +2.5 ± 6.4, rare linked +9.0 ± 12.7
     assert lines[2].startswith("| jams − backbone | +5.0 ± 12.7 | +2.5 ± 6.4 | +9.0 ± 12.7 |")
     assert lines[3].startswith("| backbone − jams | -5.0 ± 12.7 |")
+
+
+def test_import_cost_counts_top_level_imports_only():
+    import_cost = _load("import_cost")
+    sample = ("import time: self [us] | cumulative | imported package\n"
+              "import time:       100 |        100 | encodings\n"
+              "import time:        30 |         30 |   torch._C\n"
+              "import time:        50 |        400 | torch\n"
+              "other stderr line\n")
+    assert import_cost.top_level_import_us(sample) == {"encodings": 100, "torch": 400}
