@@ -1,4 +1,4 @@
-"""python -m jams_pyg.data.prepare mimiciv on tiny raw files in the MIMIC-IV schema."""
+"""jams-pyg prepare mimiciv (prepare_mimiciv) on tiny raw files in the MIMIC-IV schema."""
 
 import gzip
 

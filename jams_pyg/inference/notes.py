@@ -5,7 +5,7 @@
 * :class:`NotePrediction` is what it returns per note (:class:`CodePrediction` entries with
   their :class:`TokenEvidence` and :class:`LinkedCode` evidence);
 * :func:`prediction_records` and :func:`dumps_strict` make the strict JSONL records that
-  ``python -m jams_pyg predict`` writes.
+  ``jams-pyg predict`` writes.
 """
 
 from __future__ import annotations
