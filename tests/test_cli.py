@@ -77,3 +77,14 @@ def test_unknown_name_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="has no attribute 'NoSuchThing'"):
         jams_pyg.NoSuchThing  # noqa: B018
+
+
+@pytest.mark.parametrize("package", ["icd", "graph", "nn", "models", "data", "train", "eval",
+                                     "inference"])
+def test_every_subpackage_name_resolves(package):
+    import importlib
+
+    module = importlib.import_module(f"jams_pyg.{package}")
+    assert module.__all__ and sorted(module.__all__) == sorted(set(module.__all__))
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"jams_pyg.{package}.{name}"
