@@ -7,13 +7,15 @@ experiment's result files.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["AtomicFile", "atomic_open", "atomic_write_text", "file_mode"]
+__all__ = ["AtomicFile", "atomic_open", "atomic_save_tensors", "atomic_write_json",
+           "atomic_write_text", "file_mode"]
 
 
 def file_mode() -> int:
@@ -114,3 +116,19 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented UTF-8 JSON (the model bundle's and graph files'
+    layout), atomically."""
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def atomic_save_tensors(path: str | os.PathLike[str], tensors: dict[str, Any],
+                        metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file of CPU tensors, written atomically with the ordinary file mode
+    (``safetensors``' own ``save_file`` creates its files 0600)."""
+    from safetensors.torch import save
+
+    with atomic_open(path) as handle:
+        handle.write(save(tensors, metadata=metadata))

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from jams_pyg.atomic import atomic_open, atomic_write_text
+from jams_pyg.atomic import atomic_save_tensors, atomic_write_json
 from jams_pyg.icd.gem import PathLike
 
 #: Tensors a graph file may hold: the links updating ICD-9 codes (every graph) and, for
@@ -37,13 +37,10 @@ def write_graph_files(path: PathLike, tensors: dict[str, Tensor],
                       codes: dict[str, list[str]]) -> list[Path]:
     """Write ``tensors`` to ``path`` (safetensors) and ``codes`` to :func:`codes_path`
     (indented UTF-8 JSON), each atomically; returns both paths."""
-    from safetensors.torch import save
-
     path = Path(path)
-    with atomic_open(path) as handle:
-        handle.write(save({k: t.detach().cpu().contiguous() for k, t in tensors.items()}))
+    atomic_save_tensors(path, {k: t.detach().cpu().contiguous() for k, t in tensors.items()})
     names = codes_path(path)
-    atomic_write_text(names, json.dumps(codes, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_json(names, codes)
     return [path, names]
 
 

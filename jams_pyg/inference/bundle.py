@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from jams_pyg.atomic import atomic_save_tensors, atomic_write_json
 from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.codes import SYSTEMS
 from jams_pyg.inference.bundle_format import (
@@ -63,9 +64,7 @@ from jams_pyg.inference.bundle_format import (
     read_graph,
     read_json,
     read_tokenizer,
-    save_tensors,
     write_graph,
-    write_json,
     write_tokenizer,
 )
 from jams_pyg.models import ModelConfig, build_model
@@ -291,10 +290,10 @@ def save_bundle(
 
     # Cloning drops shared storage (tied weights), which safetensors refuses.
     state = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
-    save_tensors(directory / WEIGHTS_FILE, state, metadata={"format": BUNDLE_FORMAT})
+    atomic_save_tensors(directory / WEIGHTS_FILE, state, metadata={"format": BUNDLE_FORMAT})
     files.append(WEIGHTS_FILE)
 
-    write_json(directory / CODES_FILE, {s: codes[s] for s in systems})
+    atomic_write_json(directory / CODES_FILE, {s: codes[s] for s in systems})
     files.append(CODES_FILE)
 
     tokenizer_files, tokenizer_info = write_tokenizer(directory, tokenizer)
@@ -322,7 +321,7 @@ def save_bundle(
         "extra": extra,
     }
     config[CONFIG_CHECKSUM_KEY] = config_checksum(config)
-    write_json(directory / CONFIG_FILE, config)
+    atomic_write_json(directory / CONFIG_FILE, config)
     return directory
 
 

@@ -17,9 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import torch
-
-from jams_pyg.atomic import atomic_open, atomic_write_text
 from jams_pyg.graph.gem_graph import GEMGraph
 
 PathLike = str | os.PathLike[str]
@@ -36,9 +33,7 @@ __all__ = [
     "read_graph",
     "read_json",
     "read_tokenizer",
-    "save_tensors",
     "write_graph",
-    "write_json",
     "write_tokenizer",
 ]
 
@@ -71,21 +66,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented UTF-8 JSON, atomically."""
-    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-
-
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor],
-                 metadata: dict[str, str] | None = None) -> None:
-    """safetensors file written atomically with the ordinary mode (``safetensors``' own
-    ``save_file`` creates its files 0600)."""
-    from safetensors.torch import save
-
-    with atomic_open(path) as handle:
-        handle.write(save(tensors, metadata=metadata))
 
 
 def config_checksum(config: Mapping[str, Any]) -> str:
