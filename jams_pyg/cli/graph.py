@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jams_pyg.cli.common import add_command, fail
+from jams_pyg.graph.directions import DIRECTIONS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +35,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        "shipped CMS 2018 diagnosis GEMs")
     graph.add_argument("--icd10-gem", action="append", default=[], metavar="FILE",
                        help="backward GEM file (ICD-10 -> ICD-9), repeatable")
-    graph.add_argument("--direction", default="directional", choices=["directional", "union"],
+    graph.add_argument("--direction", default="directional", choices=DIRECTIONS,
                        help="'directional': forward-file links update ICD-9 codes, "
                        "backward-file links ICD-10 codes (the official JAMS code); 'union': "
                        "one symmetric edge set (ablation)")

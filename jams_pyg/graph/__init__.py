@@ -5,7 +5,8 @@ from jams_pyg.lazy import lazy_exports
 
 _EXPORTS = {
     ".gem_graph": ("GEMGraph",),
-    ".gem_files": ("APPROXIMATE_WEIGHT", "DIRECTIONS", "EXACT_WEIGHT"),
+    ".gem_files": ("APPROXIMATE_WEIGHT", "EXACT_WEIGHT"),
+    ".directions": ("DIRECTIONS",),
     ".edges": ("Adjacency",),
     ".hetero": ("EDGE_TYPE", "REV_EDGE_TYPE", "to_hetero_data"),
 }

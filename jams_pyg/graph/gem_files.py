@@ -20,14 +20,6 @@ from jams_pyg.icd.gem import PathLike, read_gem_file
 EXACT_WEIGHT = 1.0
 #: :math:`\omega` of a pair only mapped approximately.
 APPROXIMATE_WEIGHT = 0.5
-#: How MAT reads the GEMs (see GEMGraph): ``directional`` is the official JAMS code's reading.
-DIRECTIONS = ("directional", "union")
-
-
-def check_direction(direction: str) -> None:
-    """Raise a ValueError unless ``direction`` is one of :data:`DIRECTIONS`."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
 
 
 class GEMLinks(NamedTuple):

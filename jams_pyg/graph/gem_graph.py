@@ -12,14 +12,13 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from jams_pyg.graph.directions import DIRECTIONS, check_direction
 from jams_pyg.graph.edges import Adjacency, adjacency, check_links, relabel_links, union_links
 from jams_pyg.graph.gem_files import (
     APPROXIMATE_WEIGHT,
-    DIRECTIONS,
     EXACT_WEIGHT,
     GEMLinks,
     as_path_list,
-    check_direction,
     read_gem_files,
 )
 from jams_pyg.graph.graph_io import (

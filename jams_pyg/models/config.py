@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from jams_pyg.graph.directions import DIRECTIONS as GEM_DIRECTIONS
 from jams_pyg.icd.codes import SYSTEM_IDS
 
 __all__ = ["ATTENTION_IMPLS", "BACKBONES", "OUTPUT_LAYERS", "ModelConfig", "check_choice"]
@@ -18,7 +19,6 @@ OUTPUT_LAYERS = ("separate", "code_table")
 #: Implementations of the label-attention token softmax.
 ATTENTION_IMPLS = ("sdpa", "explicit")
 KEY_PROJECTIONS = ("shared", "per_system")
-GEM_DIRECTIONS = ("directional", "union")
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
