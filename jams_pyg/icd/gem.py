@@ -14,7 +14,6 @@ The real CMS 2018 diagnosis GEMs ship with the package
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import re
 import zlib
@@ -82,13 +81,6 @@ def quote(text: str | bytes, limit: int = QUOTE_CHARS) -> str:
     if len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}... ({len(text):,} characters)"
-
-
-def open_text(path: PathLike, encoding: str = "ascii") -> io.TextIOBase:
-    """Open a text file, transparently gunzipping ``*.gz``."""
-    if str(path).endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding)
-    return open(path, encoding=encoding)
 
 
 def iter_lines(
