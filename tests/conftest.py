@@ -1,9 +1,26 @@
+import ast
 import gzip
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+#: What a light import must not pull in.
+HEAVY_MODULES = ("torch", "torch_geometric", "transformers", "pandas", "numpy", "matplotlib",
+                 "scipy")
+
+
+def modules_loaded_by(code: str, modules: tuple[str, ...] = HEAVY_MODULES) -> list[str]:
+    """Run ``code`` in a fresh interpreter (it must succeed) and return which of ``modules``
+    it left imported, sorted."""
+    probe = f"{code}\nimport sys as _sys\nprint(sorted(set({modules!r}) & set(_sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
+
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESOURCES = Path(__file__).resolve().parents[1] / "jams_pyg" / "resources"
