@@ -141,3 +141,20 @@ def test_missing_or_empty_data_folder_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and len(err) == 1 and err[0].startswith("jams-pyg train: error: ")
     assert str(tmp_path / "empty") in err[0]
+
+
+def test_evaluate_reproduces_the_runs_test_metrics(runs, tmp_path):
+    """`jams-pyg evaluate` re-scores the saved bundle through the predictor (raw text in)
+    and must give the numbers the training run computed from its own batches."""
+    out, results = runs
+    report = tmp_path / "eval.json"
+    assert cli_main(["evaluate", "--model", str(out / "jams" / "model"), "--data",
+                     str(out / "data"), "--tune-on", "val", "-o", str(report)]) == 0
+    evaluated = json.loads(report.read_text())["systems"]
+    trained = results[1]["systems"]
+    for system in ("icd9", "icd10"):
+        assert evaluated[system]["unknown_code_share"] == 0.0
+        assert evaluated[system]["num_documents"] == trained[system]["num_test_documents"]
+        assert evaluated[system]["threshold"] == pytest.approx(trained[system]["threshold"])
+        assert evaluated[system]["metrics"] == pytest.approx(trained[system]["metrics"],
+                                                             abs=1e-6)

@@ -16,9 +16,10 @@ one split of Edin et al.'s MIMIC-IV files (or the synthetic corpus): micro/macro
 AUC-ROC, exact match, P@8, P@15, R-precision and MAP, per coding system of the bundle.
 
 The decision threshold is the bundle's (tuned on the validation split when it was trained),
-or tuned again on --tune-on's split. Codes of the data that the model does not know are
-counted as missed (their share is printed); on the data a bundle was trained on, this gives
-the numbers of its training run.
+or tuned again on --tune-on's split. The metrics cover the model's own codes: codes of the
+data that the model does not know are left out of the targets, and their share of the code
+occurrences is printed and recorded (unknown_code_share). On the data a bundle was trained
+on there are none, and this gives the numbers of its training run.
 """
 
 
@@ -39,6 +40,16 @@ def _targets(documents: Any, codes: list[str]) -> tuple[Any, int, int]:
     return targets, unknown, total
 
 
+def _score(predictor: Any, dataset: Any, split: str, batch_size: int
+           ) -> tuple[Any, Any, int, int]:
+    """The model's probabilities for the documents of ``split`` of ``dataset`` (one
+    system), their targets over the model's codes, and the unknown / total code counts."""
+    documents = dataset.split(split)
+    probs = predictor.predict_proba(documents["text"].tolist(), dataset.system,
+                                    batch_size=batch_size)[dataset.system]
+    return probs, *_targets(documents["target"], predictor.codes[dataset.system])
+
+
 def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
     """Per system: threshold, metrics, number of documents and of unknown codes."""
     from jams_pyg.data.edin import load_edin_dataset
@@ -52,17 +63,11 @@ def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
     for system in systems:
         dataset = load_edin_dataset(args.data, system)
         codes = predictor.codes[system]
-
-        def score(split: str, dataset=dataset, system=system, codes=codes):
-            documents = dataset.split(split)
-            probs = predictor.predict_proba(documents["text"].tolist(), system,
-                                            batch_size=args.batch_size)[system]
-            return probs, *_targets(documents["target"], codes)
-
-        probs, targets, unknown, total = score(args.split)
+        probs, targets, unknown, total = _score(predictor, dataset, args.split, args.batch_size)
         threshold = predictor.thresholds[system]
         if args.tune_on:
-            val_probs, val_targets, _, _ = score(args.tune_on)
+            val_probs, val_targets, _, _ = _score(predictor, dataset, args.tune_on,
+                                                  args.batch_size)
             threshold = tune_threshold(val_probs, val_targets)
         results[system] = {
             "threshold": threshold,
@@ -73,7 +78,7 @@ def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
         if unknown:
             print(f"jams-pyg evaluate: {system}: {unknown} of {total} code occurrences of the "
                   f"{args.split} split are not among the model's {len(codes)} codes "
-                  "(counted as missed)", file=sys.stderr)
+                  "(left out of the targets)", file=sys.stderr)
     return results
 
 
