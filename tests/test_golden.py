@@ -9,9 +9,19 @@
 * ``predictions.jsonl``: ``jams-pyg predict`` of ``notes.txt`` with that
   bundle (top 5 codes per system, with evidence).
 
-On this CPU the numbers are bit-identical run to run; the comparison allows
-1e-6 relative for another CPU's summation order. Regenerate the folder only
-for a change that is *meant* to change numbers, and say so in its commit.
+The tests guard behaviour, not bits. Weights after training are not
+bit-stable across CPUs: ATen picks its vector kernels per CPU (AVX-512,
+AVX2, scalar), each with its own summation order. Measured on this machine
+kind by forcing the kernel with ``ATEN_CPU_CAPABILITY`` (``avx2``,
+``default``) against the AVX-512 golden run: weights move by up to 1.4e-4
+(``code_tables``), losses by 2.6e-8, every metric is identical, and
+predictions of the golden notes keep their codes and order with
+probabilities and attention weights within 6.3e-6 (thread counts 1-3 change
+nothing). So metrics compare at 1e-6 relative and predictions at 1e-4
+absolute, and the training run of these tests uses the scalar kernels
+(``ATEN_CPU_CAPABILITY=default``), a summation order other than the one
+that wrote the golden files, on every CPU. Regenerate the folder only for a
+change that is *meant* to change numbers, and say so in its commit.
 """
 
 from __future__ import annotations
@@ -32,10 +42,13 @@ TRAIN_ARGS = ["--size", "0.05", "--epochs", "2", "--no-progress"]
 PREDICT_ARGS = ["--top-k", "5", "--evidence"]
 # Wall-clock times and where a run happened to be written differ by nature.
 VOLATILE = {"seconds"}
+#: Predictions of a re-trained bundle: probabilities and attention weights within this
+#: (measured spread across CPU kernels: 6.3e-6).
+PREDICTION_ATOL = 1e-4
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+def _run(*args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), **env_vars}
     result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -50,25 +63,38 @@ def _stable(tree: Any) -> Any:
     return tree
 
 
-def _assert_same(actual: Any, expected: Any, where: str = "") -> None:
+def _assert_same(actual: Any, expected: Any, where: str = "", *, rel: float = 1e-6,
+                 abs_: float = 1e-9) -> None:
     if isinstance(expected, dict):
         assert isinstance(actual, dict) and set(actual) == set(expected), where
         for key in expected:
-            _assert_same(actual[key], expected[key], f"{where}.{key}")
+            _assert_same(actual[key], expected[key], f"{where}.{key}", rel=rel, abs_=abs_)
     elif isinstance(expected, list):
         assert isinstance(actual, list) and len(actual) == len(expected), where
         for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-            _assert_same(a, e, f"{where}[{i}]")
+            _assert_same(a, e, f"{where}[{i}]", rel=rel, abs_=abs_)
     elif isinstance(expected, float) and not isinstance(actual, bool):
-        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-9), where
+        assert actual == pytest.approx(expected, rel=rel, abs=abs_), where
     else:
         assert actual == expected, where
+
+
+def _predict(bundle: Path, out: Path) -> list[Any]:
+    _run("-m", "jams_pyg", "predict", str(GOLDEN / "notes.txt"), "--model", str(bundle),
+         *PREDICT_ARGS, "--output", str(out))
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def _golden_predictions() -> list[Any]:
+    return [json.loads(line)
+            for line in (GOLDEN / "predictions.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("golden") / "laat"
-    _run("examples/train_laat.py", *TRAIN_ARGS, "--output-dir", str(out))
+    _run("examples/train_laat.py", *TRAIN_ARGS, "--output-dir", str(out),
+         ATEN_CPU_CAPABILITY="default")
     return out
 
 
@@ -80,21 +106,18 @@ def test_default_command_metrics_unchanged(tiny_run):
 
 
 @pytest.mark.slow
-def test_saved_weights_unchanged(tiny_run):
+def test_saved_bundle_predicts_as_the_golden_one(tiny_run, tmp_path):
+    """The bundle the run saved (not its raw weights, which move across CPUs) codes the
+    golden notes as the golden bundle did: same codes, order and evidence."""
     expected = load_file(GOLDEN / "bundle" / "weights.safetensors")
     actual = load_file(tiny_run / "jams" / "model" / "weights.safetensors")
-    assert set(actual) == set(expected)
-    for name, tensor in expected.items():
-        assert actual[name].dtype == tensor.dtype and actual[name].shape == tensor.shape, name
-        assert (actual[name] - tensor).abs().max().item() <= 1e-6 * (1 + tensor.abs().max()), name
+    assert {k: (v.dtype, v.shape) for k, v in actual.items()} == {
+        k: (v.dtype, v.shape) for k, v in expected.items()}
+    predictions = _predict(tiny_run / "jams" / "model", tmp_path / "predictions.jsonl")
+    _assert_same(predictions, _golden_predictions(), rel=0.0, abs_=PREDICTION_ATOL)
 
 
 @pytest.mark.slow
 def test_saved_bundle_predictions_unchanged(tmp_path):
-    out = tmp_path / "predictions.jsonl"
-    _run("-m", "jams_pyg", "predict", str(GOLDEN / "notes.txt"), "--model",
-         str(GOLDEN / "bundle"), *PREDICT_ARGS, "--output", str(out))
-    actual = [json.loads(line) for line in out.read_text().splitlines()]
-    expected = [json.loads(line)
-                for line in (GOLDEN / "predictions.jsonl").read_text().splitlines()]
-    _assert_same(actual, expected)
+    _assert_same(_predict(GOLDEN / "bundle", tmp_path / "predictions.jsonl"),
+                 _golden_predictions())
