@@ -2,6 +2,7 @@
 default, and the package imports lazily."""
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -85,3 +86,81 @@ def test_every_subpackage_name_resolves(package):
     assert module.__all__ and sorted(module.__all__) == sorted(set(module.__all__))
     for name in module.__all__:
         assert getattr(module, name) is not None, f"jams_pyg.{package}.{name}"
+
+
+@pytest.mark.parametrize(("argv", "usage", "hint"), [
+    (["train", "--epocs", "3"], "usage: jams-pyg train", "--epocs: did you mean --epochs?"),
+    (["predict", "notes.txt", "--model", "m", "--topk", "3"], "usage: jams-pyg predict",
+     "--topk: did you mean --top-k?"),
+    (["prepare", "mimiciv", "raw", "out", "--min-cnt", "3"], "usage: jams-pyg prepare mimiciv",
+     "--min-cnt: did you mean --min-count?"),
+])
+def test_a_mistyped_option_shows_its_commands_usage_and_the_closest_option(
+        argv, usage, hint, capsys):
+    from jams_pyg.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage), err[:200]
+    assert hint in err and "unrecognized arguments" in err
+
+
+def test_an_unknown_word_without_a_close_option_gets_no_guess(capsys):
+    from jams_pyg.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--zzzzzz"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --zzzzzz" in err and "did you mean" not in err
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_command_line_sets_openmp_passive_waiting_unless_the_user_chose(
+        preset, expected, monkeypatch):
+    from jams_pyg.cli import main
+
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert os.environ["OMP_WAIT_POLICY"] == expected
+
+
+def test_the_verbatim_command_runs_torch_with_passive_waiting():
+    # The variable must be in place before torch (OpenMP) loads: a subprocess without it
+    # runs a command whose handler reports what torch's process saw.
+    code = ("import os, sys; os.environ.pop('OMP_WAIT_POLICY', None)\n"
+            "import jams_pyg.cli.synthetic as s\n"
+            "def run(args):\n"
+            "    import torch  # noqa: F401\n"
+            "    print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n"
+            "    return 0\n"
+            "s.run = run\n"
+            "from jams_pyg.cli import main\n"
+            "raise SystemExit(main(['synthetic', 'out']))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, check=True)
+    assert result.stdout.split() == ["PASSIVE", "True"]
+
+
+@pytest.mark.parametrize(("command", "argv", "hint"), [
+    ("train", ["--output-dir", "out"], "--resume"), ("synthetic", ["out"], None)])
+def test_ctrl_c_is_one_line_with_a_resume_hint_for_train(command, argv, hint, monkeypatch,
+                                                         capsys):
+    import importlib
+
+    from jams_pyg.cli import main
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(f"jams_pyg.cli.{command}"), "run", interrupted)
+    assert main([command, *argv]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith(f"jams-pyg {command}: interrupted") and len(err.splitlines()) == 1
+    assert (hint in err) if hint else "--resume" not in err
