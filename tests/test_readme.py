@@ -52,3 +52,14 @@ def test_shell_line_runs_verbatim(line, default_run_folder):
                             cwd=default_run_folder, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, f"{line}\n{result.stderr}"
+
+
+@pytest.mark.slow
+def test_corpus_table_is_what_the_synthetic_command_prints(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "jams_pyg", "synthetic", str(tmp_path / "corpus"), "--size",
+         "default"], capture_output=True, text=True, timeout=600, check=True)
+    table = "\n".join(line for line in result.stdout.splitlines()
+                      if not line.startswith("wrote ")).rstrip()
+    assert "unique codes" in table
+    assert f"```text\n{table}\n```" in README, table
