@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from jams_pyg.cli import prepare_codiesp
 from jams_pyg.cli.common import HelpFormatter, add_command, fail
 from jams_pyg.data.defaults import DEFAULT_BLOCK_SIZE, DEFAULT_SEED, MIN_TARGET_COUNT
 
@@ -57,3 +58,4 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="a malformed code: stop with an error naming file and row, or "
                        "drop it with a warning")
     mimic.set_defaults(handler=run)
+    prepare_codiesp.add_parser(datasets)
