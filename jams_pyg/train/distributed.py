@@ -7,11 +7,15 @@ without them everything runs as one process.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,44 @@ def mean_over_ranks(value: float, info: DistInfo, device: torch.device) -> float
     tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return float(tensor.item()) / info.world_size
+
+
+def has_unused_parameters(systems: Sequence[str]) -> bool:
+    """Whether a model of ``systems`` may leave parameters without a gradient in a step,
+    so that DDP must look for them (``find_unused_parameters=True``, which costs a walk of
+    the autograd graph after every forward).
+
+    A model of several systems reads mixed batches (JAMS trains on ICD-9 and ICD-10
+    documents together), and a micro-batch, or one process's share of it, may hold the
+    documents of one system only: the other system's head, output layer and bias, and its
+    encoder where encoders are per system, get no gradient in that micro-step. A model of
+    one system uses every parameter in every step (``tests/test_distributed.py`` checks
+    each backbone), and DDP without the search then also refuses a parameter left unused
+    by mistake instead of hiding it.
+    """
+    return len(tuple(systems)) > 1
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, systems: Sequence[str]
+             ) -> DistributedDataParallel:
+    """``model`` under :class:`~torch.nn.parallel.DistributedDataParallel`, looking for
+    unused parameters only where a model of ``systems`` has them
+    (:func:`has_unused_parameters`)."""
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=has_unused_parameters(systems),
+    )
+
+
+def gradient_sync(model: nn.Module, sync: bool) -> AbstractContextManager[Any]:
+    """The context of one accumulation micro-step (forward and backward): under DDP,
+    ``model.no_sync()`` unless ``sync``, so gradients add up locally and are all-reduced
+    once, in the step's last micro-batch (as nanoGPT's ``train.py``, which sets
+    ``require_backward_grad_sync`` on the last micro-step only). The summed gradient is the
+    same; the micro-steps before the last send nothing."""
+    if sync or not isinstance(model, DistributedDataParallel):
+        return nullcontext()
+    return model.no_sync()
 
 
 def barrier(info: DistInfo) -> None:

@@ -58,7 +58,14 @@ from jams_pyg.train.checkpoint import (
     load_checkpoint,
 )
 from jams_pyg.train.config import RESUMABLE_SETTINGS, TrainConfig
-from jams_pyg.train.distributed import DistInfo, mean_over_ranks, shard_batch, unwrap_model
+from jams_pyg.train.distributed import (
+    DistInfo,
+    gradient_sync,
+    mean_over_ranks,
+    shard_batch,
+    unwrap_model,
+    wrap_ddp,
+)
 from jams_pyg.train.divergence import check_probabilities, check_step_loss, check_weights
 from jams_pyg.train.errors import CheckpointError, TrainingError
 from jams_pyg.train.evaluate import Predictions, autocast, check_splits, predict
@@ -131,12 +138,7 @@ class Trainer:
         self.train_batches = train_batches
         self.model = model.to(self.device)
         if self.dist.enabled:
-            # A batch may hold one system only: the other head gets no gradient.
-            self.model = nn.parallel.DistributedDataParallel(
-                self.model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,
-            )
+            self.model = wrap_ddp(self.model, self.device, self.systems)
         self.optimizer = torch.optim.AdamW(
             unwrap_model(self.model).parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -301,14 +303,17 @@ class Trainer:
             size = sum(len(part) for part in step)
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for part in step:
+            for number, part in enumerate(step, 1):
                 batch = next(micro_batches).to(self.device)
-                with autocast(self.device, self.amp_dtype):
-                    logits = self.model(batch.input_ids, batch.attention_mask, batch.system)
-                    # The loss is a mean over documents (equation 3): weighting each
-                    # micro-batch by its share makes the step the whole batch's mean.
-                    loss = self.loss_fn(logits, batch.labels) * (len(part) / size)
-                self.scaler.scale(loss).backward()
+                # DDP all-reduces in the step's last micro-batch only
+                with gradient_sync(self.model, sync=number == len(step)):
+                    with autocast(self.device, self.amp_dtype):
+                        logits = self.model(batch.input_ids, batch.attention_mask,
+                                            batch.system)
+                        # The loss is a mean over documents (equation 3): weighting each
+                        # micro-batch by its share makes the step the whole batch's mean.
+                        loss = self.loss_fn(logits, batch.labels) * (len(part) / size)
+                    self.scaler.scale(loss).backward()
                 step_loss += float(loss.detach())
             # All ranks see the same (global mean) loss, so all stop together.
             step_loss = mean_over_ranks(step_loss, self.dist, self.device)
