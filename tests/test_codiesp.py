@@ -6,12 +6,14 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
 from jams_pyg.cli import main
 from jams_pyg.data.codiesp import prepare_codiesp, read_codiesp_codes
 from jams_pyg.data.edin import load_edin_dataset
+from jams_pyg.eval.codiesp_map import codiesp_average_precision, codiesp_map, ranked_codes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "codiesp"
 CODIESP = SHARED_DATA / "codiesp"
@@ -114,3 +116,73 @@ def test_real_release_matches_the_data_readme(tmp_path):
     # Every document keeps a diagnosis (the README: each has at least one).
     assert all(len(d) for d in ds.train["icd10_diag"]) and summary[
         "documents_dropped_without_codes"] == 0
+
+
+# ------------------------------------------------------------ official MAP
+def test_official_map_by_hand():
+    gold = [("a", "R52"), ("a", "n44.8"), ("a", "n44.8"), ("b", "i10"), ("c", "e11.9")]
+    predictions = {
+        "a": ["N44.8", "x", "n44.8", "r52"],  # duplicate keeps rank 1: APs 1/1, 2/3
+        "b": ["e11.9", "i10"],                 # 1/2
+        "c": ["bad"],                          # nothing valid: leaves the average
+        "d": ["i10"],                          # no gold: counts as 0
+    }
+    valid = {"r52", "n44.8", "i10", "e11.9", "x"}
+    ap = codiesp_average_precision(gold, predictions, valid)
+    assert ap == pytest.approx({"a": (1 + 2 / 3) / 2, "b": 0.5, "d": 0.0})
+    assert codiesp_map(gold, predictions, valid) == pytest.approx(((1 + 2 / 3) / 2 + 0.5) / 3)
+    # Ranks count only what is left after the valid-code filter, then the depth cut.
+    assert codiesp_map([("a", "r52")], {"a": ["zz", "r52"]}, {"r52"}, depth=1) == 1.0
+    assert codiesp_map([("a", "r52")], {"a": ["n44.8", "r52"]}, depth=1) == 0.0
+    assert codiesp_map(gold, {}) == 0.0
+
+
+def test_ranked_codes_writes_codiesp_codes_best_first():
+    probs = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.7]])
+    ranked = ranked_codes(probs, ["I10.", "N44.8", "BW03ZZZ"], ["a", "b"], depth=2)
+    assert ranked == {"a": ["n44.8", "bw03zzz"], "b": ["i10", "bw03zzz"]}
+
+
+def _trectools_map(tmp_path, gold, predictions, valid, depth):
+    """The organisers' pipeline re-enacted on trectools: their formatting (lower case,
+    de-duplication, valid-code filter, score 10 for every row, in submitted order),
+    written as TREC qrel / run files and scored by TrecEval.get_map(trec_eval=False)."""
+    trectools = pytest.importorskip("trectools")
+    valid = {c.lower() for c in valid}
+    qrels, seen = [], set()
+    for case, code in gold:
+        if (case, code.lower()) not in seen:
+            seen.add((case, code.lower()))
+            qrels.append(f"{case} 0 {code.lower()} 1")
+    run = []
+    for case, codes in predictions.items():
+        kept = set()
+        for rank, code in enumerate(codes, 1):
+            code = code.lower()
+            if code not in kept:
+                kept.add(code)
+                if code in valid:
+                    run.append(f"{case}\tQ0\t{code}\t{rank}\t10.0\txx")
+    (tmp_path / "qrels.txt").write_text("\n".join(qrels) + "\n")
+    (tmp_path / "run.txt").write_text("\n".join(run) + "\n")
+    te = trectools.TrecEval(trectools.TrecRun(str(tmp_path / "run.txt")),
+                            trectools.TrecQrel(str(tmp_path / "qrels.txt")))
+    return te.get_map(depth=depth, trec_eval=False)
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword")
+@pytest.mark.parametrize("seed, depth", [(0, 1000), (1, 1000), (2, 3), (3, 7)])
+def test_official_map_agrees_with_trectools(tmp_path, seed, depth):
+    rng = np.random.default_rng(seed)
+    codes = [f"c{i:02d}.{j}" for i in range(6) for j in range(3)]
+    cases = [f"S{i:03d}-1" for i in range(25)]
+    gold = [(case, str(rng.choice(codes)).upper() if rng.random() < 0.3 else
+             str(rng.choice(codes))) for case in cases[:20] for _ in range(rng.integers(1, 6))]
+    predictions = {}
+    for case in cases[5:]:  # cases 0-4: gold only; 20-24: predictions only
+        n = int(rng.integers(0, 15))
+        ranked = [str(rng.choice([*codes, "zz9.9", "yy1"])) for _ in range(n)]
+        predictions[case] = [c.upper() if rng.random() < 0.2 else c for c in ranked]
+    predictions[cases[6]] = ["zz9.9"]  # only an invalid code: leaves the average
+    expected = _trectools_map(tmp_path, gold, predictions, codes, depth)
+    assert codiesp_map(gold, predictions, codes, depth=depth) == pytest.approx(expected, abs=1e-12)
