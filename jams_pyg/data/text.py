@@ -150,8 +150,11 @@ class Vocabulary:
         return cls(tokens[2:])
 
     def save(self, path: PathLike) -> None:
-        """Write the vocabulary as JSON."""
-        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False), encoding="utf-8")
+        """Write the vocabulary as JSON, atomically (a symbolic link at ``path`` is
+        replaced, never written through)."""
+        from jams_pyg.atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_json(), ensure_ascii=False))
 
     @classmethod
     def load(cls, path: PathLike) -> Vocabulary:
@@ -231,10 +234,13 @@ class WordTokenizer:
         return pad_sequences([self.encode(t) for t in texts], PAD_ID)
 
     def save(self, path: PathLike) -> None:
-        """Write vocabulary and ``max_length`` as JSON."""
+        """Write vocabulary and ``max_length`` as JSON, atomically (a symbolic link at
+        ``path`` is replaced, never written through)."""
+        from jams_pyg.atomic import atomic_write_text
+
         state = self.vocab.to_json()
         state["max_length"] = self.max_length
-        Path(path).write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
+        atomic_write_text(path, json.dumps(state, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: PathLike) -> WordTokenizer:

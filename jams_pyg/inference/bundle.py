@@ -24,8 +24,11 @@ describes, or any other malformed part; every error names the file. The checksum
 accidental and casual edits; they are no signature (anyone can recompute them). File names,
 versions and checksums live in :mod:`jams_pyg.inference.bundle_format`.
 
-Every file is written with the ordinary mode of a new file (``0o666 & ~umask``, e.g. 0644),
-through a temporary file unique to the writer that is renamed into place.
+Every file is written with the ordinary mode of a new file (``0o666 & ~umask``, e.g. 0644).
+A save writes the whole bundle into a new folder beside the bundle folder, which then takes
+its place in one atomic exchange (:func:`jams_pyg.atomic.atomic_folder`): a crash at any point
+leaves the previous bundle or the complete new one, never a mix (our own extension; the
+official code saves a checkpoint file in place).
 
 Format versions: 2 (written since ``config_sha256``); 1 (no ``config_sha256``) is still
 read, with a warning that its ``config.json`` is not protected: re-save it to upgrade.
@@ -36,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +48,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from jams_pyg.atomic import atomic_save_tensors, atomic_write_json
+from jams_pyg.atomic import atomic_folder, atomic_save_tensors, atomic_write_json, temp_siblings
 from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.codes import SYSTEMS
 from jams_pyg.inference.bundle_format import (
+    BUNDLE_ENTRIES,
     BUNDLE_FORMAT,
     BUNDLE_VERSION,
     CODES_FILE,
@@ -56,6 +61,7 @@ from jams_pyg.inference.bundle_format import (
     GRAPH_CODES_FILE,
     GRAPH_FILE,
     READABLE_VERSIONS,
+    VOCAB_FILE,
     WEIGHTS_FILE,
     BundleError,
     config_checksum,
@@ -222,6 +228,22 @@ def _check_links(model: nn.Module, graph: GEMGraph | None) -> None:
                              "on: pass the graph the model was built with")
 
 
+def _check_folder(directory: Path) -> None:
+    """A bundle replaces its folder as a whole: refuse a folder that holds anything else
+    (it would be deleted with the previous bundle)."""
+    if not directory.is_dir():
+        return
+    foreign = sorted(entry.name for entry in os.scandir(directory)
+                     if entry.name not in BUNDLE_ENTRIES and not (
+                         entry.name.startswith(".") and entry.name.endswith(".tmp")))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
+                                          else "")
+        raise FileExistsError(
+            f"{directory}: holds files that are not part of a model bundle ({shown}); a "
+            "bundle replaces its whole folder: save it into a folder of its own")
+
+
 # -------------------------------------------------------------------------------- save
 def save_bundle(
     directory: PathLike,
@@ -238,8 +260,9 @@ def save_bundle(
     :meth:`jams_pyg.inference.predictor.JAMSPredictor.load`) read back.
 
     Args:
-        directory (str or os.PathLike): The folder (created if needed; bundle files already
-            there are overwritten, ``config.json`` last).
+        directory (str or os.PathLike): The folder (created if needed). A bundle already
+            there is replaced as a whole, atomically; a folder holding other files is
+            refused (:class:`FileExistsError`), as they would be deleted with it.
         model (nn.Module): The trained :class:`jams_pyg.models.JAMS` (DDP / compiled
             wrappers are unwrapped).
         model_config (ModelConfig): Its configuration (``build_model(model_config, ...)`` must
@@ -285,43 +308,52 @@ def save_bundle(
     except (TypeError, ValueError) as err:
         raise TypeError(f"model_config is not JSON-serialisable: {err}") from err
 
-    directory.mkdir(parents=True, exist_ok=True)
-    files: list[str] = []
+    from jams_pyg.data.text import WordTokenizer
 
-    # Cloning drops shared storage (tied weights), which safetensors refuses.
-    state = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
-    atomic_save_tensors(directory / WEIGHTS_FILE, state, metadata={"format": BUNDLE_FORMAT})
-    files.append(WEIGHTS_FILE)
+    if isinstance(tokenizer, WordTokenizer) and config_dict["vocab_size"] != len(tokenizer):
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's "
+                         f"embedding {config_dict['vocab_size']} rows (model_config.vocab_size)")
+    _check_folder(directory)
+    # Written into a new folder that then takes the bundle folder's place as a whole: a
+    # crash at any point leaves the previous bundle or the complete new one.
+    with atomic_folder(directory) as staged:
+        files: list[str] = []
 
-    atomic_write_json(directory / CODES_FILE, {s: codes[s] for s in systems})
-    files.append(CODES_FILE)
+        # Cloning drops shared storage (tied weights), which safetensors refuses.
+        state = {k: v.detach().to("cpu").clone().contiguous()
+                 for k, v in model.state_dict().items()}
+        atomic_save_tensors(staged / WEIGHTS_FILE, state, metadata={"format": BUNDLE_FORMAT})
+        files.append(WEIGHTS_FILE)
 
-    tokenizer_files, tokenizer_info = write_tokenizer(directory, tokenizer)
-    files += tokenizer_files
+        atomic_write_json(staged / CODES_FILE, {s: codes[s] for s in systems})
+        files.append(CODES_FILE)
 
-    graph_info = None
-    if graph is not None:
-        files += write_graph(directory, graph)
-        graph_info = {"tensors": GRAPH_FILE, "codes": GRAPH_CODES_FILE}
+        tokenizer_files, tokenizer_info = write_tokenizer(staged, tokenizer)
+        files += tokenizer_files
 
-    from jams_pyg import __version__
+        graph_info = None
+        if graph is not None:
+            files += write_graph(staged, graph)
+            graph_info = {"tensors": GRAPH_FILE, "codes": GRAPH_CODES_FILE}
 
-    config = {
-        "format": BUNDLE_FORMAT,
-        "format_version": BUNDLE_VERSION,
-        "jams_pyg_version": __version__,
-        "model_config": config_dict,
-        "systems": list(systems),
-        "num_codes": {s: len(codes[s]) for s in systems},
-        "max_length": max_length,
-        "thresholds": thresholds,
-        "tokenizer": tokenizer_info,
-        "graph": graph_info,
-        "files": {name: file_sha256(directory / name) for name in files},
-        "extra": extra,
-    }
-    config[CONFIG_CHECKSUM_KEY] = config_checksum(config)
-    atomic_write_json(directory / CONFIG_FILE, config)
+        from jams_pyg import __version__
+
+        config = {
+            "format": BUNDLE_FORMAT,
+            "format_version": BUNDLE_VERSION,
+            "jams_pyg_version": __version__,
+            "model_config": config_dict,
+            "systems": list(systems),
+            "num_codes": {s: len(codes[s]) for s in systems},
+            "max_length": max_length,
+            "thresholds": thresholds,
+            "tokenizer": tokenizer_info,
+            "graph": graph_info,
+            "files": {name: file_sha256(staged / name) for name in files},
+            "extra": extra,
+        }
+        config[CONFIG_CHECKSUM_KEY] = config_checksum(config)
+        atomic_write_json(staged / CONFIG_FILE, config)
     return directory
 
 
@@ -342,13 +374,34 @@ def load_bundle(directory: PathLike, device: str | torch.device | None = None,
             the config describes, or any other malformed part (naming the bundle).
     """
     target = torch.device(device) if device is not None else torch.device("cpu")
+    directory = Path(directory)
+    if not directory.exists():
+        directory = _interrupted_save(directory) or directory
     try:
-        return _load_bundle(Path(directory), target, verify)
+        return _load_bundle(directory, target, verify)
     except BundleError:
         raise
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
         raise BundleError(
             f"{directory}: malformed bundle ({type(err).__name__}: {err})") from err
+
+
+def _interrupted_save(directory: Path) -> Path | None:
+    """Where a save was killed between the two renames of a system without an atomic
+    folder exchange (:func:`jams_pyg.atomic.atomic_folder`), ``directory`` is missing
+    and a complete bundle (the previous or the new one) lies beside it: that one."""
+    for candidate in temp_siblings(directory):
+        if not (candidate / CONFIG_FILE).is_file():
+            continue
+        try:
+            read_bundle_config(candidate, verify=True)
+        except BundleError:
+            continue
+        warnings.warn(f"{directory}: missing; loading the complete bundle an interrupted "
+                      f"save left beside it ({candidate.name}); save the bundle again",
+                      UserWarning, stacklevel=3)
+        return candidate
+    return None
 
 
 def _load_bundle(directory: Path, device: torch.device, verify: bool) -> Bundle:
@@ -376,6 +429,11 @@ def _load_bundle(directory: Path, device: torch.device, verify: bool) -> Bundle:
     except (TypeError, ValueError) as err:
         raise BundleError(f"{directory}: {err}") from err
     tokenizer = read_tokenizer(directory, config["tokenizer"])
+    if config["tokenizer"]["kind"] == "word" and len(tokenizer) != model_config.vocab_size:
+        raise BundleError(
+            f"{directory / VOCAB_FILE}: {len(tokenizer)} tokens, but the model's embedding "
+            f"has {model_config.vocab_size} rows (vocab_size in {CONFIG_FILE}): the "
+            "vocabulary is not the one the model was trained with")
 
     try:
         model = build_model(model_config, graph if model_config.use_mat else None,
@@ -411,6 +469,13 @@ def _load_bundle(directory: Path, device: torch.device, verify: bool) -> Bundle:
             f"{weights_path}: weights do not fit the model described by {CONFIG_FILE} ("
             + "; ".join(parts) + ")"
         )
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise BundleError(
+                f"{weights_path}: tensor {name!r} holds {bad} NaN or infinite value(s) of "
+                f"{tensor.numel()}; the model cannot give probabilities (did its training "
+                "diverge?)")
     model.load_state_dict(state, strict=True)
     model.to(device)
     model.eval()

@@ -22,6 +22,7 @@ from jams_pyg.graph.gem_graph import GEMGraph
 PathLike = str | os.PathLike[str]
 
 __all__ = [
+    "BUNDLE_ENTRIES",
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
     "READABLE_VERSIONS",
@@ -52,6 +53,9 @@ VOCAB_FILE = "vocab.json"
 HF_TOKENIZER_DIR = "tokenizer"
 GRAPH_FILE = "graph.safetensors"
 GRAPH_CODES_FILE = "graph_codes.json"
+#: What a bundle folder may hold (a save replaces the folder with all its content).
+BUNDLE_ENTRIES = frozenset({CONFIG_FILE, WEIGHTS_FILE, CODES_FILE, VOCAB_FILE,
+                            HF_TOKENIZER_DIR, GRAPH_FILE, GRAPH_CODES_FILE})
 
 
 class BundleError(ValueError):
