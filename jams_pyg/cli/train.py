@@ -133,6 +133,17 @@ def experiment_config(args: argparse.Namespace, variant: str, output_dir: Path):
     )
 
 
+def save_run_bundle(trained: Any) -> Path:
+    """Write a trained run's prediction bundle (``jams_pyg.inference.save_bundle``) where the
+    run puts it; the ``save_model`` of :func:`~jams_pyg.train.experiment.run_experiment`,
+    which gives ``trained`` (a :class:`~jams_pyg.train.experiment.TrainedModel`)."""
+    from jams_pyg.inference.bundle import save_bundle
+
+    return save_bundle(trained.directory, trained.model, trained.model_config,
+                       trained.tokenizer, trained.codes, trained.thresholds, trained.graph,
+                       trained.max_length, extra=trained.extra)
+
+
 def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
                    ) -> list[dict[str, Any]]:
     """Check every setting and output folder first, then train each variant in turn and
@@ -171,7 +182,7 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
             left = f" (about {format_duration(per_run * (len(configs) - len(runs)))} left)"
         log.info("[%d/%d] %s, %s, seed %d%s", number, len(configs), config.label, systems,
                  config.seed, left)
-        runs.append(run_experiment(config))
+        runs.append(run_experiment(config, save_model=save_run_bundle))
     if len(runs) > 1 and main_rank:
         write_report(runs, base)
         from jams_pyg.atomic import atomic_write_text

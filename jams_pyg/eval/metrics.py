@@ -108,8 +108,13 @@ def _to_numpy(array: Any, name: str) -> np.ndarray:
         raise TypeError(f"{name} cannot be converted to a numpy array: {err}") from None
 
 
-def _check_inputs(probs: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validate and convert ``probs`` [N, C] floats in [0, 1] and ``targets`` [N, C] {0, 1}."""
+def check_inputs(probs: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert ``probs`` [N, C] floats in [0, 1] and ``targets`` [N, C] {0, 1}
+    (numpy or torch) to numpy: float32/float64 probabilities and boolean targets.
+
+    Raises:
+        ValueError / TypeError: naming the first bad value with its document and code.
+    """
     p = _to_numpy(probs, "probs")
     t = _to_numpy(targets, "targets")
     if p.ndim != 2:
@@ -163,8 +168,13 @@ def _check_threshold(threshold: Any) -> float:
     return value
 
 
-def _restrict(p: np.ndarray, t: np.ndarray, docs: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of the codes present in ``t`` and, when ``docs``, rows with a true code."""
+def restrict_to_present(p: np.ndarray, t: np.ndarray, docs: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of the codes present in ``t`` and, when ``docs``, rows with a true code
+    (Edin's ``MetricCollection.filter_batch``; see the module docstring).
+
+    Raises:
+        ValueError: when ``t`` has no positive at all.
+    """
     present = t.any(axis=0)
     if not present.any():
         raise ValueError(
@@ -191,7 +201,7 @@ def _row_chunks(n_rows: int, n_cols: int) -> tuple[range, int]:
 # --------------------------------------------------------------------------------------------
 
 
-def _counts_at(scores: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def counts_at(scores: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How many ``scores`` lie below / on each of the ascending unique ``edges`` [K].
 
     Sorts one chunk of rows at a time (no global sort, no index array) and returns ``below``
@@ -220,7 +230,7 @@ def _micro_auc(p: np.ndarray, t: np.ndarray) -> float:
     num_neg = p.size - num_pos
     if num_pos == 0 or num_neg == 0:
         return float("nan")
-    below, equal, _ = _counts_at(p, edges)
+    below, equal, _ = counts_at(p, edges)
     pos_below = np.concatenate(([0], np.cumsum(pos)[:-1]))
     u_stat = np.sum(pos * ((below - pos_below) + 0.5 * (equal - pos)))
     return float(u_stat / (num_pos * num_neg))
@@ -370,10 +380,10 @@ def compute_metrics(
         raise ValueError(
             f"micro_auc_codes must be one of {MICRO_AUC_CODES}, got {micro_auc_codes!r}"
         )
-    p, t = _check_inputs(probs, targets)
+    p, t = check_inputs(probs, targets)
     threshold = _check_threshold(threshold)
     auc_micro = _micro_auc(p, t) if micro_auc_codes == "all" else None
-    p, t = _restrict(p, t, docs=False)
+    p, t = restrict_to_present(p, t, docs=False)
     per_code_auc = _per_code_auc(p, t)
     valid_auc = ~np.isnan(per_code_auc)
     result = {
@@ -401,7 +411,7 @@ def per_code_f1(probs: Any, targets: Any, threshold: float = 0.5) -> np.ndarray:
         - **input:** probs :math:`(N, C)`, targets :math:`(N, C)`
         - **output:** :math:`(C,)` float64
     """
-    p, t = _check_inputs(probs, targets)
+    p, t = check_inputs(probs, targets)
     threshold = _check_threshold(threshold)
     present = t.any(axis=0)
     has_codes = t.any(axis=1)
@@ -415,15 +425,18 @@ def per_code_f1(probs: Any, targets: Any, threshold: float = 0.5) -> np.ndarray:
 
 def micro_f1(probs: Any, targets: Any, threshold: float = 0.5) -> float:
     """``f1_micro`` of :func:`compute_metrics` alone (cheaper)."""
-    p, t = _check_inputs(probs, targets)
-    p, t = _restrict(p, t, docs=True)
+    p, t = check_inputs(probs, targets)
+    p, t = restrict_to_present(p, t, docs=True)
     tp, fp, fn, _ = _confusion(p, t, _check_threshold(threshold))
     return float(_f1(tp.sum(), fp.sum(), fn.sum()))
 
 
 __all__ = [
     "MICRO_AUC_CODES",
+    "check_inputs",
     "compute_metrics",
+    "counts_at",
     "micro_f1",
     "per_code_f1",
+    "restrict_to_present",
 ]

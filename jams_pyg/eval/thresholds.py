@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-# the metric kernels' input checks and chunked counting, shared with the metrics
-from jams_pyg.eval.metrics import _check_inputs, _counts_at, _restrict, compute_metrics
+from jams_pyg.eval.metrics import check_inputs, compute_metrics, counts_at, restrict_to_present
 
 THRESHOLD_PROTOCOLS: tuple[str, ...] = ("edin", "exact")
 """Names of the threshold-tuning protocols of :func:`tune_threshold` (default first):
@@ -39,7 +38,7 @@ def _micro_f1_at(p: np.ndarray, t: np.ndarray, candidates: np.ndarray) -> np.nda
     ``f1_micro`` of :func:`~jams_pyg.eval.metrics.compute_metrics`.
     """
     edges = np.unique(candidates)
-    below, equal, _ = _counts_at(p, edges)
+    below, equal, _ = counts_at(p, edges)
     predicted = p.size - (below + equal)[np.searchsorted(edges, candidates)]  # #values > g
     positives = np.sort(p[t].astype(np.float64))
     num_pos = positives.size
@@ -111,7 +110,7 @@ def tune_threshold(
     """
     if protocol not in THRESHOLD_PROTOCOLS:
         raise ValueError(f"protocol must be one of {THRESHOLD_PROTOCOLS}, got {protocol!r}")
-    p, t = _check_inputs(probs, targets)
+    p, t = check_inputs(probs, targets)
     candidates = _check_grid(grid) if grid is not None else None
     if protocol == "edin":
         # on a custom grid sorted ascending, the first maximum is the lowest threshold
@@ -121,14 +120,14 @@ def tune_threshold(
 
     if not t.any():
         return 0.5
-    p, t = _restrict(p, t, docs=True)
+    p, t = restrict_to_present(p, t, docs=True)
     if candidates is not None:
         candidates = np.unique(candidates)  # ascending: the first maximum is the lowest
         return float(candidates[int(np.argmax(_micro_f1_at(p, t, candidates)))])
 
     num_pos = int(t.sum())
     edges, pos = np.unique(p[t].astype(np.float64), return_counts=True)
-    below, _, lower = _counts_at(p, edges)
+    below, _, lower = counts_at(p, edges)
     predicted = p.size - below  # predicting every value >= edges[k]
     true_pos = np.cumsum(pos[::-1])[::-1]
     f1 = 2 * true_pos / (predicted + num_pos)

@@ -74,7 +74,7 @@ from jams_pyg.inference.bundle_format import (
     write_tokenizer,
 )
 from jams_pyg.models import ModelConfig, build_model
-from jams_pyg.train.distributed import unwrap_model
+from jams_pyg.models.runtime import unwrap_model
 
 __all__ = [
     "BUNDLE_FORMAT",

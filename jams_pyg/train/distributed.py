@@ -17,6 +17,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+# one home below training and inference; importable here as before
+from jams_pyg.models.runtime import unwrap_model as unwrap_model
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -128,14 +131,3 @@ def barrier(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain model under DistributedDataParallel / DataParallel / torch.compile."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        else:
-            return model

@@ -12,13 +12,14 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from jams_pyg.atomic import atomic_write_text
 from jams_pyg.data import (
@@ -35,11 +36,16 @@ from jams_pyg.eval import bucket_macro_f1, compute_metrics, per_code_f1, tune_th
 from jams_pyg.eval.report import write_report
 from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.codes import SYSTEM_LABELS, SYSTEMS
-from jams_pyg.inference.bundle import save_bundle
 from jams_pyg.models import BACKBONES, ModelConfig, build_model, jams_loss
 from jams_pyg.train.checkpoint import dataset_fingerprint
 from jams_pyg.train.config import TrainConfig
-from jams_pyg.train.distributed import DistInfo, barrier, cleanup, init_distributed
+from jams_pyg.train.distributed import (
+    DistInfo,
+    barrier,
+    cleanup,
+    init_distributed,
+    unwrap_model,
+)
 from jams_pyg.train.evaluate import Predictions
 from jams_pyg.train.presets import SMALL_PLM, SYNTHETIC_MODEL
 from jams_pyg.train.rundir import run_dir_lock
@@ -134,6 +140,40 @@ class ExperimentConfig:
     @property
     def label(self) -> str:
         return variant_label(self.model, self.variant)
+
+
+@dataclass
+class TrainedModel:
+    """A trained and evaluated model of a run, as :func:`run_experiment` hands it to its
+    ``save_model`` callback (on the main process only): what a prediction bundle holds.
+
+    Args:
+        directory: Where the run puts its bundle (``<run folder>/model``).
+        model: The trained model with the best validation weights (unwrapped).
+        model_config: Its configuration.
+        tokenizer: The tokenizer it was trained with.
+        codes: The label vocabulary of every system of the model, in label order.
+        thresholds: The decision threshold per system, tuned on validation.
+        graph: The GEM graph of its MAT (``None`` without MAT).
+        max_length: Maximum tokens per document.
+        extra: The run's label, seed and evaluation protocol.
+    """
+
+    directory: Path
+    model: nn.Module
+    model_config: ModelConfig
+    tokenizer: Any
+    codes: dict[str, list[str]]
+    thresholds: dict[str, float]
+    graph: GEMGraph | None
+    max_length: int
+    extra: dict[str, Any]
+
+
+#: What :func:`run_experiment` calls with each model it trained, e.g. the bundle writer of
+#: ``jams-pyg train`` (:func:`jams_pyg.cli.train.save_run_bundle`): training does not import
+#: inference, the layer above it.
+ModelSaver = Callable[[TrainedModel], Any]
 
 
 def seed_everything(seed: int) -> None:
@@ -243,6 +283,7 @@ def _evaluate(val: Predictions, test: Predictions, train_counts: dict[str, np.nd
 def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
                systems: Sequence[str], out: Path, device: torch.device,
                info: DistInfo, synthetic: bool, scale: float, joint_graph: GEMGraph | None,
+               save_model: ModelSaver | None = None,
                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train one model on ``systems``; its per-system results and training summary."""
     selected = {s: datasets[s] for s in systems}
@@ -290,32 +331,35 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     results = _evaluate(trainer.predict(val), trainer.predict(test),
                         {s: selected[s].code_frequencies("train") for s in systems},
                         linked, scale)
-    if info.is_main:
-        # The prediction bundle: weights, config, vocabularies, tokenizer, graph and
-        # the tuned thresholds; JAMSPredictor.load(out / "model") reads it.
-        save_bundle(out / "model", trainer.model, model_config, tokenizer,
-                    {s: selected[s].codes for s in systems},
-                    {s: results[s]["threshold"] for s in systems}, graph,
-                    config.max_length, extra={"label": config.label, "seed": config.seed,
-                                              "protocol": EVAL_PROTOCOL})
+    if info.is_main and save_model is not None:
+        # e.g. the prediction bundle that JAMSPredictor.load(out / "model") reads
+        save_model(TrainedModel(
+            out / "model", unwrap_model(trainer.model), model_config, tokenizer,
+            {s: selected[s].codes for s in systems},
+            {s: results[s]["threshold"] for s in systems}, graph, config.max_length,
+            extra={"label": config.label, "seed": config.seed, "protocol": EVAL_PROTOCOL}))
     return results, {"training": summary, "model_config": model_config.to_dict(),
                      "train_config": asdict(config.train)}
 
 
-def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
+def run_experiment(config: ExperimentConfig, save_model: ModelSaver | None = None
+                   ) -> dict[str, Any]:
     """Train and evaluate one configuration; writes ``metrics.json``,
     ``config.json``, ``buckets.png`` and checkpoints to ``config.output_dir``
-    and returns the metrics.
+    and returns the metrics. ``save_model`` gets each trained model
+    (:class:`TrainedModel`) on the main process, e.g.
+    :func:`jams_pyg.cli.train.save_run_bundle`, which writes its prediction bundle.
 
     The output folder belongs to this run while it lasts
     (:func:`~jams_pyg.train.trainer.run_dir_lock`): a second run into it fails at
     once with ``RunDirLocked`` naming the holder. A diverged run raises
     ``TrainingDiverged`` and writes no metrics and no bundle."""
     with run_dir_lock(config.output_dir, enabled=int(os.environ.get("RANK", "0")) == 0):
-        return _run_experiment(config)
+        return _run_experiment(config, save_model)
 
 
-def _run_experiment(config: ExperimentConfig) -> dict[str, Any]:
+def _run_experiment(config: ExperimentConfig, save_model: ModelSaver | None
+                    ) -> dict[str, Any]:
     info = init_distributed(resolve_device(config.device))
     device = resolve_device(config.device, info)
     out = Path(config.output_dir)
@@ -343,7 +387,8 @@ def _run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         sub = out if len(groups) == 1 else out / systems[0]
         sub.mkdir(parents=True, exist_ok=True)
         group_results, meta["+".join(systems)] = _train_one(
-            config, datasets, systems, sub, device, info, synthetic, scale, joint_graph)
+            config, datasets, systems, sub, device, info, synthetic, scale, joint_graph,
+            save_model)
         results["systems"].update(group_results)
     results["training"] = meta
     results["seconds"] = time.perf_counter() - start
