@@ -1,5 +1,12 @@
 """Reading the MIMIC-IV CSV files in chunks, row by row: only the columns asked for, UTF-8
-checked field by field, a malformed file named with its data row."""
+checked field by field, a malformed file named with its data row.
+
+The parser is strict (``csv.reader(strict=True)``): a quote that opens a field and is never
+closed, or is closed in the middle of a field, is an error naming the data row where the
+field began. (The lenient default would merge every following row into that one field:
+probe 1 of issue #23, a stray ``"`` in one note swallowing the 189 notes after it.) A stray
+quote closed exactly at the end of a later field is still valid CSV and cannot be told
+apart from a quoted field that holds line breaks."""
 
 from __future__ import annotations
 
@@ -56,7 +63,7 @@ def read_chunks(
         # the row that holds it (strict decoding fails a block ahead, rows unknown).
         with opener(path, "rt", encoding="utf-8", errors="surrogateescape",
                     newline="") as handle:
-            reader = csv.reader(handle)
+            reader = csv.reader(handle, strict=True)
             header = next(reader, None) or []
             check_utf8(path, 0, header)
             missing = [c for c in columns if c not in header]
@@ -85,7 +92,7 @@ def read_chunks(
                         yield first, CSVChunk(dict(zip(columns, buffer, strict=True)))
                         first, buffer, size = row, [[] for _ in columns], 0
             except csv.Error as err:
-                raise ValueError(f"{path}, data row {row}: {err}") from err
+                raise DataFileError(f"{path}, data row {row}: {csv_problem(err)}") from None
             if buffer[0]:
                 yield first, CSVChunk(dict(zip(columns, buffer, strict=True)))
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
@@ -95,6 +102,18 @@ def read_chunks(
             problem = "truncated or corrupt gzip data"
         where = f"{path}, data row {row}" if row else str(path)
         raise DataFileError(f"{where}: {problem} ({err})") from None
+
+
+def csv_problem(err: csv.Error) -> str:
+    """What a :class:`csv.Error` of the strict parser means, in words."""
+    text = str(err)
+    if text == "unexpected end of data":
+        return ('a quoted field that begins in this row is never closed (a stray \'"\'?); '
+                "the rest of the file would be read as part of it")
+    if "expected after" in text:
+        return (f"malformed quoting ({text}): a quoted field that begins in this row is "
+                'closed in the middle of a field (a stray \'"\'?)')
+    return text
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
