@@ -12,11 +12,16 @@ def run(args: argparse.Namespace) -> int:
     from jams_pyg.graph.gem_graph import GEMGraph
 
     try:
+        if args.procedures and (args.icd9_gem or args.icd10_gem):
+            raise ValueError("--procedures links the shipped GEMs; with --icd9-gem/--icd10-gem "
+                             "give the procedure GEM files themselves (gem_i9pcs.txt, "
+                             "gem_pcsi9.txt)")
         if args.icd9_gem or args.icd10_gem:
             graph = GEMGraph.from_gem_files(args.icd9_gem or None, args.icd10_gem or None,
                                             direction=args.direction)
         else:
-            graph = GEMGraph.from_cms_2018(direction=args.direction)
+            graph = GEMGraph.from_cms_2018(direction=args.direction,
+                                           procedures=args.procedures)
         print(graph.summary())
         if args.save:
             print("wrote " + ", ".join(map(str, graph.save(args.save))))
@@ -34,7 +39,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="forward GEM file (ICD-9 -> ICD-10), repeatable; default: the "
                        "shipped CMS 2018 diagnosis GEMs")
     graph.add_argument("--icd10-gem", action="append", default=[], metavar="FILE",
-                       help="backward GEM file (ICD-10 -> ICD-9), repeatable")
+                       help="backward GEM file (ICD-10 -> ICD-9), repeatable; without a "
+                       "backward procedure GEM, ICD-10-PCS codes take the forward procedure "
+                       "links reversed")
+    graph.add_argument("--procedures", action="store_true",
+                       help="link procedure codes too, with the shipped forward procedure GEM "
+                       "(gem_i9pcs.txt; ICD-10-PCS codes along its links reversed)")
     graph.add_argument("--direction", default="directional", choices=DIRECTIONS,
                        help="'directional': forward-file links update ICD-9 codes, "
                        "backward-file links ICD-10 codes (the official JAMS code); 'union': "

