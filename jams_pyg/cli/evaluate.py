@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from jams_pyg.cli.common import add_command, fail, positive_int
+from jams_pyg.eval.protocol import THRESHOLD_PROTOCOLS
 
 DESCRIPTION = """\
 Score a model bundle (e.g. OUTPUT_DIR/jams/model of `jams-pyg train`) on the documents of
@@ -16,7 +17,9 @@ one split of Edin et al.'s MIMIC-IV files (or the synthetic corpus): micro/macro
 AUC-ROC, exact match, P@8, P@15, R-precision and MAP, per coding system of the bundle.
 
 The decision threshold is the bundle's (tuned on the validation split when it was trained),
-or tuned again on --tune-on's split. The metrics cover the model's own codes: codes of the
+or tuned again on --tune-on's split with --protocol (default: the protocol the bundle
+records, so that --tune-on val gives the numbers of its training run). The metrics cover
+the model's own codes: codes of the
 data that the model does not know are left out of the targets, and their share of the code
 occurrences is printed and recorded (unknown_code_share). On the data a bundle was trained
 on there are none, and this gives the numbers of its training run.
@@ -45,33 +48,43 @@ def _score(predictor: Any, dataset: Any, split: str, batch_size: int
     """The model's probabilities for the documents of ``split`` of ``dataset`` (one
     system), their targets over the model's codes, and the unknown / total code counts."""
     documents = dataset.split(split)
+    # the preprocessed text as training encodes it (not cleaned again): evaluate scores
+    # every document train accepted
     probs = predictor.predict_proba(documents["text"].tolist(), dataset.system,
-                                    batch_size=batch_size)[dataset.system]
+                                    batch_size=batch_size, clean=False)[dataset.system]
     return probs, *_targets(documents["target"], predictor.codes[dataset.system])
 
 
 def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
-    """Per system: threshold, metrics, number of documents and of unknown codes."""
+    """Per system: threshold, metrics, threshold protocol, number of documents and of
+    unknown codes; the evaluation protocol of training (:func:`jams_pyg.eval.evaluate`)."""
     from jams_pyg.data.edin import load_edin_dataset
-    from jams_pyg.eval.metrics import compute_metrics
-    from jams_pyg.eval.thresholds import tune_threshold
+    from jams_pyg.eval.thresholds import evaluate
     from jams_pyg.inference.predictor import JAMSPredictor
 
+    if args.protocol and not args.tune_on:
+        raise ValueError(f"--protocol {args.protocol} chooses how --tune-on tunes the "
+                         "threshold; without --tune-on the bundle's threshold applies")
     predictor = JAMSPredictor.load(args.model, device=args.device)
-    systems = list(predictor.codes) if args.system == "both" else [args.system]
+    # the bundle records the protocol its thresholds were tuned with (edin before it did)
+    protocol = args.protocol or predictor.bundle.extra.get("protocol", {}).get("threshold",
+                                                                               "edin")
+    systems = [s for s in predictor.codes if s in predictor.resolve_systems(args.system)]
     results: dict[str, Any] = {}
     for system in systems:
         dataset = load_edin_dataset(args.data, system)
         codes = predictor.codes[system]
         probs, targets, unknown, total = _score(predictor, dataset, args.split, args.batch_size)
-        threshold = predictor.thresholds[system]
         if args.tune_on:
             val_probs, val_targets, _, _ = _score(predictor, dataset, args.tune_on,
                                                   args.batch_size)
-            threshold = tune_threshold(val_probs, val_targets)
+            scored = evaluate(probs, targets, tune_on=(val_probs, val_targets),
+                              protocol=protocol)
+        else:
+            scored = evaluate(probs, targets, threshold=predictor.thresholds[system])
         results[system] = {
-            "threshold": threshold,
-            "metrics": compute_metrics(probs, targets, threshold=threshold),
+            **scored,
+            "protocol": protocol,
             "num_documents": int(probs.shape[0]),
             "unknown_code_share": unknown / max(total, 1),
         }
@@ -116,6 +129,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--tune-on", choices=["train", "val", "test"],
                           help="tune the threshold again on this split (default: the "
                           "bundle's)")
+    evaluate.add_argument("--protocol", choices=THRESHOLD_PROTOCOLS,
+                          help="how --tune-on tunes the threshold: edin (Edin et al.'s grid) "
+                          "or exact (the exact micro-F1 maximiser); default: the bundle's")
     evaluate.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                           help="documents per forward pass")
     evaluate.add_argument("--device", help="torch device (default: cuda if available, "

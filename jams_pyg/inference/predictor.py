@@ -160,7 +160,10 @@ class JAMSPredictor:
         )
 
     # --------------------------------------------------------------------- inputs
-    def _resolve_systems(self, system: str | Sequence[str] | None) -> tuple[str, ...]:
+    def resolve_systems(self, system: str | Sequence[str] | None) -> tuple[str, ...]:
+        """The systems ``system`` asks for (``None`` / ``"both"``: every system of the
+        model); a ValueError for a system the model does not code ("this model codes
+        only icd10, not icd9")."""
         if system is None or system == "both":
             return self.systems
         if isinstance(system, str):
@@ -171,11 +174,12 @@ class JAMSPredictor:
             if s not in SYSTEMS:
                 raise ValueError(f"unknown coding system {s!r}: use 'icd9', 'icd10' or 'both'")
             if s not in self.systems:
-                raise ValueError(f"this model codes only {self.systems}, not {s!r}")
+                raise ValueError(f"this model codes only {' and '.join(self.systems)}, "
+                                 f"not {s}")
         return wanted
 
     @staticmethod
-    def _check_texts(texts: Any) -> list[str]:
+    def _check_texts(texts: Any, clean: bool = True) -> list[str]:
         if isinstance(texts, (str, bytes)):
             raise TypeError(
                 "texts must be a list of notes (strings); wrap a single note in a list"
@@ -189,18 +193,21 @@ class JAMSPredictor:
                 raise TypeError(f"texts[{i}] is a {type(text).__name__}, not a string")
             if not text.strip():
                 raise ValueError(f"texts[{i}] is empty or white space only")
-            clean = clean_text(text)
-            if not clean:
+            if not clean:  # a dataset's preprocessed text, tokenised as in training
+                cleaned.append(text)
+                continue
+            clean_note = clean_text(text)
+            if not clean_note:
                 raise ValueError(
                     f"texts[{i}] has no words after cleaning (only punctuation or numbers): "
                     f"{text[:60]!r}"
                 )
-            cleaned.append(clean)
+            cleaned.append(clean_note)
         return cleaned
 
-    def _encode(self, texts: Any) -> list[EncodedNote]:
-        return [encode_note(self.tokenizer, clean, self.max_length)
-                for clean in self._check_texts(texts)]
+    def _encode(self, texts: Any, clean: bool = True) -> list[EncodedNote]:
+        return [encode_note(self.tokenizer, text, self.max_length)
+                for text in self._check_texts(texts, clean)]
 
     # -------------------------------------------------------------------- model
     def _code_tables(self, attention: bool = False) -> dict[str, Any]:
@@ -245,11 +252,15 @@ class JAMSPredictor:
         texts: Sequence[str],
         system: str | Sequence[str] | None = None,
         batch_size: int = 16,
+        clean: bool = True,
     ) -> dict[str, np.ndarray]:
         """Probabilities ``{system: float32 array [N, C_s]}`` in label order
-        (``self.codes[system]``) for raw notes ``texts``."""
-        systems = self._resolve_systems(system)
-        encoded = self._encode(texts)
+        (``self.codes[system]``) for raw notes ``texts``; with ``clean=False`` the texts
+        are a dataset's preprocessed text, tokenised as training does (without
+        :func:`~jams_pyg.data.clean_text`: a punctuation-only text training accepted is
+        scored, not refused)."""
+        systems = self.resolve_systems(system)
+        encoded = self._encode(texts, clean)
         out = {s: np.zeros((len(encoded), len(self.codes[s])), np.float32) for s in systems}
         tables = self._code_tables()
         for rows, scored in self._scored_batches(encoded, systems, batch_size, tables):
@@ -286,7 +297,7 @@ class JAMSPredictor:
         Returns:
             One :class:`NotePrediction` per note, in input order.
         """
-        systems = self._resolve_systems(system)
+        systems = self.resolve_systems(system)
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
                                   or top_k < 1):
             raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
