@@ -254,9 +254,9 @@ def test_structure_cache_follows_edge_index():
     x9, x10, edge_index, weight = random_graph(seed=9)
     conv = make_conv()
     conv((x9, x10), edge_index, weight)
-    structure = conv._cache[2]
+    structure = conv._cache[0][2]
     conv((x9, x10), edge_index, weight * 0.5)
-    assert conv._cache[2] is structure  # the same tensor again: built once
+    assert conv._cache[0][2] is structure  # the same tensor again: built once
     other = random_graph(seed=10)[2][:, : edge_index.size(1)]
     assert other.shape == edge_index.shape and not torch.equal(other, edge_index)
     got = conv((x9, x10), other, weight)
@@ -762,17 +762,17 @@ def test_structure_cache_sees_changes_through_data():
     x9, x10, edge_index, weight = random_graph(seed=16)
     conv = make_conv()
     conv((x9, x10), edge_index, weight)
-    structure = conv._cache[2]
+    structure = conv._cache[0][2]
     # .data changes leave the version counter alone: only the content shows them
     edge_index.data[0, 0] = (edge_index[0, 0] + 1) % 5
     got = conv((x9, x10), edge_index, weight)
-    assert conv._cache[2] is not structure
+    assert conv._cache[0][2] is not structure
     want = make_conv(cached=False)((x9, x10), edge_index, weight)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     # an equal copy (another storage) reuses the structure
-    structure = conv._cache[2]
+    structure = conv._cache[0][2]
     conv((x9, x10), edge_index.clone(), weight)
-    assert conv._cache[2] is structure
+    assert conv._cache[0][2] is structure
     # an out-of-range index written through .data is rejected, not used
     edge_index.data[0, 0] = 77
     with pytest.raises(IndexError, match="ICD-9 index 77"):
@@ -783,12 +783,12 @@ def test_structure_cache_of_a_pair_follows_both_sets():
     x9, x10, (ei9, ei10), (w9, w10) = directional_graph(seed=7)
     conv = make_conv(heads=2)
     conv((x9, x10), (ei9, ei10), (w9, w10))
-    structure = conv._cache[2]
+    structure = conv._cache[0][2]
     conv((x9, x10), (ei9.clone(), ei10.clone()), (w9, w10))
-    assert conv._cache[2] is structure
+    assert conv._cache[0][2] is structure
     ei10.data[0, 0] = 7 - ei10[0, 0]  # still in range, another link
     got = conv((x9, x10), (ei9, ei10), (w9, w10))
-    assert conv._cache[2] is not structure
+    assert conv._cache[0][2] is not structure
     want = make_conv(heads=2, cached=False)((x9, x10), (ei9, ei10), (w9, w10))
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     ei10.data[1, 0] = 10

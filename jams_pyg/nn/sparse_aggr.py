@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+from torch_geometric.utils import index_sort
+from torch_geometric.utils.sparse import index2ptr
 
 # PyTorch warns once per process that sparse CSR support is "in beta"; PyG
 # silences its own beta warnings the same way. Nothing else is filtered.
@@ -128,33 +130,36 @@ class BipartiteCSR(NamedTuple):
         return self.icd9 is self.icd10
 
 
-def _row_pointer(index: Tensor, size: int, dtype: torch.dtype) -> Tensor:
-    # CSR row pointer of a matrix with one entry per element of `index` (its row).
-    counts = torch.bincount(index, minlength=size)
-    return torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(dtype)
-
-
 def _edge_set(edge_index: Tensor, n: int, m: int, index_dtype: torch.dtype) -> EdgeSetCSR:
-    device = edge_index.device
     src = edge_index[0].long()
     dst = edge_index[1].long()
-    num_edges = src.numel()
-    perm = torch.argsort(src * m + dst, stable=True)
+    # Lexicographic (row, col) order by one stable sort of a combined key: PyG's
+    # sort_edge_index sorts unstably, which would reorder duplicate links (and
+    # with them the summation order of their messages).
+    _, perm = index_sort(src * m + dst, max_value=n * m, stable=True)
     inv_perm = torch.empty_like(perm)
-    inv_perm[perm] = torch.arange(num_edges, device=device)
+    inv_perm[perm] = torch.arange(perm.numel(), device=perm.device)
     row, col = src[perm], dst[perm]
-    perm_by10 = torch.argsort(col * n + row, stable=True)
+    _, perm_by10 = index_sort(col * n + row, max_value=n * m, stable=True)
     return EdgeSetCSR(
         perm=perm,
         inv_perm=inv_perm,
         row=row,
         col=col,
-        crow_by9=_row_pointer(row, n, index_dtype),
+        crow_by9=index2ptr(row, n).to(index_dtype),
         col_by9=col.to(index_dtype),
         perm_by10=perm_by10,
-        crow_by10=_row_pointer(col, m, index_dtype),
+        crow_by10=index2ptr(col[perm_by10], m).to(index_dtype),
         col_by10=row[perm_by10].to(index_dtype),
     )
+
+
+def build_edge_set(edge_index: Tensor, num_rows: int, num_cols: int) -> EdgeSetCSR:
+    r"""The :class:`EdgeSetCSR` of one validated ``[2, E]`` link set, row 0 in
+    ``[0, num_rows)``, row 1 in ``[0, num_cols)`` (both orientations, sorted once)."""
+    n, m = int(num_rows), int(num_cols)
+    use_int32 = max(n, m, edge_index.size(1)) < _INT32_MAX
+    return _edge_set(edge_index, n, m, torch.int32 if use_int32 else torch.long)
 
 
 def build_bipartite_csr(
@@ -202,6 +207,7 @@ def build_bipartite_csr(
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
+    # torch's CSR constructor; the structure was validated once when it was built.
     return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
 
 
@@ -370,3 +376,49 @@ def mat_aggregate(
     else:
         weight9, weight10 = weight
     return MATAggregate.apply(alpha, weight9, weight10, x9.contiguous(), x10.contiguous(), csr)
+
+
+class MATSpMM(torch.autograd.Function):
+    r"""One direction's weighted neighbour sum :math:`A(\mathbf{v})\,X_{src}` on CSR.
+
+    ``edges`` is the :class:`EdgeSetCSR` of the ``[destination; source]`` pairs (its
+    "ICD-9" side is the destination), ``values`` the ``[E]`` entries of :math:`A` in its
+    sorted order. The backward pass stays sparse: one dot product per link for
+    ``values`` and the transposed CSR product for ``x_src``. Differentiable once.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, values: Tensor, x_src: Tensor, edges: EdgeSetCSR) -> Tensor:
+        num_dst = edges.crow_by9.numel() - 1
+        values = values.to(x_src.dtype)
+        out = _csr(edges.crow_by9, edges.col_by9, values, (num_dst, x_src.size(0))) @ x_src
+        ctx.edges = edges
+        ctx.save_for_backward(values, x_src)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "MATConv's fused sparse aggregation is differentiable once only; for "
+                "double backward (create_graph=True) use MATConv(..., fused=False)"
+            )
+        values, x_src = ctx.saved_tensors
+        edges: EdgeSetCSR = ctx.edges
+        grad = grad.contiguous()
+        need_values, need_x, _ = ctx.needs_input_grad
+        grad_values = grad_x = None
+        if need_values:
+            grad_values = _sampled_dot(edges.crow_by9, edges.col_by9, grad, x_src)
+        if need_x:
+            t = _csr(edges.crow_by10, edges.col_by10, values[edges.perm_by10],
+                     (x_src.size(0), grad.size(0)))
+            grad_x = t @ grad
+        return grad_values, grad_x, None
+
+
+@torch.compiler.disable
+def mat_spmm(values: Tensor, x_src: Tensor, edges: EdgeSetCSR) -> Tensor:
+    r"""``[N_dst, d]`` sums :math:`\sum_j v_{ij}\,\mathbf{x}_j` of one direction (see
+    :class:`MATSpMM`); ``values`` in the sorted order of ``edges``."""
+    return MATSpMM.apply(values, x_src.contiguous(), edges)
