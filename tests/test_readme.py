@@ -43,6 +43,24 @@ def test_python_snippet_runs_verbatim(number, default_run_folder):
     assert result.returncode == 0, f"snippet {number}:\n{PYTHON[number]}\n{result.stderr}"
 
 
+def printed_comments(snippet: str) -> list[str]:
+    """What a snippet says it prints: the comment lines right after each ``print(...)``
+    line, joined into one line each."""
+    return [" ".join(line[2:] for line in block.splitlines())
+            for block in re.findall(r"^print\(.*\)\n((?:# .*\n)+)", snippet, re.M)]
+
+
+@pytest.mark.slow
+def test_api_tour_prints_what_the_readme_says(tmp_path):
+    snippet = next(s for s in PYTHON if "GEMGraph.from_cms_2018()" in s)
+    expected = printed_comments(snippet)
+    assert len(expected) == 2  # the diagnosis graph, then with procedure links
+    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == expected
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("line", SHELL)
 def test_shell_line_runs_verbatim(line, default_run_folder):
