@@ -1,4 +1,8 @@
-"""jams-pyg prepare mimiciv (prepare_mimiciv) on tiny raw files in the MIMIC-IV schema."""
+"""jams-pyg prepare mimiciv (prepare_mimiciv) on tiny raw files in the MIMIC-IV schema.
+
+The admission ids here are made up, so these tests split with Edin et al.'s algorithm;
+``tests/test_splits.py`` covers the published split files and the comparison with Edin
+et al.'s own pipeline."""
 
 import gzip
 
@@ -19,6 +23,9 @@ PROC_COLS = ["subject_id", "hadm_id", "seq_num", "chartdate", "icd_code", "icd_v
 TEXT_100 = ("Name: ___  Unit No: ___\nAdmission Date: 2180-05-06\n"
             "Chief Complaint: Chest pain, SOB.\nBP 120/80; HR 72 bpm.\n")
 CLEAN_100 = "name unit no admission date chief complaint chest pain sob bp hr bpm"
+
+
+ALGO = "edin-algorithm"
 
 
 def _subject(hadm):
@@ -66,7 +73,7 @@ def _notes():
         elif h == 103:  # a note without text is skipped
             notes.append((h, None))
             text = "Pt w/ \"quoted\"\nmulti-line, text"
-        elif h == 104:  # nothing left after cleaning: dropped
+        elif h == 104:  # nothing left after cleaning: kept as '' (Edin et al.)
             text = "*** 123 ***"
         else:
             text = f"Patient {h} has condition."
@@ -99,7 +106,7 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("prep")
     raw = _write_raw(root / "raw")
     # 256-byte blocks: every pass streams over many chunks.
-    summary = prepare_mimiciv(raw, root / "out", block_size=256)
+    summary = prepare_mimiciv(raw, root / "out", block_size=256, split=ALGO)
     return root / "out", summary
 
 
@@ -116,19 +123,35 @@ def test_edin_format_matches_the_dotted_forms():
         edin_format("4019", 11, "dx")
 
 
+def _docs(out, system):
+    """The prepared documents of ``system`` with their split, by ``_id`` (read with pandas:
+    :func:`load_edin_dataset` refuses the empty text Edin et al. keep)."""
+    folder = out / f"mimiciv_{system}"
+    data = pd.read_feather(folder / f"mimiciv_{system}.feather")
+    split = pd.read_feather(folder / f"mimiciv_{system}_split.feather")
+    assert data["_id"].tolist() == split["_id"].tolist()
+    data["split"] = split["split"].tolist()
+    for column in (f"{system}_diag", f"{system}_proc", "target"):
+        data[column] = data[column].map(list)
+    return data.set_index("_id")
+
+
+def _codes_of(docs):
+    return sorted({code for target in docs["target"] for code in target})
+
+
 def test_documents_codes_and_min_count(prepared):
     out, summary = prepared
-    ds9, ds10 = load_edin_dataset(out, "icd9"), load_edin_dataset(out, "icd10")
-    assert ds9.codes == ["38.93", "401.9", "E880.9"]
-    assert ds10.codes == ["0DTJ4ZZ", "E11.9", "I10."]
+    docs9, docs10 = _docs(out, "icd9"), _docs(out, "icd10")
+    assert _codes_of(docs9) == ["38.93", "401.9", "E880.9"]
+    assert _codes_of(docs10) == ["0DTJ4ZZ", "E11.9", "I10."]
     assert summary["code_counts"]["icd9_diag"] == (4, 2)
     assert summary["code_counts"]["icd10_proc"] == (1, 1)
-    docs9 = pd.concat([ds9.train, ds9.val, ds9.test]).set_index("_id")
-    docs10 = pd.concat([ds10.train, ds10.val, ds10.test]).set_index("_id")
-    # 104: empty after cleaning; 113: no code left.
-    assert sorted(docs9.index) == [*range(100, 104), *range(105, 113), 114]
+    # 113: no code left.
+    assert sorted(docs9.index) == [*range(100, 113), 114]
     assert sorted(docs10.index) == list(range(114, 128))  # 114 is in both datasets
-    assert summary["icd9"]["dropped_empty_text"] == 1
+    assert summary["icd9"]["empty_text"] == 1
+    assert docs9.loc[104, "text"] == "" and docs9.loc[104, "num_words"] == 1
     assert docs9.loc[100, "target"] == ["401.9", "E880.9"]
     assert docs9.loc[105, "target"] == ["38.93", "401.9", "E880.9"]  # proc + diag
     assert docs9.loc[105, "icd9_proc"] == ["38.93"]
@@ -151,36 +174,67 @@ def test_text_cleaning_and_note_merging(prepared):
     assert data.loc[103, "text"] == "pt w quoted multi line text"
     assert data.loc[105, "text"] == "patient has condition"
     # Documents in discharge file order, as Edin et al.'s merge leaves them.
-    assert data.index.tolist() == [*range(100, 104), *range(105, 113), 114]
+    assert data.index.tolist() == [*range(100, 113), 114]
 
 
 def test_splits_are_patient_disjoint(prepared):
-    out, _ = prepared
+    out, summary = prepared
     for system in ("icd9", "icd10"):
-        ds = load_edin_dataset(out, system)
-        parts = [set(ds.split(s)["subject_id"]) for s in ("train", "val", "test")]
+        docs = _docs(out, system)
+        parts = [set(docs.loc[docs["split"] == s, "subject_id"]) for s in ("train", "val",
+                                                                         "test")]
         assert sum(len(p) for p in parts) == len(set().union(*parts))
-        assert len(ds.train) > len(ds.test) > 0
+        assert summary[system]["split_counts"] == {
+            s: int((docs["split"] == s).sum()) for s in ("train", "val", "test")}
+        assert summary[system]["split"] == "edin-algorithm"
 
 
 def test_deterministic_and_min_count_parameter(prepared, tmp_path):
     out, _ = prepared
     raw = _write_raw(tmp_path / "raw")
-    prepare_mimiciv(raw, tmp_path / "same")
+    prepare_mimiciv(raw, tmp_path / "same", split=ALGO)
     for name in ("mimiciv_icd9/mimiciv_icd9.feather", "mimiciv_icd10/mimiciv_icd10_split.feather"):
         a = pd.read_feather(out / name)
         b = pd.read_feather(tmp_path / "same" / name)
         pd.testing.assert_frame_equal(a, b)  # the block size changes nothing
-    prepare_mimiciv(raw, tmp_path / "low", min_count=1)
-    assert "250.00" in load_edin_dataset(tmp_path / "low", "icd9").codes
-    assert "584.9" in load_edin_dataset(tmp_path / "low", "icd9").codes
+    prepare_mimiciv(raw, tmp_path / "low", min_count=1, split=ALGO)
+    assert "250.00" in _codes_of(_docs(tmp_path / "low", "icd9"))
+    assert "584.9" in _codes_of(_docs(tmp_path / "low", "icd9"))
 
 
 def test_cli(tmp_path, capsys):
     raw = _write_raw(tmp_path / "raw")
-    assert main(["prepare", "mimiciv", str(raw), str(tmp_path / "out")]) == 0
+    assert main(["prepare", "mimiciv", str(raw), str(tmp_path / "out"),
+                 "--split", "edin-algorithm"]) == 0
     printed = capsys.readouterr().out
-    assert "icd9: 13 documents" in printed and "icd10: 14 documents" in printed
+    assert "icd9: 14 documents" in printed and "icd10: 14 documents" in printed
+
+
+@pytest.mark.parametrize("option, value", [("--min-count", "-3"), ("--block-size-mb", "0"),
+                                           ("--block-size-mb", "-1"),
+                                           ("--block-size-mb", "nan"),
+                                           ("--split", "random")])
+def test_cli_refuses_bad_values(tmp_path, capsys, option, value):
+    """Issue #23: an argparse error naming the option, before any file is read."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", "mimiciv", str(tmp_path / "missing"), str(tmp_path / "out"),
+              option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and value in err
+
+
+def test_library_refuses_bad_split_arguments(tmp_path):
+    raw = _write_raw(tmp_path / "raw")
+    with pytest.raises(ValueError, match="unknown split 'random'"):
+        prepare_mimiciv(raw, tmp_path / "out", split="random")
+    with pytest.raises(ValueError, match="split_dir is for split='edin-published'"):
+        prepare_mimiciv(raw, tmp_path / "out", split=ALGO, split_dir=tmp_path)
+    # The published split holds none of these made-up admissions: an error, not an
+    # empty dataset.
+    with pytest.raises(ValueError, match=r"none of the 14 icd9 documents is in the split "
+                                          r"file .*--split edin-algorithm"):
+        prepare_mimiciv(raw, tmp_path / "out")
 
 
 def test_note_dir_option(tmp_path):
@@ -189,7 +243,7 @@ def test_note_dir_option(tmp_path):
     (raw / "note").rename(tmp_path / "notes" / "note")
     with pytest.raises(FileNotFoundError, match="discharge.csv.gz"):
         prepare_mimiciv(raw, tmp_path / "out")
-    prepare_mimiciv(raw, tmp_path / "out", note_dir=tmp_path / "notes")
+    prepare_mimiciv(raw, tmp_path / "out", note_dir=tmp_path / "notes", split=ALGO)
     assert load_edin_dataset(tmp_path / "out", "icd10").num_codes == 3
 
 
@@ -206,8 +260,8 @@ def test_errors(tmp_path):
     raw = _write_raw(tmp_path / "c", codes=bad)
     with pytest.raises(ValueError, match=r"data row \d+: code '40X19'.*invalid-codes drop"):
         prepare_mimiciv(raw, tmp_path / "out")
-    summary = prepare_mimiciv(raw, tmp_path / "dropped", invalid_codes="drop")
-    assert summary["icd9"]["documents"] == 13
+    summary = prepare_mimiciv(raw, tmp_path / "dropped", invalid_codes="drop", split=ALGO)
+    assert summary["icd9"]["documents"] == 14
     with gzip.open(raw / "hosp" / "procedures_icd.csv.gz", "at") as handle:
         handle.write("1,2,3\n")  # a truncated row
     with pytest.raises(ValueError, match=r"procedures_icd.csv.gz, data row \d+: 3 fields"):

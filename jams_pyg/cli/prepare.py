@@ -5,10 +5,39 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 
 from jams_pyg.cli import prepare_codiesp
 from jams_pyg.cli.common import HelpFormatter, add_command, fail
-from jams_pyg.data.defaults import DEFAULT_BLOCK_SIZE, DEFAULT_SEED, MIN_TARGET_COUNT
+from jams_pyg.data.defaults import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_SEED,
+    DEFAULT_SPLIT,
+    MIN_TARGET_COUNT,
+    SPLIT_METHODS,
+)
+
+
+def non_negative_int(value: str) -> int:
+    """``argparse`` type of ``--min-count``."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """``argparse`` type of ``--block-size-mb``: finite and > 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,15 +47,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = prepare_mimiciv(
             args.raw_dir, args.out_dir, note_dir=args.note_dir, min_count=args.min_count,
-            seed=args.seed, block_size=int(args.block_size_mb * 2**20),
+            split=args.split, split_dir=args.split_dir, seed=args.seed,
+            block_size=max(1, int(args.block_size_mb * 2**20)),
             invalid_codes=args.invalid_codes,
         )
     except (OSError, ValueError) as err:  # every message names the file (and row)
         return fail("prepare", err)
     for system in ("icd9", "icd10"):
         s = summary[system]
-        print(f"{system}: {s['documents']} documents, {s['patients']} patients, "
-              f"{s['codes']} codes -> {s['path']}")
+        counts = "/".join(str(n) for n in s["split_counts"].values())
+        print(f"{system}: {s['documents']} documents ({counts} train/val/test, "
+              f"{s['split']}), {s['patients']} patients, {s['codes']} codes -> {s['path']}")
+        if s["outside_split"] or s["missing_from_data"]:
+            print(f"  {s['outside_split']} documents without a split left out, "
+                  f"{s['missing_from_data']} split ids without a document: see "
+                  f"{s['path']}/split_report.json")
     return 0
 
 
@@ -34,8 +69,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     prepare = add_command(
         commands, "prepare",
         "build Edin et al.'s MIMIC-IV ICD-9 / ICD-10 datasets from raw MIMIC-IV",
-        "Prepare datasets in Edin et al.'s format (documents, codes and a "
-        "patient-level 75/10/15 split), streaming the raw CSV files.")
+        "Prepare datasets in Edin et al.'s format (documents, codes and their "
+        "patient-level train/val/test split), streaming the raw CSV files.")
     datasets = prepare.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     mimic = datasets.add_parser(
         "mimiciv", help="MIMIC-IV ICD-9 and ICD-10 from raw MIMIC-IV (and MIMIC-IV-Note)",
@@ -48,11 +83,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     mimic.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
     mimic.add_argument("--note-dir", metavar="DIR",
                        help="MIMIC-IV-Note folder holding note/ (default: RAW_DIR)")
-    mimic.add_argument("--min-count", type=int, default=MIN_TARGET_COUNT, metavar="N",
-                       help="keep codes of at least N documents (Edin et al.)")
+    mimic.add_argument("--min-count", type=non_negative_int, default=MIN_TARGET_COUNT,
+                       metavar="N", help="keep codes of at least N documents (Edin et al.)")
+    mimic.add_argument("--split", choices=SPLIT_METHODS, default=DEFAULT_SPLIT,
+                       help="edin-published: Edin et al.'s published split files (the "
+                       "paper's, for MIMIC-IV v2.2; documents outside them are left out and "
+                       "listed in split_report.json); edin-algorithm: their split algorithm "
+                       "(for another release or your own data)")
+    mimic.add_argument("--split-dir", metavar="DIR",
+                       help="with edin-published: read mimiciv_icd{9,10}_split.feather from "
+                       "DIR instead of the shipped copies")
     mimic.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                       help="seed of the patient-level split (Edin et al.'s)")
-    mimic.add_argument("--block-size-mb", type=float, default=DEFAULT_BLOCK_SIZE / 2**20,
+                       help="seed of edin-algorithm (Edin et al.'s random.seed)")
+    mimic.add_argument("--block-size-mb", type=positive_float,
+                       default=DEFAULT_BLOCK_SIZE / 2**20,
                        metavar="MB", help="MiB of CSV parsed at a time (bounds memory)")
     mimic.add_argument("--invalid-codes", choices=["error", "drop"], default="error",
                        help="a malformed code: stop with an error naming file and row, or "

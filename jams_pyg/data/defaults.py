@@ -7,8 +7,14 @@ import math
 
 #: Edin et al.'s preprocessing: codes seen fewer times than this are dropped.
 MIN_TARGET_COUNT = 10
-#: Seed of Edin et al.'s patient-level train/validation/test split.
+#: Seed of Edin et al.'s patient-level train/validation/test split (their
+#: ``generate_mimiciv_splits.py``: ``random.seed(10)``).
 DEFAULT_SEED = 10
+#: ``prepare mimiciv``'s split: Edin et al.'s published split files (the other method,
+#: ``edin-algorithm``, is their split algorithm; :mod:`jams_pyg.data.splits`).
+DEFAULT_SPLIT = "edin-published"
+#: The split methods by name (:mod:`jams_pyg.data.splits`).
+SPLIT_METHODS: tuple[str, ...] = ("edin-published", "edin-algorithm")
 #: Bytes of CSV parsed at a time when preparing MIMIC-IV.
 DEFAULT_BLOCK_SIZE = 4 << 20
 

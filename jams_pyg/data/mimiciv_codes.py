@@ -50,6 +50,8 @@ def collect_codes(
     dropped: dict[str, list[str]] = {}
     for kind, path in paths.items():
         formatted: dict[tuple[object, str], tuple[int, str] | None] = {}
+        file_hadm: list[np.ndarray] = []
+        file_code: list[np.ndarray] = []
         for first, batch in read_chunks(path, CODE_COLUMNS, block_size):
             codes_ok = valid_rows(batch, "icd_code")  # Edin et al.: dropna(subset=["icd_code"])
             batch = batch.filter(codes_ok)
@@ -80,17 +82,36 @@ def collect_codes(
                     names.append((column, dotted))
                 ids[i] = code_id
             valid = ids >= 0
-            hadm_parts.append(hadm[valid])
-            code_parts.append(ids[valid])
+            file_hadm.append(hadm[valid])
+            file_code.append(ids[valid])
+        hadm_parts.append(np.concatenate(file_hadm) if file_hadm else np.zeros(0, np.int64))
+        code_parts.append(np.concatenate(file_code) if file_code else np.zeros(0, np.int64))
+        if len(code_parts[-1]):
+            hadm_parts[-1], code_parts[-1] = _first_per_dotted(hadm_parts[-1],
+                                                               code_parts[-1], names)
     for path_name, examples in dropped.items():
         log.warning("%s: dropped %d malformed code(s), e.g. %s", path_name, len(examples),
                     examples[:5])
     hadm = np.concatenate(hadm_parts) if hadm_parts else np.zeros(0, np.int64)
     code = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int64)
-    # Edin et al.: drop_duplicates(subset=[_id, icd_code]).
+    # Same code twice in one column of one admission: once.
     pairs = np.unique(np.stack([hadm, code], axis=1), axis=0) if len(hadm) else np.zeros(
         (0, 2), np.int64)
     return pairs[:, 0], pairs[:, 1], names
+
+
+def _first_per_dotted(hadm: np.ndarray, code: np.ndarray, names: list[tuple[int, str]]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Edin et al.'s ``drop_duplicates(subset=[_id, icd_code])`` over one code file:
+    the first row of each (admission, dotted code), whatever its ``icd_version``, so an
+    ICD-10 code spelled like an ICD-9 code of the same admission (``V15.82``) is dropped
+    when the ICD-9 row comes first, and the reverse."""
+    spelling: dict[str, int] = {}
+    text_of = np.array([spelling.setdefault(dotted, len(spelling)) for _, dotted in names],
+                       dtype=np.int64)
+    _, first = np.unique(np.stack([hadm, text_of[code]], axis=1), axis=0, return_index=True)
+    first.sort()
+    return hadm[first], code[first]
 
 
 def _format_checked(path: Path, row: int, version: object, code: str, kind: Kind,

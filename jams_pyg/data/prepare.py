@@ -45,23 +45,27 @@ cleaning is dropped with a warning (the loader rejects empty texts).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from jams_pyg.data.csv_chunks import integer_ids, read_chunks, valid_rows
-from jams_pyg.data.defaults import DEFAULT_BLOCK_SIZE, DEFAULT_SEED, MIN_TARGET_COUNT
+from jams_pyg.data.csv_chunks import CSVChunk, integer_ids, read_chunks, valid_rows
+from jams_pyg.data.defaults import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_SEED,
+    DEFAULT_SPLIT,
+    MIN_TARGET_COUNT,
+)
 from jams_pyg.data.edin import (
     SPLITS,
     code_columns,
     data_filename,
     split_filename,
-    stratified_group_split,
 )
 from jams_pyg.data.mimiciv_codes import (
     SystemDocs,
@@ -71,10 +75,11 @@ from jams_pyg.data.mimiciv_codes import (
     member,
     sort_codes,
 )
+from jams_pyg.data.splits import SPLIT_METHODS, edin_algorithm_splits, published_split_path
 from jams_pyg.data.text import clean_text
 from jams_pyg.icd.codes import Kind, System
 
-__all__ = ["NOTE_COLUMNS", "edin_format", "prepare_mimiciv"]
+__all__ = ["NOTE_COLUMNS", "SPLIT_REPORT", "edin_format", "edin_lower", "prepare_mimiciv"]
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +87,49 @@ PathLike = str | os.PathLike[str]
 
 #: Columns read from ``note/discharge.csv.gz``.
 NOTE_COLUMNS = ["note_id", "subject_id", "hadm_id", "text"]
+#: The file (in each dataset folder) listing the documents without a split and the split
+#: file's ids without a document.
+SPLIT_REPORT = "split_report.json"
 
 
 def _text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+#: Texts pandas 1.5 reads as NaN (``pandas._libs.parsers.STR_NA_VALUES``): Edin et al.'s
+#: ``pd.read_csv`` turns a note written ``NA`` or ``null`` into a missing text, which
+#: their ``dropna`` then drops; so do we.
+PANDAS_NA_TEXTS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+    "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"})
+
+
+def edin_lower(text: str) -> str:
+    """Lower-case as vaex's ``str.lower`` (Edin et al.'s ``TextPreprocessor``): as
+    :meth:`str.lower` except ``İ`` (U+0130), which becomes ``i`` (Python: ``i`` and a
+    combining dot, which cleaning turns into a space). A sweep of every code point up to
+    U+10FFFF through vaex-core 4.18.1 found no other difference."""
+    return text.replace("\u0130", "i").lower()
+
+
+def _note_rows(batch: CSVChunk) -> np.ndarray:
+    """Mask of the note rows Edin et al. keep: an admission, a patient and a text that
+    pandas does not read as NaN."""
+    keep = valid_rows(batch, "text", "hadm_id", "subject_id")
+    return keep & np.fromiter((t not in PANDAS_NA_TEXTS if k else False
+                               for t, k in zip(batch.column("text"), keep, strict=True)),
+                              bool, batch.num_rows)
+
+
 class _Notes:
-    """Pass 1 over the notes: sorted unique admissions, their patient, and
-    how many note rows each has."""
+    """Pass 1 over the notes: sorted unique admissions, their patient, how many note
+    rows each has and the row at which its document is complete (:attr:`emit_row`)."""
 
     def __init__(self, path: Path, block_size: int) -> None:
-        hadms, subjects, hashes = [], [], []
+        hadms, subjects, hashes, row_parts = [], [], [], []
         self.missing_text = 0
         for first, batch in read_chunks(path, NOTE_COLUMNS, block_size):
-            keep = valid_rows(batch, "text", "hadm_id", "subject_id")
+            keep = _note_rows(batch)
             self.missing_text += int((~keep).sum())
             rows = first + np.flatnonzero(keep)
             batch = batch.filter(keep)
@@ -104,12 +137,14 @@ class _Notes:
             subjects.append(integer_ids(batch.column("subject_id"), path, "subject_id", rows))
             texts = batch.column("text")
             hashes.append(np.fromiter((_text_hash(t) for t in texts), np.uint64, len(texts)))
+            row_parts.append(rows.astype(np.int64))
             del texts
         hadm = np.concatenate(hadms) if hadms else np.zeros(0, np.int64)
         subject = np.concatenate(subjects) if subjects else np.zeros(0, np.int64)
         digest = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
-        order = np.lexsort((digest, hadm))
-        hadm, subject, digest = hadm[order], subject[order], digest[order]
+        row = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
+        order = np.lexsort((row, hadm))
+        hadm, subject, digest, row = hadm[order], subject[order], digest[order], row[order]
         self.hadm, first_index, self.rows = np.unique(hadm, return_index=True,
                                                       return_counts=True)
         self.subject = subject[first_index]
@@ -117,8 +152,18 @@ class _Notes:
         if (same != subject).any():
             bad = int(hadm[np.flatnonzero(same != subject)[0]])
             raise ValueError(f"{path}: hadm_id {bad} belongs to more than one subject_id")
+        # Distinct texts per admission: one (copies of one note) is written at its first
+        # row, as Edin et al.'s drop_duplicates keeps it; several are joined, written at
+        # the admission's last row.
+        pairs = np.unique(np.stack([hadm, digest.view(np.int64)], axis=1), axis=0) \
+            if len(hadm) else np.zeros((0, 2), np.int64)
+        self.distinct = np.bincount(np.searchsorted(self.hadm, pairs[:, 0]),
+                                    minlength=len(self.hadm))
+        last_index = first_index + self.rows - 1
+        self.emit_row = np.where(self.distinct == 1, row[first_index], row[last_index])
         if self.missing_text:
-            log.warning("%s: %d notes without text or hadm_id skipped", path, self.missing_text)
+            log.warning("%s: %d notes without text (or pandas' NaN spellings such as 'NA') "
+                        "or hadm_id skipped", path, self.missing_text)
 
 
 def _schema(system: System) -> pa.Schema:
@@ -136,8 +181,9 @@ def prepare_mimiciv(
     out_dir: PathLike,
     note_dir: PathLike | None = None,
     min_count: int = MIN_TARGET_COUNT,
+    split: str = DEFAULT_SPLIT,
+    split_dir: PathLike | None = None,
     seed: int = DEFAULT_SEED,
-    ratios: Sequence[float] = (0.75, 0.10, 0.15),
     block_size: int = DEFAULT_BLOCK_SIZE,
     invalid_codes: str = "error",
 ) -> dict[str, dict[str, object]]:
@@ -152,8 +198,12 @@ def prepare_mimiciv(
             written there.
         note_dir: Folder with ``note/discharge.csv.gz`` (default ``raw_dir``).
         min_count (int): Minimum number of documents per code (10).
-        seed (int): Seed of the split (10).
-        ratios: Train/val/test shares of the patients (0.75/0.10/0.15).
+        split (str): ``"edin-published"`` (default): Edin et al.'s published split
+            files (shipped, or read from ``split_dir``); ``"edin-algorithm"``: their
+            split algorithm (:mod:`jams_pyg.data.splits`).
+        split_dir: A folder holding ``mimiciv_icd{9,10}_split.feather`` in the
+            published format, used instead of the shipped files (``edin-published``).
+        seed (int): Seed of ``edin-algorithm`` (10, their ``random.seed(10)``).
         block_size (int): Characters of CSV fields per chunk (4 Mi); bounds
             the peak memory.
         invalid_codes (str): ``"error"`` (default) to stop at a malformed
@@ -161,27 +211,41 @@ def prepare_mimiciv(
             warning.
 
     Returns:
-        ``{system: {"documents", "patients", "codes", "dropped_empty_text", "path"}}``
-        plus ``"code_counts"``: ``{column: (unique codes, kept codes)}``.
+        ``{system: {"documents", "patients", "codes", "empty_text", "split",
+        "split_counts", "outside_split", "missing_from_data", "path"}}`` plus
+        ``"code_counts"``: ``{column: (unique codes, kept codes)}``.
+        ``outside_split`` counts prepared documents without a published split (left
+        out of the data file); ``missing_from_data`` published ids with no prepared
+        document; both are listed in ``split_report.json``.
 
     Raises:
         FileNotFoundError: for a missing input file.
         ValueError: naming the file and row, for a missing column, a
             non-integer id, an ``icd_version`` other than 9/10, a malformed
             code (unless ``invalid_codes="drop"``), or an admission listed
-            under two patients; :class:`~jams_pyg.icd.gem.DataFileError` (a
-            ValueError) for a truncated, corrupt or non-gzip ``.gz`` file or a
+            under two patients; for an unknown ``split`` or a published split that
+            holds none of a dataset's documents; :class:`~jams_pyg.icd.gem.DataFileError`
+            (a ValueError) for a truncated, corrupt or non-gzip ``.gz`` file or a
             field that is not UTF-8, naming the file and data row.
     """
     if invalid_codes not in ("error", "drop"):
         raise ValueError(f"invalid_codes must be 'error' or 'drop', got {invalid_codes!r}")
+    if split not in SPLIT_METHODS:
+        raise ValueError(f"unknown split {split!r}: expected one of {list(SPLIT_METHODS)}")
+    if split_dir is not None and split != "edin-published":
+        raise ValueError(f"split_dir is for split='edin-published', not {split!r}")
     raw = Path(raw_dir)
     notes_path = Path(note_dir if note_dir is not None else raw) / "note" / "discharge.csv.gz"
     code_paths: dict[Kind, Path] = {
         "dx": raw / "hosp" / "diagnoses_icd.csv.gz",
         "proc": raw / "hosp" / "procedures_icd.csv.gz",
     }
-    for path in (notes_path, *code_paths.values()):
+    split_paths = {s: (Path(split_dir) / split_filename(s) if split_dir is not None
+                       else published_split_path(s)) for s in ("icd9", "icd10")}
+    inputs = [notes_path, *code_paths.values()]
+    if split == "edin-published":
+        inputs += split_paths.values()
+    for path in inputs:
         if not path.is_file():
             raise FileNotFoundError(f"MIMIC-IV file not found: {path}")
     out = Path(out_dir)
@@ -196,22 +260,26 @@ def prepare_mimiciv(
     docs = {s: SystemDocs(s, hadm, code, names) for s in ("icd9", "icd10")}
     del hadm, code
 
-    # Split by patient, stratified on the (kept) codes.
+    # The split of each document; documents without one are left out.
     split_of: dict[str, dict[int, str]] = {}
-    for system, d in docs.items():
-        subject = notes.subject[np.searchsorted(notes.hadm, d.hadm)]
-        patients: dict[int, set[int]] = {}
-        for position, s in enumerate(subject.tolist()):
-            lo, hi = int(d.start[position]), int(d.end[position])
-            patients.setdefault(s, set()).update(d.code_of_pair[lo:hi].tolist())
-        keys = list(patients)
-        folds = stratified_group_split(keys, [patients[k] for k in keys], ratios, seed)
-        fold_of = dict(zip(keys, folds, strict=True))
-        split_of[system] = {
-            int(h): SPLITS[fold_of[s]] for h, s in zip(d.hadm.tolist(), subject.tolist(),
-                                                       strict=True)
-        }
-        del patients
+    split_report: dict[str, dict[str, object]] = {}
+    if split == "edin-algorithm":
+        inputs_of = {}
+        for system, d in docs.items():
+            position = np.searchsorted(notes.hadm, d.hadm)
+            order = np.argsort(notes.emit_row[position], kind="stable")  # file order
+            targets = [_target(*d.codes(int(i))) for i in order]
+            inputs_of[system] = (notes.subject[position[order]].tolist(), targets)
+        for system, names_ in edin_algorithm_splits(inputs_of, seed).items():
+            d = docs[system]
+            order = np.argsort(notes.emit_row[np.searchsorted(notes.hadm, d.hadm)],
+                               kind="stable")
+            split_of[system] = dict(zip(d.hadm[order].tolist(), names_, strict=True))
+            split_report[system] = {"outside_split": [], "missing_from_data": []}
+    else:
+        for system, d in docs.items():
+            split_of[system], split_report[system] = _published(split_paths[system],
+                                                                system, d.hadm)
 
     # Pass 2: texts, written batch by batch.
     folders = {s: out / f"mimiciv_{s}" for s in docs}
@@ -223,14 +291,15 @@ def prepare_mimiciv(
             options=pa.ipc.IpcWriteOptions(compression="zstd"),
         )
     written: dict[str, list[int]] = {s: [] for s in docs}
-    dropped_empty = {s: 0 for s in docs}
+    empty_text = {s: 0 for s in docs}
     pending: dict[int, list[tuple[int, str, str]]] = {}  # multi-note admissions
+    done: set[int] = set()  # admissions written at their first of several copies
     try:
         for first, batch in read_chunks(notes_path, NOTE_COLUMNS, block_size):
-            keep = valid_rows(batch, "text", "hadm_id", "subject_id")
+            keep = _note_rows(batch)
             batch = batch.filter(keep)
             hadm_ids = integer_ids(batch.column("hadm_id"), notes_path, "hadm_id",
-                            first + np.flatnonzero(keep))
+                                   first + np.flatnonzero(keep))
             wanted = np.zeros(len(hadm_ids), dtype=bool)
             for d in docs.values():
                 wanted |= member(d.hadm, hadm_ids)
@@ -244,11 +313,15 @@ def prepare_mimiciv(
             for i in range(len(hadm_ids)):
                 h = int(hadm_ids[i])
                 text, note_id = chunk_texts[i], chunk_note_ids[i]
-                n_rows = int(notes.rows[note_index[i]])
-                if n_rows > 1:
+                k = note_index[i]
+                if notes.rows[k] > 1 and notes.distinct[k] == 1:
+                    if h in done:
+                        continue  # a copy of a note already written
+                    done.add(h)
+                elif notes.rows[k] > 1:
                     parts = pending.setdefault(h, [])
                     parts.append((_text_hash(text), text, str(note_id)))
-                    if len(parts) < n_rows:
+                    if len(parts) < notes.rows[k]:
                         continue
                     del pending[h]
                     seen, texts, note_ids = set(), [], []
@@ -258,8 +331,8 @@ def prepare_mimiciv(
                             texts.append(part)
                             note_ids.append(nid)
                     text, note_id = "\n".join(texts), "+".join(note_ids)
-                _emit(h, int(notes.subject[note_index[i]]), str(note_id), text, docs,
-                      out_rows, written, dropped_empty)
+                _emit(h, int(notes.subject[k]), str(note_id), text, docs, split_of,
+                      out_rows, written, empty_text)
             del chunk_texts, chunk_note_ids
             for system, writer in writers.items():
                 if out_rows[system]["_id"]:
@@ -274,38 +347,89 @@ def prepare_mimiciv(
     summary: dict[str, dict[str, object]] = {}
     for system, folder in folders.items():
         ids = written[system]
-        split = pa.table({"_id": pa.array(ids, pa.int64()),
-                          "split": pa.array([split_of[system][h] for h in ids], pa.string())})
-        feather.write_feather(split, folder / split_filename(system), compression="zstd")
-        if dropped_empty[system]:
-            log.warning("%s: dropped %d documents whose text is empty after cleaning",
-                        system, dropped_empty[system])
+        names_ = [split_of[system][h] for h in ids]
+        table = pa.table({"_id": pa.array(ids, pa.int64()), "split": pa.array(names_, pa.string())})
+        feather.write_feather(table, folder / split_filename(system), compression="zstd")
+        rep = split_report[system]
+        with open(folder / SPLIT_REPORT, "w", encoding="utf-8") as handle:
+            json.dump({"split": split, "split_file": str(split_paths[system])
+                       if split == "edin-published" else None, **rep}, handle)
+        if empty_text[system]:
+            log.info("%s: %d documents have no text left after cleaning (kept as '', as "
+                     "Edin et al.)", system, empty_text[system])
         d = docs[system]
         subjects = notes.subject[np.searchsorted(notes.hadm, np.asarray(ids, np.int64))]
+        codes = np.unique(d.code_of_pair[member(np.asarray(sorted(ids), np.int64),
+                                                d.hadm_of_pair)])
         summary[system] = {
             "documents": len(ids),
             "patients": len(np.unique(subjects)),
-            "codes": len(np.unique(d.code_of_pair)),
-            "dropped_empty_text": dropped_empty[system],
+            "codes": len(codes),
+            "empty_text": empty_text[system],
+            "split": split,
+            "split_counts": {name: names_.count(name) for name in SPLITS},
+            "outside_split": len(rep["outside_split"]),  # type: ignore[arg-type]
+            "missing_from_data": len(rep["missing_from_data"]),  # type: ignore[arg-type]
             "path": str(folder),
         }
     summary["code_counts"] = report  # type: ignore[assignment]
     return summary
 
 
+def _target(diag: list[str], proc: list[str]) -> list[str]:
+    """Edin et al.'s ``target``: procedures, then diagnoses."""
+    return proc + diag
+
+
+def _published(path: Path, system: System, hadm: np.ndarray
+               ) -> tuple[dict[int, str], dict[str, object]]:
+    """The published split of the prepared admissions ``hadm`` (sorted), and the
+    report: prepared ids it lacks, its ids with no prepared document."""
+    try:
+        table = feather.read_table(path, columns=["_id", "split"])
+    except Exception as err:  # pyarrow raises several types for a bad file
+        raise ValueError(f"{path}: not a split file with columns _id and split ({err})"
+                         ) from None
+    ids = np.asarray(table.column("_id").to_numpy(zero_copy_only=False), dtype=np.int64)
+    names = table.column("split").to_pylist()
+    bad = next((n for n in names if n not in SPLITS), None)
+    if bad is not None:
+        raise ValueError(f"{path}: unknown split {bad!r}; expected one of {list(SPLITS)}")
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError(f"{path}: an _id is listed twice")
+    order = np.argsort(ids)
+    ids, names = ids[order], [names[i] for i in order]
+    inside = member(ids, hadm)
+    outside = hadm[~inside].tolist()
+    missing = ids[~member(hadm, ids)].tolist()
+    if len(hadm) and not inside.any():
+        raise ValueError(
+            f"none of the {len(hadm)} {system} documents is in the split file {path}: "
+            "not the MIMIC-IV release the split was made from (v2.2)? Use "
+            "split='edin-algorithm' (--split edin-algorithm) for other data")
+    if outside:
+        log.warning("%s: %d documents have no split in %s and are left out (see %s), "
+                    "e.g. _id %s", system, len(outside), path.name, SPLIT_REPORT, outside[:5])
+    if missing:
+        log.warning("%s: %d _id of %s have no prepared document (see %s), e.g. %s",
+                    system, len(missing), path.name, SPLIT_REPORT, missing[:5])
+    position = np.searchsorted(ids, hadm[inside])
+    split_of = {int(h): names[int(p)] for h, p in zip(hadm[inside], position, strict=True)}
+    return split_of, {"outside_split": outside, "missing_from_data": missing}
+
+
 def _emit(hadm: int, subject: int, note_id: str, text: str, docs: dict[str, SystemDocs],
-          batch: dict[str, dict[str, list]], written: dict[str, list[int]],
-          dropped_empty: dict[str, int]) -> None:
-    cleaned = clean_text(text)
+          split_of: dict[str, dict[int, str]], batch: dict[str, dict[str, list]],
+          written: dict[str, list[int]], empty_text: dict[str, int]) -> None:
+    cleaned = clean_text(edin_lower(text))
     for system, d in docs.items():
         pos = int(np.searchsorted(d.hadm, hadm))
-        if pos >= len(d.hadm) or d.hadm[pos] != hadm:
+        if pos >= len(d.hadm) or d.hadm[pos] != hadm or hadm not in split_of[system]:
             continue
         if not cleaned:
-            dropped_empty[system] += 1
-            continue
+            empty_text[system] += 1
         diag, proc = d.codes(pos)
-        target = proc + diag
+        target = _target(diag, proc)
         rows = batch[system]
         rows["_id"].append(hadm)
         rows["subject_id"].append(subject)
@@ -314,6 +438,6 @@ def _emit(hadm: int, subject: int, note_id: str, text: str, docs: dict[str, Syst
         rows[d.diag_col].append(diag)
         rows[d.proc_col].append(proc)
         rows["target"].append(target)
-        rows["num_words"].append(cleaned.count(" ") + 1)
+        rows["num_words"].append(cleaned.count(" ") + 1)  # Edin et al.: 1 for ''
         rows["num_targets"].append(len(target))
         written[system].append(hadm)
