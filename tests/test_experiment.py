@@ -158,3 +158,38 @@ def test_evaluate_reproduces_the_runs_test_metrics(runs, tmp_path):
         assert evaluated[system]["threshold"] == pytest.approx(trained[system]["threshold"])
         assert evaluated[system]["metrics"] == pytest.approx(trained[system]["metrics"],
                                                              abs=1e-6)
+
+
+@pytest.mark.slow
+def test_evaluate_protocol_exact_reproduces_the_exact_run(runs, tmp_path):
+    """`train --protocol exact` tunes with the exact maximiser and records it; `evaluate
+    --tune-on val --protocol exact` (and the bundle's own threshold) give its numbers."""
+    out, results = runs
+    (exact,) = main([*ARGS, "--output-dir", str(tmp_path / "exact"), "--jams-only",
+                     "--protocol", "exact"])
+    assert exact["protocol"] == {"threshold": "exact", "micro_auc_codes": "all",
+                                 "threshold_split": "val"}
+    assert results[1]["protocol"]["threshold"] == "edin"
+    edin = results[1]["systems"]
+    # same seed and data, so the same model: only the tuned thresholds differ
+    assert [exact["systems"][s]["threshold"] != edin[s]["threshold"]
+            for s in ("icd9", "icd10")] == [True, True]
+    model = tmp_path / "exact" / "jams" / "model"
+    for extra in (["--tune-on", "val", "--protocol", "exact"], []):
+        report = tmp_path / "eval.json"
+        assert cli_main(["evaluate", "--model", str(model), "--data", str(out / "data"),
+                         "-o", str(report), *extra]) == 0
+        evaluated = json.loads(report.read_text())["systems"]
+        for system, trained in exact["systems"].items():
+            assert evaluated[system]["protocol"] == "exact"
+            assert evaluated[system]["threshold"] == pytest.approx(trained["threshold"])
+            assert evaluated[system]["metrics"] == pytest.approx(trained["metrics"], abs=1e-6)
+
+
+def test_evaluate_protocol_needs_tune_on(runs, capsys):
+    out, _ = runs
+    status = cli_main(["evaluate", "--model", str(out / "jams" / "model"), "--data",
+                       str(out / "data"), "--protocol", "exact"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(err) == 1
+    assert "--protocol exact chooses how --tune-on tunes the threshold" in err[0]

@@ -290,14 +290,38 @@ def test_tune_threshold_grid():
     assert tune_threshold(probs, targets, grid=grid) == _edin_reference(probs, targets, grid)
 
 
-def test_evaluate_protocol():
+@pytest.mark.parametrize("protocol", THRESHOLD_PROTOCOLS)
+def test_evaluate_tunes_on_one_split_and_scores_another(protocol):
     val_p, val_t = _data(seed=12)
     test_p, test_t = _data(seed=13)
-    out = evaluate(val_p, val_t, test_p, test_t)
-    assert out["protocol"] == "edin"
-    assert out["threshold"] == tune_threshold(val_p, val_t)
-    assert out["test"] == compute_metrics(test_p, test_t, out["threshold"])
-    assert out["val"] == compute_metrics(val_p, val_t, out["threshold"])
+    out = evaluate(test_p, test_t, tune_on=(val_p, val_t), protocol=protocol)
+    assert out["threshold"] == tune_threshold(val_p, val_t, protocol=protocol)
+    assert out["metrics"] == compute_metrics(test_p, test_t, out["threshold"])
+    # the protocols pick different thresholds here, so the argument is really used
+    assert (tune_threshold(val_p, val_t, protocol="edin")
+            != tune_threshold(val_p, val_t, protocol="exact"))
+    given = evaluate(test_p, test_t, threshold=0.3, micro_auc_codes="present")
+    assert given == {"threshold": 0.3, "metrics": compute_metrics(
+        test_p, test_t, 0.3, micro_auc_codes="present")}
+
+
+def test_evaluate_needs_one_threshold_source():
+    probs, targets = _data(seed=14)
+    for kwargs in ({}, {"tune_on": (probs, targets), "threshold": 0.5}):
+        with pytest.raises(ValueError, match="exactly one of tune_on"):
+            evaluate(probs, targets, **kwargs)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        evaluate(probs, targets, threshold=0.5, protocol="grid")
+
+
+def test_protocol_record_is_what_runs_record():
+    from jams_pyg.eval.protocol import protocol_record
+
+    assert protocol_record() == {"threshold": "edin", "micro_auc_codes": "all",
+                                 "threshold_split": "val"}
+    assert protocol_record("exact", "bundle")["threshold"] == "exact"
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        protocol_record("mullenbach")
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,10 @@ AUC-ROC, exact match, P@8, P@15, R-precision and MAP, per coding system of the b
 
 The decision threshold is the bundle's (tuned on the validation split when it was trained),
 or tuned again on --tune-on's split with --protocol (default: the protocol the bundle
-records, so that --tune-on val gives the numbers of its training run). The metrics cover
-the model's own codes: codes of the
-data that the model does not know are left out of the targets, and their share of the code
-occurrences is printed and recorded (unknown_code_share). On the data a bundle was trained
-on there are none, and this gives the numbers of its training run.
+records). The metrics cover the model's own codes: codes of the data that the model does
+not know are left out of the targets, and their share of the code occurrences is printed
+and recorded (unknown_code_share). On the data a bundle was trained on there are none, and
+this (or --tune-on val) gives the numbers of its training run.
 """
 
 

@@ -5,7 +5,7 @@ it to the test split; JAMS tunes one per coding system. :func:`tune_threshold` i
 their grid search (:data:`EDIN_THRESHOLD_GRID`, micro-F1 over *every* code and document of
 the split) and, as ``protocol="exact"``, the exact maximiser of the restricted ``f1_micro``
 of :func:`~jams_pyg.eval.metrics.compute_metrics`. :func:`evaluate` runs the whole protocol
-for one system: tune on validation, then compute the metrics of both splits.
+for one system (:mod:`~jams_pyg.eval.protocol`): tune on validation, score the test split.
 """
 
 from __future__ import annotations
@@ -17,11 +17,7 @@ import numpy as np
 import torch
 
 from jams_pyg.eval.metrics import check_inputs, compute_metrics, counts_at, restrict_to_present
-
-THRESHOLD_PROTOCOLS: tuple[str, ...] = ("edin", "exact")
-"""Names of the threshold-tuning protocols of :func:`tune_threshold` (default first):
-``"edin"`` is Edin et al.'s grid search over all cells, ``"exact"`` the exact maximiser of
-the restricted ``f1_micro`` of :func:`compute_metrics`. Record the name with the results."""
+from jams_pyg.eval.protocol import PROTOCOL_MICRO_AUC_CODES, THRESHOLD_PROTOCOLS, check_protocol
 
 EDIN_THRESHOLD_GRID: np.ndarray = torch.linspace(0, 1, 100).numpy().astype(np.float64)
 """Edin et al.'s candidate thresholds: the float32 values of ``torch.linspace(0, 1, 100)``
@@ -108,8 +104,7 @@ def tune_threshold(
     Returns:
         float: the threshold, in :math:`[0, 1]`.
     """
-    if protocol not in THRESHOLD_PROTOCOLS:
-        raise ValueError(f"protocol must be one of {THRESHOLD_PROTOCOLS}, got {protocol!r}")
+    check_protocol(protocol)
     p, t = check_inputs(probs, targets)
     candidates = _check_grid(grid) if grid is not None else None
     if protocol == "edin":
@@ -144,33 +139,42 @@ def tune_threshold(
 
 
 def evaluate(
-    val_probs: Any,
-    val_targets: Any,
-    test_probs: Any,
-    test_targets: Any,
-    grid: Sequence[float] | None = None,
+    probs: Any,
+    targets: Any,
     *,
+    tune_on: tuple[Any, Any] | None = None,
+    threshold: float | None = None,
     protocol: str = "edin",
-    micro_auc_codes: str = "all",
+    micro_auc_codes: str = PROTOCOL_MICRO_AUC_CODES,
+    grid: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """Edin's protocol for one system: tune the threshold on validation, apply it to test.
+    """The evaluation protocol for one system (:mod:`~jams_pyg.eval.protocol`): the decision
+    threshold tuned on ``tune_on`` (the validation split's probabilities and targets) with
+    ``protocol``, or a given ``threshold`` (e.g. a bundle's), then the metrics of ``probs`` and
+    ``targets`` (the test split) at it. Training and ``jams-pyg evaluate`` both call this.
 
-    ``protocol`` and ``grid`` go to :func:`tune_threshold`, ``micro_auc_codes`` to
-    :func:`compute_metrics`.
+    Args:
+        probs, targets: The evaluated split, :math:`(N, C)` (see :func:`compute_metrics`).
+        tune_on: ``(probs, targets)`` of the split the threshold is tuned on.
+        threshold: The threshold to apply instead (exactly one of ``tune_on`` and
+            ``threshold``).
+        protocol, grid: Go to :func:`tune_threshold` (one of :data:`THRESHOLD_PROTOCOLS`).
+        micro_auc_codes: Goes to :func:`compute_metrics` (default: all codes, as Edin et al.).
 
     Returns:
-        dict: ``{"threshold": float, "protocol": str, "val": metrics, "test": metrics}`` with
-        the metrics of :func:`compute_metrics` at the tuned threshold.
+        dict: ``{"threshold": float, "metrics": dict}``, the metrics of
+        :func:`compute_metrics` at the threshold.
     """
-    threshold = tune_threshold(val_probs, val_targets, grid=grid, protocol=protocol)
-    return {
-        "threshold": threshold,
-        "protocol": protocol,
-        "val": compute_metrics(val_probs, val_targets, threshold, micro_auc_codes=micro_auc_codes),
-        "test": compute_metrics(
-            test_probs, test_targets, threshold, micro_auc_codes=micro_auc_codes
-        ),
-    }
+    check_protocol(protocol)
+    if (tune_on is None) == (threshold is None):
+        raise ValueError("give exactly one of tune_on (the split to tune the threshold on) "
+                         f"and threshold; got tune_on={'set' if tune_on else None}, "
+                         f"threshold={threshold!r}")
+    if tune_on is not None:
+        threshold = tune_threshold(*tune_on, grid=grid, protocol=protocol)
+    return {"threshold": float(threshold),
+            "metrics": compute_metrics(probs, targets, threshold,
+                                       micro_auc_codes=micro_auc_codes)}
 
 
 __all__ = ["EDIN_THRESHOLD_GRID", "THRESHOLD_PROTOCOLS", "evaluate", "tune_threshold"]
