@@ -186,3 +186,57 @@ def test_official_map_agrees_with_trectools(tmp_path, seed, depth):
     predictions[cases[6]] = ["zz9.9"]  # only an invalid code: leaves the average
     expected = _trectools_map(tmp_path, gold, predictions, codes, depth)
     assert codiesp_map(gold, predictions, codes, depth=depth) == pytest.approx(expected, abs=1e-12)
+
+
+# ---------------------------------------------------- transition: the GEM conversion
+def _transition_module():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        import codiesp_transition
+    finally:
+        sys.path.pop(0)
+    return codiesp_transition
+
+
+def _raw_gem_targets(path: Path, source: str, reverse: bool = False) -> set[str]:
+    """An independent read of a CMS GEM file: the targets of ``source`` (or, reversed, the
+    sources that map to it), no-map lines left out."""
+    out = set()
+    for line in path.read_text().splitlines():
+        a, b, flags = line.split()
+        if flags[1] == "1":
+            continue
+        a, b = a.upper(), b.upper()
+        if reverse and b == source:
+            out.add(a)
+        elif not reverse and a == source:
+            out.add(b)
+    return out
+
+
+@pytest.mark.slow
+def test_transition_converts_icd10_to_icd9_by_every_backward_gem_target():
+    from collections import Counter
+
+    from jams_pyg.icd.codes import format_code
+
+    t = _transition_module()
+    maps = t.backward_maps()
+    gems = SHARED_DATA / "gems"
+    codes = ["I50.9", "J44.1", "R52.", "C34.9", "0DTJ4ZZ", "BW03ZZZ"]
+    counts = Counter()
+    diag, proc = t.to_icd9(codes, maps, counts)
+    want_dx = set()
+    for code in codes[:4]:
+        want_dx |= _raw_gem_targets(gems / "2018_I10gem.txt", code.replace(".", ""))
+    want_proc = set()
+    for code in codes[4:]:
+        want_proc |= _raw_gem_targets(gems / "gem_i9pcs.txt", code, reverse=True)
+    assert diag == sorted(format_code(c, "icd9", "dx") for c in want_dx)
+    assert proc == sorted(format_code(c, "icd9", "proc") for c in want_proc)
+    assert "428.0" in diag and len(want_dx) >= 3 and want_proc
+    # C34.9 is a category header: no GEM line, so it is lost and counted.
+    assert counts["dx_no_map"] == 1 and counts["dx_mapped"] == 3
+    assert counts["proc_mapped"] + counts["proc_no_map"] == 2
