@@ -1,6 +1,8 @@
 """The code tables of MIMIC-IV for Edin et al.'s datasets: codes formatted and checked
-(:func:`edin_format`), ``(admission, code id)`` pairs collected from the code files,
-renumbered, filtered by count and grouped into each system's documents."""
+(:func:`edin_format`), ``(admission, code id)`` pairs collected from the code files and
+de-duplicated as their ``prepare_data/prepare_mimiciv.py`` does (first row of each
+admission and dotted code, over both ICD versions), renumbered, filtered by count and
+grouped into each system's documents."""
 
 from __future__ import annotations
 

@@ -1,33 +1,45 @@
-"""Build MIMIC-IV ICD-9 and MIMIC-IV ICD-10 from raw MIMIC-IV, streaming.
+"""Build MIMIC-IV ICD-9 and MIMIC-IV ICD-10 from raw MIMIC-IV, streaming, as Edin et al.
 
 ``jams-pyg prepare mimiciv RAW_DIR OUT_DIR`` reads
 ``RAW_DIR/note/discharge.csv.gz`` (MIMIC-IV-Note), ``RAW_DIR/hosp/diagnoses_icd.csv.gz``
 and ``RAW_DIR/hosp/procedures_icd.csv.gz`` (MIMIC-IV; ``--note-dir`` when the
 note module lives elsewhere) and writes ``OUT_DIR/mimiciv_icd9/`` and
-``OUT_DIR/mimiciv_icd10/`` in Edin et al.'s format
-(:mod:`jams_pyg.data.edin`), with Edin et al.'s rules:
+``OUT_DIR/mimiciv_icd10/`` in Edin et al.'s format (:mod:`jams_pyg.data.edin`), with
+the rules of their ``prepare_data/prepare_mimiciv.py`` (JoakimEdin/medical-coding-
+reproducibility), on every row:
 
-* a document is the discharge summary of an admission (``_id`` = ``hadm_id``);
-  codes are dotted (:func:`edin_format`: ICD-9 diagnoses after 3 characters,
+* a document is the discharge summary of an admission (``_id`` = ``hadm_id``); a note
+  without text, or whose text pandas reads as NaN (``NA``, ``null``, ...:
+  :data:`PANDAS_NA_TEXTS`), is dropped; copies of one note count once;
+* codes are dotted (:func:`edin_format`: ICD-9 diagnoses after 3 characters,
   E-codes after 4, ICD-9 procedures after 2, ICD-10-CM after 3, ICD-10-PCS
-  undotted), de-duplicated per admission and sorted; ``target`` is
-  procedures + diagnoses;
+  undotted) and de-duplicated per admission on the dotted code over both ICD
+  versions of a code file, the first row winning (their
+  ``drop_duplicates(subset=[_id, icd_code])``: an ICD-10 ``V15.82`` after an ICD-9
+  ``V15.82`` of the same admission goes); ``target`` is procedures + diagnoses, each
+  sorted;
 * a code is kept if at least ``min_count`` (10) documents of the dataset carry
   it, counted per column (``icd9_diag``, ``icd9_proc``, ...); documents left
   without codes are dropped; an admission with both ICD-9 and ICD-10 codes is
-  in both datasets, as in Edin et al.;
-* text: :func:`jams_pyg.data.text.clean_text` (lowercase, non-alphanumerics
-  to spaces, numbers between spaces removed, white space collapsed);
-* split by patient 75/10/15, stratified on the patients' codes by iterative
-  stratification (:func:`jams_pyg.data.edin.stratified_group_split`, the
-  method Edin et al. used; seeded, ``seed=10`` as their script). The split
-  cannot be Edin et al.'s exact one: to reproduce the paper, use their split
-  files with :func:`~jams_pyg.data.edin.load_edin_dataset`.
+  in both datasets;
+* text: :func:`edin_lower` (vaex's lower-casing), then
+  :func:`jams_pyg.data.text.clean_text` (non-alphanumerics to spaces, numbers between
+  spaces removed, white space collapsed); a text empty after cleaning stays, as ``''``
+  with ``num_words`` 1 (their ``str.count(" ") + 1``);
+* split (:mod:`jams_pyg.data.splits`): by default Edin et al.'s published split files
+  (shipped; the JAMS paper's). A prepared document they do not list is left out of the
+  dataset, and a listed ``_id`` with no prepared document is counted; both are listed
+  in ``split_report.json`` and logged. ``split="edin-algorithm"`` runs their
+  ``generate_mimiciv_splits.py`` instead (for another MIMIC-IV release or other data).
+
+``tests/test_splits.py`` checks the output against the files their own scripts wrote
+for a fixture that triggers each rule (``tests/fixtures/mimiciv_edin``): equal row for
+row (ids, patients, note ids, texts, code lists, counts, split).
 
 Streaming: Edin et al.'s script holds every table in memory (about 128 GB on
 the full data). Here the CSVs are parsed row by row (:mod:`csv` over
 :mod:`gzip`) into chunks of ``block_size`` characters: a first pass over the
-notes keeps admission and patient ids and an 8-byte hash per note; the code
+notes keeps admission and patient ids, the row and an 8-byte hash per note; the code
 files keep ``(admission, code id)`` integer pairs and per-code counts; a second
 pass over the notes cleans each chunk's texts and appends them to Arrow IPC
 (feather v2) writers batch by batch. Peak memory depends on the chunk size,
@@ -35,11 +47,10 @@ not on the number of notes (``benchmarks/prepare_memory.py``: 10x the notes,
 +3 % peak RSS). The chunked CSV reader is :mod:`jams_pyg.data.csv_chunks`, the code
 tables :mod:`jams_pyg.data.mimiciv_codes`.
 
-Deviations from Edin et al., each to keep the output well-formed: several
-different discharge notes of one admission are joined (in file order) into one
-document instead of becoming rows with the same ``_id``; identical notes count
-once (as their ``drop_duplicates``); a document whose text is empty after
-cleaning is dropped with a warning (the loader rejects empty texts).
+One deviation, to keep ``_id`` unique: several different discharge notes of one
+admission are joined (in file order, written at the last) into one document, where
+Edin et al. keep one row per note with the same ``_id``. Their published split files
+list every ``_id`` once, so MIMIC-IV v2.2 has no such admission.
 """
 
 from __future__ import annotations
@@ -230,6 +241,10 @@ def prepare_mimiciv(
     """
     if invalid_codes not in ("error", "drop"):
         raise ValueError(f"invalid_codes must be 'error' or 'drop', got {invalid_codes!r}")
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 0:
+        raise ValueError(f"min_count must be an integer >= 0, got {min_count!r}")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
     if split not in SPLIT_METHODS:
         raise ValueError(f"unknown split {split!r}: expected one of {list(SPLIT_METHODS)}")
     if split_dir is not None and split != "edin-published":
