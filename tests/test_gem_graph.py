@@ -127,8 +127,14 @@ def test_diagnoses_and_procedures_never_confused(tmp_path):
         [dx, proc], None, icd9_codes=["40.19", "401.9"], icd10_codes=["I10.", "06L34ZZ"])
     assert graph.neighbors("401.9", "icd9") == [("I10.", 1.0)]
     assert graph.neighbors("40.19", "icd9") == [("06L34ZZ", 0.5)]
+    # no backward procedure file: the PCS code listens along the forward link reversed,
+    # no backward diagnosis file: I10. listens to nothing
+    assert graph.neighbors("06L34ZZ", "icd10") == [("40.19", 0.5)]
+    assert graph.neighbors("I10.", "icd10") == []
+    assert graph.procedures("icd9").tolist() == [True, False]
     only_dx = GEMGraph.from_gem_files(dx, None, ["40.19", "401.9"], ["I10.", "06L34ZZ"])
     assert only_dx.neighbors("40.19", "icd9") == []
+    assert only_dx.link_counts() == {"icd9": {"dx": 1, "proc": 0}, "icd10": {"dx": 0, "proc": 0}}
 
 
 def test_weight_is_exact_if_any_line_is_exact(tmp_path):
@@ -320,6 +326,10 @@ def test_cms_2018_files_are_parsed_once_per_process(monkeypatch):
     union = GEMGraph.from_cms_2018(direction="union")
     small = GEMGraph.from_cms_2018(["576.2"], ["K83.1"], direction="union")
     assert len(calls) == 1
+    # with the procedure GEM: one more parse, shared by both readings
+    procedures = GEMGraph.from_cms_2018(["40.19"], ["07JK0ZZ"], procedures=True)
+    GEMGraph.from_cms_2018(direction="union", procedures=True)
+    assert len(calls) == 2 and procedures.link_counts()["icd9"]["proc"] == 1
     assert second.edge_weight.min() == 0.5 and union.num_edges == second.num_edges
     assert small.neighbors("576.2", "icd9") == [("K83.1", 1.0)]
 
