@@ -10,10 +10,19 @@
   ``run_fingerprint``, the optimisation settings, the parameter shapes, the dataset
   sizes); :func:`check_resumable` refuses another run's checkpoint with
   :class:`~jams_pyg.train.errors.ResumeMismatch` listing each difference.
+* **The best epoch's weights are the best epoch's.** ``best.pt`` carries the same
+  fingerprint and its epoch and score; :func:`load_best_checkpoint` refuses a missing
+  ``best.pt``, one of another run or of another epoch than ``last.pt`` records, so a
+  resumed run never reports one epoch's metrics under another's name.
+* **A full disk is one line.** ``torch.save`` turns a failed write into a
+  ``RuntimeError`` of its zip writer (``inline_container.cc ... unexpected pos``);
+  :func:`atomic_save` raises the underlying ``OSError`` instead, naming the file
+  (``ENOSPC``: "No space left on device"), and leaves the previous file in place.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -38,24 +47,72 @@ CHECKPOINT_VERSION = 2
 READABLE_VERSIONS = (1, CHECKPOINT_VERSION)
 
 
+class _WriteRecorder:
+    """A file handle that remembers the ``OSError`` of a failed write (``torch.save``'s
+    zip writer replaces it with a ``RuntimeError`` that names no file)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` through :func:`jams_pyg.atomic.atomic_open`: a reader sees the
     previous or the new file, never a partial one, a crash leaves the previous file, and
-    concurrent writers never share a temporary file."""
-    with atomic_open(path) as handle:
-        torch.save(obj, handle)
+    concurrent writers never share a temporary file.
+
+    Raises:
+        OSError: one line naming ``path`` when the file cannot be written (``ENOSPC``:
+            "No space left on device"); the previous file stays, the temporary file is
+            removed.
+    """
+    recorder: _WriteRecorder | None = None
+    try:
+        with atomic_open(path) as handle:
+            recorder = _WriteRecorder(handle)
+            torch.save(obj, recorder)
+    except RuntimeError:
+        failed = recorder.error if recorder is not None else None
+        if failed is None:
+            raise
+        raise _write_error(failed, path) from None
+
+
+def _write_error(err: OSError, path: str | os.PathLike[str]) -> OSError:
+    """``err`` of a failed checkpoint write as one line naming ``path``."""
+    reason = err.strerror or os.strerror(err.errno or errno.EIO)
+    return type(err)(err.errno, f"{path}: cannot write the checkpoint ({reason})")
+
+
+#: What a damaged ``last.pt`` calls for.
+RESTART = "delete it or start afresh with --overwrite"
 
 
 def load_checkpoint(path: str | os.PathLike[str],
-                    map_location: torch.device | str = "cpu") -> dict[str, Any]:
+                    map_location: torch.device | str = "cpu",
+                    remedy: str = RESTART) -> dict[str, Any]:
     """Load a checkpoint written by :func:`atomic_save` safely
     (``weights_only=True``: tensors and plain containers only, nothing is
     unpickled).
 
+    Args:
+        remedy: What the error message advises (default: delete it or start afresh
+            with ``--overwrite``).
+
     Raises:
         FileNotFoundError: when ``path`` does not exist.
         CheckpointError: naming ``path`` when it is truncated, damaged or not a
-            checkpoint, suggesting ``--overwrite`` to start afresh.
+            checkpoint, with ``remedy``.
     """
     path = Path(path)
     try:
@@ -66,15 +123,97 @@ def load_checkpoint(path: str | os.PathLike[str],
         detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
         raise CheckpointError(
             f"checkpoint {path} is damaged or not a jams_pyg checkpoint "
-            f"({type(err).__name__}: {detail}); delete it or start afresh with "
-            "--overwrite"
+            f"({type(err).__name__}: {detail}); {remedy}"
         ) from err
     if not isinstance(state, dict):
         raise CheckpointError(
             f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict; "
-            "delete it or start afresh with --overwrite"
+            f"{remedy}"
         )
     return state
+
+
+def best_checkpoint(model_state: Mapping[str, Any], epoch: int, score: float,
+                    fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    """The content of ``best.pt``: the weights of the best epoch (0-based ``epoch``), its
+    validation ``score`` and the run ``fingerprint`` (as ``last.pt`` carries it)."""
+    return {"version": CHECKPOINT_VERSION, "fingerprint": json_like(dict(fingerprint)),
+            "model": model_state, "epoch": epoch, "score": score}
+
+
+#: Why a run cannot go on without the best epoch's weights.
+_BEST_LOST = ("the run cannot report its best epoch without them: start afresh with "
+              "--overwrite (or choose another --output-dir)")
+
+
+def load_best_checkpoint(path: str | os.PathLike[str], fingerprint: Mapping[str, Any],
+                         epoch: int, score: float,
+                         map_location: torch.device | str = "cpu",
+                         best_weights: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Load ``best.pt`` and check that it holds this run's best epoch: the run
+    ``fingerprint``, the (0-based) ``epoch`` and the validation ``score`` that
+    ``last.pt`` records. A ``best.pt`` of an earlier jams_pyg (no fingerprint) is
+    accepted when its epoch and score match.
+
+    Args:
+        best_weights: The best epoch's weights where the caller has them (``last.pt``'s
+            model, when its last epoch was the best): a missing ``best.pt``, or this
+            run's of an earlier epoch (a run stopped between writing ``last.pt`` and
+            ``best.pt``), is then written again from them, with a warning.
+
+    Raises:
+        CheckpointError: naming ``path``, when it is missing or damaged, was written by
+            another run (listing what differs) or holds another epoch.
+    """
+    path = Path(path)
+    if not path.is_file():
+        if best_weights is not None:
+            return _restore_best(path, best_weights, epoch, score, fingerprint, "missing")
+        raise CheckpointError(
+            f"{path} is missing: it held the weights of the best epoch ({epoch + 1}); "
+            + _BEST_LOST)
+    state = load_checkpoint(path, map_location, remedy=_BEST_LOST)
+    check_best_owner(state, fingerprint, path)
+    if state.get("epoch") != epoch or state.get("score") != score or "model" not in state:
+        if best_weights is not None:
+            return _restore_best(path, best_weights, epoch, score, fingerprint,
+                                 f"of epoch {_epoch_number(state.get('epoch'))}")
+        raise CheckpointError(
+            f"{path} holds epoch {_epoch_number(state.get('epoch'))} (score "
+            f"{state.get('score')!r}), but the run's best is epoch {epoch + 1} (score "
+            f"{score!r}); " + _BEST_LOST)
+    return state
+
+
+def _restore_best(path: Path, weights: Mapping[str, Any], epoch: int, score: float,
+                  fingerprint: Mapping[str, Any], found: str) -> dict[str, Any]:
+    log.warning("%s was %s; written again from the weights of the best epoch (%d) that "
+                "last.pt holds", path, found, epoch + 1)
+    state = best_checkpoint(dict(weights), epoch, score, fingerprint)
+    atomic_save(state, path)
+    return state
+
+
+def check_best_owner(state: Mapping[str, Any], fingerprint: Mapping[str, Any],
+                     path: str | os.PathLike[str]) -> None:
+    """Refuse the ``best.pt`` ``state`` (loaded from ``path``) when its run fingerprint
+    is not ``fingerprint`` (one without a fingerprint, of an earlier jams_pyg, passes).
+
+    Raises:
+        CheckpointError: naming ``path`` and the first difference.
+    """
+    stored = state.get("fingerprint")
+    if stored is None:
+        return
+    differences = fingerprint_differences(stored, json_like(dict(fingerprint)))
+    if differences:
+        raise CheckpointError(
+            f"{path} was written by another run ({len(differences)} setting(s) "
+            f"differ, e.g. {differences[0]}); " + _BEST_LOST)
+
+
+def _epoch_number(epoch: Any) -> Any:
+    return epoch + 1 if isinstance(epoch, int) else epoch
 
 
 def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
@@ -171,5 +310,7 @@ def check_resumable(state: Mapping[str, Any], fingerprint: Mapping[str, Any],
         )
 
 
-__all__ = ["CHECKPOINT_VERSION", "atomic_save", "check_resumable", "dataset_fingerprint",
-           "fingerprint_differences", "json_like", "load_checkpoint"]
+__all__ = ["CHECKPOINT_VERSION", "atomic_save", "best_checkpoint", "check_best_owner",
+           "check_resumable",
+           "dataset_fingerprint", "fingerprint_differences", "json_like",
+           "load_best_checkpoint", "load_checkpoint"]

@@ -5,7 +5,13 @@
 killed (the kernel drops the lock of a dead process, so a stale lock never blocks). A
 second run gets :class:`~jams_pyg.train.errors.RunDirLocked` naming the holder's pid, host,
 start time and command. :meth:`~jams_pyg.train.trainer.Trainer.fit` takes the lock of its
-output folder; :func:`jams_pyg.train.experiment.run_experiment` holds it for the whole run.
+output folder; :func:`jams_pyg.train.experiment.run_experiment` holds it for the whole run;
+``jams-pyg train`` holds its output folder and every variant's sub-folder from its start to
+its end (:func:`hold_run_dirs`), so a second command into the same folder fails at once,
+whichever variants either trains.
+
+Whoever takes a folder's lock removes the temporary files killed writers left in it
+(``.<name>.<8 characters>.tmp`` of :mod:`jams_pyg.atomic`; never one a live writer holds).
 Torch-free.
 """
 
@@ -13,13 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 try:  # POSIX; elsewhere run folders are not locked (see run_dir_lock)
@@ -27,11 +35,18 @@ try:  # POSIX; elsewhere run folders are not locked (see run_dir_lock)
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+from jams_pyg.atomic import remove_stale_temps
 from jams_pyg.train.errors import RunDirLocked
+
+log = logging.getLogger(__name__)
 
 #: The lock file of a run folder (kept between runs: deleting it would let two
 #: runs lock two different files of the same name).
 LOCK_NAME = ".run.lock"
+
+#: The temporary files and folders of :mod:`jams_pyg.atomic`'s writers: ``.<name>.<8
+#: random characters>.tmp`` beside ``<name>``.
+_TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
 
 _held_lock = threading.Lock()
 _held: dict[str, list[int]] = {}  # real path of a locked folder -> [fd, depth]
@@ -90,6 +105,23 @@ def _acquire_run_dir(folder: Path) -> None:
         os.ftruncate(fd, 0)
         os.pwrite(fd, record, 0)
         _held[key] = [fd, 1]
+    remove_killed_writers_temps(folder)
+
+
+def remove_killed_writers_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files and folders (``.<name>.<random>.tmp``) that writers
+    killed while writing ``<name>`` left in ``folder``; those a live writer holds stay
+    (:func:`jams_pyg.atomic.remove_stale_temps`). Returns what was removed."""
+    try:
+        names = {found["name"] for entry in os.scandir(folder)
+                 if (found := _TEMP.fullmatch(entry.name))}
+    except OSError:
+        return []
+    removed = [temp for name in sorted(names) for temp in remove_stale_temps(folder / name)]
+    if removed:
+        log.info("removed %d temporary file(s) that stopped runs left in %s: %s",
+                 len(removed), folder, ", ".join(p.name for p in removed[:5]))
+    return removed
 
 
 def _release_run_dir(folder: Path) -> None:
@@ -141,6 +173,24 @@ def run_dir_lock(folder: str | os.PathLike[str], enabled: bool = True) -> Iterat
         _release_run_dir(folder)
 
 
+@contextlib.contextmanager
+def hold_run_dirs(folders: Iterable[str | os.PathLike[str]], enabled: bool = True
+                  ) -> Iterator[list[Path]]:
+    """Hold every folder of ``folders`` (see :func:`run_dir_lock`) until the block ends:
+    a command that writes several run folders owns them all for its whole life, so
+    another command that would write any of them fails at once, not when it gets there.
+
+    Raises:
+        RunDirLocked: naming the holder of the first folder another process holds
+            (those taken before it are released).
+    """
+    paths = [Path(f) for f in folders]
+    with contextlib.ExitStack() as stack:
+        for path in paths:
+            stack.enter_context(run_dir_lock(path, enabled=enabled))
+        yield paths
+
+
 def prepare_run_dir(folder: str | os.PathLike[str], overwrite: bool = False) -> None:
     """Check before a run that no other run holds ``folder`` and, with
     ``overwrite``, empty it (under the lock, which stays in place).
@@ -162,4 +212,5 @@ def prepare_run_dir(folder: str | os.PathLike[str], overwrite: bool = False) -> 
                     entry.unlink()
 
 
-__all__ = ["LOCK_NAME", "prepare_run_dir", "run_dir_lock"]
+__all__ = ["LOCK_NAME", "hold_run_dirs", "prepare_run_dir", "remove_killed_writers_temps",
+           "run_dir_lock"]
