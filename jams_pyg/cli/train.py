@@ -18,10 +18,10 @@ from typing import Any
 from jams_pyg.cli.common import add_command, fail
 from jams_pyg.cli.synthetic import size_type
 from jams_pyg.data.defaults import SIZES
-from jams_pyg.eval.protocol import THRESHOLD_PROTOCOLS
+from jams_pyg.eval.names import MONITORS
 from jams_pyg.icd.codes import SYSTEM_LABELS
 from jams_pyg.models.config import BACKBONES
-from jams_pyg.train.config import TrainConfig, train_setting_type
+from jams_pyg.train.config import AMP_DTYPES, TrainConfig, train_setting_type
 from jams_pyg.train.presets import train_settings
 from jams_pyg.train.progress import format_duration
 from jams_pyg.train.variants import VARIANTS
@@ -92,15 +92,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{TrainConfig.__dataclass_fields__['grad_accumulation'].default})")
     parser.add_argument("--patience", type=train_setting_type("patience"), metavar="N",
                         help=_train_help("patience", "early stopping: epochs without a "
-                                         "better validation MAP"))
-    parser.add_argument("--protocol", choices=THRESHOLD_PROTOCOLS, default="edin",
-                        help="how the decision threshold is tuned on validation: edin (Edin "
-                        "et al.'s grid, default) or exact (the exact micro-F1 maximiser); "
-                        "recorded in metrics.json and the bundle")
+                                         "better validation score (the plain backbone: 6 "
+                                         "with --data)"))
+    parser.add_argument("--monitor", choices=MONITORS,
+                        help=_train_help("monitor", "what early stopping and the best "
+                                         "checkpoint select on (official_mean: the official "
+                                         "JAMS mean of seven metrics; the plain backbone "
+                                         "selects on map with --data)"))
+    parser.add_argument("--amp-dtype", choices=AMP_DTYPES,
+                        help=_train_help("amp_dtype", "mixed precision on CUDA (float16 "
+                                         "with a gradient scaler, as the official code)"))
     parser.add_argument("--max-length", type=int, default=4000, metavar="N",
                         help="tokens kept per document (Edin et al.)")
-    parser.add_argument("--word2vec", action="store_true",
-                        help="initialise word embeddings with word2vec on the training texts")
+    parser.add_argument("--word2vec", action=argparse.BooleanOptionalAction, default=None,
+                        help="initialise word embeddings with word2vec on the training texts "
+                        "(default: on with --data, as the official recipe; off on the "
+                        "synthetic corpus)")
     parser.add_argument("--plm-path", metavar="DIR",
                         help="local pretrained model folder for plm_icd (default: a small "
                         "RoBERTa trained from scratch)")
@@ -123,8 +130,9 @@ def experiment_config(args: argparse.Namespace, variant: str, output_dir: Path):
     from jams_pyg.train.experiment import ExperimentConfig
 
     synthetic = args.data_dir is None
-    settings: dict[str, Any] = train_settings(args.model, synthetic)
-    for name in ("epochs", "batch_size", "lr", "grad_accumulation", "patience"):
+    settings: dict[str, Any] = train_settings(args.model, synthetic, variant)
+    for name in ("epochs", "batch_size", "lr", "grad_accumulation", "patience", "monitor",
+                 "amp_dtype"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     return ExperimentConfig(
@@ -132,7 +140,7 @@ def experiment_config(args: argparse.Namespace, variant: str, output_dir: Path):
         synthetic_size=args.size, output_dir=str(output_dir), seed=args.seed,
         max_length=args.max_length, word2vec=args.word2vec, plm_path=args.plm_path,
         icd9_gems=tuple(args.icd9_gem), icd10_gems=tuple(args.icd10_gem),
-        device=args.device, resume=args.resume, protocol=args.protocol,
+        device=args.device, resume=args.resume,
         train=TrainConfig(**settings, seed=args.seed, progress=not args.no_progress),
         synthetic_dir=str(output_dir.parent / "data") if synthetic else None,
     )

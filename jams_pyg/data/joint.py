@@ -3,6 +3,8 @@ length-bucketing batch sampler for joint (JAMS) training."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -230,10 +232,24 @@ class BucketBatchSampler(Sampler[list[int]]):
     """Length-bucketing batch sampler over a dataset mixing both systems, with
     optional sharding for distributed training.
 
-    Every epoch the indices are shuffled (seed + epoch), cut into pools of
-    ``batch_size * pool_batches`` documents, each pool sorted by length and
-    cut into batches; the batch order is shuffled again. Documents of both
-    systems share the pools, so batches mix them. All ranks compute the same
+    Two ways to group documents of similar length, both reshuffled every epoch
+    (seed + epoch) and both mixing the systems (documents of both share the
+    groups):
+
+    * ``boundaries`` given, the official sampler (GY-Jeong/JAMS and Edin et al.,
+      ``src/data/batch_sampler.py``, ``BySequenceLengthSampler``, with the
+      boundaries of ``configs/dataloader/defaults.yaml``): a document of length
+      ``n`` goes to the fixed bucket ``[b_i, b_{i+1})`` (below the first boundary
+      and from the last one on are buckets too); each bucket is shuffled and cut
+      into batches, and with ``drop_last`` its incomplete last batch is dropped
+      (a different one every epoch); the batches of all buckets are shuffled
+      together. Lengths are token counts after truncation, as theirs.
+    * ``boundaries=None``: the indices are shuffled, cut into pools of
+      ``batch_size * pool_batches`` documents, each pool sorted by length and cut
+      into batches (with ``drop_last`` each pool's incomplete last batch is
+      dropped); the batch order is shuffled again. Our own scheme, which the
+      synthetic presets keep.
+ All ranks compute the same
     batch list and rank ``r`` takes batches ``r, r + world_size, ...``; when
     the number of batches is not a multiple of ``world_size`` the list is
     padded by repeating its first batches (``drop_last=False``, as
@@ -249,8 +265,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         pool_batches (int): Batches per sorting pool.
         rank (int): This process's rank.
         world_size (int): Number of processes.
-        drop_last (bool): Drop the last incomplete batch and the batches that
-            do not divide evenly among ranks.
+        drop_last (bool): Drop the incomplete batches (one per bucket or pool)
+            and the batches that do not divide evenly among ranks.
+        boundaries (Sequence[int], optional): Increasing length boundaries of
+            fixed buckets (the official ones:
+            :data:`~jams_pyg.train.config.OFFICIAL_BUCKET_BOUNDARIES`); ``None``
+            sorts pools instead.
     """
 
     def __init__(
@@ -263,6 +283,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        boundaries: Sequence[int] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -276,6 +297,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
+        if boundaries is not None:
+            boundaries = [int(b) for b in boundaries]
+            if not boundaries or any(b >= c for b, c in itertools.pairwise(boundaries)):
+                raise ValueError(f"boundaries must be increasing and non-empty, got "
+                                 f"{boundaries}")
+        self.boundaries = boundaries
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -288,6 +315,19 @@ class BucketBatchSampler(Sampler[list[int]]):
         indices = list(range(n))
         if not self.shuffle:
             batches = [indices[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        elif self.boundaries is not None:
+            rng = random.Random(self.seed * 1_000_003 + self.epoch)
+            buckets: dict[int, list[int]] = {}
+            for i in indices:  # bisect_right: a length equal to a boundary opens its bucket
+                buckets.setdefault(bisect.bisect_right(self.boundaries, self.lengths[i]),
+                                   []).append(i)
+            batches = []
+            for bucket in sorted(buckets):
+                members = buckets[bucket]
+                rng.shuffle(members)
+                batches.extend(members[i : i + self.batch_size]
+                               for i in range(0, len(members), self.batch_size))
+            rng.shuffle(batches)
         else:
             rng = random.Random(self.seed * 1_000_003 + self.epoch)
             rng.shuffle(indices)
@@ -314,7 +354,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         n = len(self.lengths)
         if self.drop_last:
             if self.shuffle:
-                # Pools may leave one short batch each; count exactly.
+                # Pools and buckets may leave one short batch each; count exactly.
                 return len(self._global_batches()) // self.world_size
             full = n // self.batch_size
             return (full - full % self.world_size) // self.world_size
@@ -324,6 +364,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         n = len(self.lengths)
         if not self.shuffle:
             return math.ceil(n / self.batch_size)
+        if self.boundaries is not None:
+            return len(self._global_batches())
         pool = self.batch_size * self.pool_batches
         full, rest = divmod(n, pool)
         return full * self.pool_batches + math.ceil(rest / self.batch_size)

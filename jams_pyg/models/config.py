@@ -31,7 +31,9 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 #: The four backbones of the paper (Table 2), in its order.
 BACKBONES = ("laat", "caml", "multirescnn", "plm_icd")
 
-# Edin et al. (2023), configs/model/*.yaml, and the word2vec widths of their text encoders.
+# Edin et al. (2023), configs/model/*.yaml, and the width of their word embeddings: every word
+# backbone takes it from the word2vec text encoder, configs/text_encoder/word2vec.yaml
+# (vector_size: 100; the official JAMS code has the same file), so LAAT is 100-d too.
 _BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {
     "caml": {"embedding_dim": 100, "embed_dropout": 0.2, "num_filters": 50, "kernel_size": 10},
     "multirescnn": {
@@ -41,7 +43,7 @@ _BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {
         "kernel_sizes": (3, 5, 9, 15, 19, 25),
     },
     "laat": {
-        "embedding_dim": 200,
+        "embedding_dim": 100,
         "embed_dropout": 0.3,
         "rnn_hidden_size": 512,
         "rnn_num_layers": 1,
@@ -60,7 +62,9 @@ class ModelConfig:
     Args:
         model: ``"laat"``, ``"caml"``, ``"multirescnn"`` or ``"plm_icd"``.
         vocab_size: Word vocabulary size (word-level backbones; pad 0, unk 1).
-        embedding_dim: Word embedding width (100 CAML/MultiResCNN, 200 LAAT).
+        embedding_dim: Word embedding width (100 for every word backbone: the word2vec
+            ``vector_size`` of Edin et al.'s and the official
+            ``configs/text_encoder/word2vec.yaml``).
         embed_dropout: Dropout on word embeddings (0.2 CAML/MultiResCNN, 0.3 LAAT).
         freeze_embeddings: Keep pretrained word vectors fixed.
         num_filters, kernel_size: CAML convolution (50, 10).

@@ -32,9 +32,7 @@ from jams_pyg.data import (
     train_word2vec,
 )
 from jams_pyg.data.synthetic import generate_synthetic_corpus
-from jams_pyg.eval import bucket_macro_f1, evaluate, per_code_f1
-from jams_pyg.eval.predict import Predictions
-from jams_pyg.eval.protocol import check_protocol, protocol_record
+from jams_pyg.eval import bucket_macro_f1, compute_metrics, per_code_f1, tune_threshold
 from jams_pyg.eval.report import write_report
 from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.codes import SYSTEM_LABELS, SYSTEMS
@@ -48,6 +46,7 @@ from jams_pyg.train.distributed import (
     init_distributed,
     unwrap_model,
 )
+from jams_pyg.train.evaluate import Predictions
 from jams_pyg.train.presets import SMALL_PLM, SYNTHETIC_MODEL
 from jams_pyg.train.rundir import run_dir_lock
 from jams_pyg.train.trainer import Trainer
@@ -59,6 +58,11 @@ from jams_pyg.train.variants import (
 )
 
 log = logging.getLogger(__name__)
+
+#: The evaluation protocol of every result (Edin et al. 2023): the decision threshold tuned
+#: per system on validation over ``linspace(0, 1, 100)`` with all codes and documents,
+#: ``p > t``; micro AUC over all (document, code) pairs.  Recorded in ``metrics.json``.
+EVAL_PROTOCOL = {"threshold": "edin", "micro_auc_codes": "all", "threshold_split": "val"}
 
 @dataclass
 class ExperimentConfig:
@@ -84,7 +88,10 @@ class ExperimentConfig:
         max_length: Maximum tokens per document.
         min_df: Minimum document frequency of a word (word backbones).
         word2vec: Initialise word embeddings with word2vec trained on the
-            training texts (Edin et al. do).
+            training texts (``ModelConfig.embedding_dim`` wide: 100, the official
+            and Edin et al.'s ``configs/text_encoder/word2vec.yaml``,
+            ``vector_size: 100``); ``None`` (default): on for real data (``data_dir``),
+            off for the synthetic corpus (random embeddings, as it always ran).
         plm_path: Local folder of a pretrained RoBERTa-style model and its
             tokenizer for PLM-ICD (e.g. RoBERTa-PM); ``None`` trains a small
             tokenizer and a small randomly initialised model locally.
@@ -96,9 +103,6 @@ class ExperimentConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         resume: Continue a stopped run from its last checkpoint (else a folder
             holding one is an error).
-        protocol: How the decision threshold is tuned on validation: ``edin`` (Edin et
-            al.'s grid, default) or ``exact`` (see :mod:`jams_pyg.eval.protocol`);
-            recorded in ``metrics.json`` and the bundle.
         train: Optimisation settings.
         model_overrides: Extra :class:`~jams_pyg.models.ModelConfig` fields.
     """
@@ -114,14 +118,13 @@ class ExperimentConfig:
     seed: int = 0
     max_length: int = 4000
     min_df: int = 3
-    word2vec: bool = False
+    word2vec: bool | None = None
     plm_path: str | None = None
     icd9_gems: tuple[str, ...] = ()
     icd10_gems: tuple[str, ...] = ()
     bucket_scale: float | None = None
     device: str = "auto"
     resume: bool = False
-    protocol: str = "edin"
     train: TrainConfig = field(default_factory=TrainConfig)
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -136,7 +139,8 @@ class ExperimentConfig:
                 raise ValueError(f"unknown system {system!r}: expected icd9 and/or icd10")
         if self.variant not in SEPARATE_VARIANTS and len(self.systems) != 2:
             raise ValueError(f"variant {self.variant!r} trains both systems jointly")
-        check_protocol(self.protocol)
+        if self.word2vec is None:  # the official recipe on real data
+            self.word2vec = self.data_dir is not None
 
     @property
     def label(self) -> str:
@@ -262,19 +266,18 @@ def _model_config(config: ExperimentConfig, tokenizer, systems: Sequence[str],
 
 
 def _evaluate(val: Predictions, test: Predictions, train_counts: dict[str, np.ndarray],
-              linked: dict[str, np.ndarray], scale: float, protocol: str) -> dict[str, Any]:
-    """The evaluation protocol per system (:func:`jams_pyg.eval.evaluate`, as ``jams-pyg
-    evaluate``), with macro-F1 by training frequency and GEM link at the tuned threshold."""
+              linked: dict[str, np.ndarray], scale: float) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for system, probs in test.probs.items():
+        threshold = tune_threshold(val.probs[system], val.targets[system],
+                                   protocol=EVAL_PROTOCOL["threshold"])
         targets = test.targets[system]
-        scored = evaluate(probs, targets, tune_on=(val.probs[system], val.targets[system]),
-                          protocol=protocol)
-        threshold = scored["threshold"]
+        metrics = compute_metrics(probs, targets, threshold=threshold,
+                                  micro_auc_codes=EVAL_PROTOCOL["micro_auc_codes"])
         f1 = per_code_f1(probs, targets, threshold)
         results[system] = {
             "threshold": threshold,
-            "metrics": scored["metrics"],
+            "metrics": metrics,
             "buckets": bucket_macro_f1(f1, train_counts[system], linked=linked.get(system),
                                        scale=scale),
             "num_test_documents": int(probs.shape[0]),
@@ -309,7 +312,8 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     val = JointCodingDataset(selected, "val", tokenizer, max_length=config.max_length)
     test = JointCodingDataset(selected, "test", tokenizer, max_length=config.max_length)
     sampler = BucketBatchSampler(train.lengths, config.train.batch_size, shuffle=True,
-                                 seed=config.seed)
+                                 seed=config.seed, drop_last=config.train.drop_last,
+                                 boundaries=config.train.bucket_boundaries)
 
     def batches(epoch: int) -> list[list[int]]:
         sampler.set_epoch(epoch)
@@ -332,15 +336,14 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     linked = {s: joint_graph.linked(s).numpy() for s in systems} if joint_graph else {}
     results = _evaluate(trainer.predict(val), trainer.predict(test),
                         {s: selected[s].code_frequencies("train") for s in systems},
-                        linked, scale, config.protocol)
+                        linked, scale)
     if info.is_main and save_model is not None:
         # e.g. the prediction bundle that JAMSPredictor.load(out / "model") reads
         save_model(TrainedModel(
             out / "model", unwrap_model(trainer.model), model_config, tokenizer,
             {s: selected[s].codes for s in systems},
             {s: results[s]["threshold"] for s in systems}, graph, config.max_length,
-            extra={"label": config.label, "seed": config.seed,
-                   "protocol": protocol_record(config.protocol)}))
+            extra={"label": config.label, "seed": config.seed, "protocol": EVAL_PROTOCOL}))
     return results, {"training": summary, "model_config": model_config.to_dict(),
                      "train_config": asdict(config.train)}
 
@@ -380,8 +383,7 @@ def _run_experiment(config: ExperimentConfig, save_model: ModelSaver | None
     joint_graph = build_graph(config, datasets) if len(config.systems) == 2 else None
     results: dict[str, Any] = {"label": config.label, "model": config.model,
                                "variant": config.variant, "seed": config.seed,
-                               "bucket_scale": scale, "protocol": protocol_record(config.protocol),
-                               "systems": {}}
+                               "bucket_scale": scale, "protocol": EVAL_PROTOCOL, "systems": {}}
     if config.variant in SEPARATE_VARIANTS:
         groups = [(s,) for s in config.systems]
     else:

@@ -49,8 +49,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from jams_pyg.eval.metrics import compute_metrics
-from jams_pyg.eval.predict import Predictions, predict
-from jams_pyg.models.runtime import autocast
+from jams_pyg.eval.names import monitor_value
+from jams_pyg.train.amp import amp_dtype, grad_scaler
 from jams_pyg.train.checkpoint import (
     CHECKPOINT_VERSION,
     READABLE_VERSIONS,
@@ -70,7 +70,7 @@ from jams_pyg.train.distributed import (
 )
 from jams_pyg.train.divergence import check_probabilities, check_step_loss, check_weights
 from jams_pyg.train.errors import CheckpointError, TrainingError
-from jams_pyg.train.evaluate import check_splits
+from jams_pyg.train.evaluate import Predictions, autocast, check_splits, predict
 from jams_pyg.train.progress import epoch_line
 from jams_pyg.train.rundir import run_dir_lock
 from jams_pyg.train.schedule import linear_warmup_decay
@@ -151,16 +151,10 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = max(1, steps_per_epoch * config.epochs)
         self.scheduler = linear_warmup_decay(
-            self.optimizer, math.ceil(config.warmup_ratio * self.total_steps), self.total_steps
+            self.optimizer, config.warmup(self.total_steps), self.total_steps
         )
-        self.amp_dtype: torch.dtype | None = None
-        if config.amp and self.device.type == "cuda":
-            self.amp_dtype = (
-                torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            )
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.amp_dtype == torch.float16
-        )
+        self.amp_dtype = amp_dtype(config, self.device)
+        self.scaler = grad_scaler(self.amp_dtype, self.device)
         self.epoch = 0
         self.global_step = 0
         self.best_score = -math.inf
@@ -340,19 +334,20 @@ class Trainer:
 
     def predict(self, dataset: Dataset, batch_size: int | None = None) -> Predictions:
         """Probabilities and targets of every document of ``dataset``, per system
-        (see :func:`~jams_pyg.eval.predict.predict`)."""
+        (see :func:`~jams_pyg.train.evaluate.predict`)."""
         return predict(unwrap_model(self.model), dataset, self.collate_fn, self.systems,
                        batch_size or self.config.eval_batch_size, self.device,
                        self.amp_dtype)
 
     def validation_score(self, predictions: Predictions) -> dict[str, float]:
-        """The monitored metric per system (threshold-free metrics need no
-        tuning; threshold metrics use 0.5)."""
+        """The monitored value per system (``config.monitor``: one metric, or the official
+        mean of seven, :func:`~jams_pyg.eval.names.monitor_value`); threshold metrics use
+        0.5, as the official trainer's validation metrics."""
         scores = {}
         for system, probs in predictions.probs.items():
             check_probabilities(probs, system, self.config, self.epoch + 1)
             metrics = compute_metrics(probs, predictions.targets[system], threshold=0.5)
-            scores[system] = float(metrics[self.config.monitor])
+            scores[system] = monitor_value(metrics, self.config.monitor)
         return scores
 
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
