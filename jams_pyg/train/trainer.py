@@ -55,13 +55,17 @@ from jams_pyg.train.checkpoint import (
     CHECKPOINT_VERSION,
     READABLE_VERSIONS,
     atomic_save,
+    best_checkpoint,
+    check_best_owner,
     check_resumable,
     json_like,
+    load_best_checkpoint,
     load_checkpoint,
 )
 from jams_pyg.train.config import RESUMABLE_SETTINGS, TrainConfig
 from jams_pyg.train.distributed import (
     DistInfo,
+    barrier,
     gradient_sync,
     mean_over_ranks,
     shard_batch,
@@ -239,13 +243,21 @@ class Trainer:
         ...; only ``RESUMABLE_SETTINGS`` may change). Nothing is loaded when it
         does not.
 
+        ``best.pt`` is checked too: a resumed run reports the best epoch's weights, so a
+        missing ``best.pt``, one of another run or of another epoch is refused.
+
         Raises:
             CheckpointError: naming the file, when ``last.pt`` is truncated,
-                damaged or of an unknown version (suggests ``--overwrite``).
+                damaged or of an unknown version (suggests ``--overwrite``), or when
+                ``best.pt`` is missing, damaged or not this run's best epoch (see
+                :func:`~jams_pyg.train.checkpoint.load_best_checkpoint`).
             ResumeMismatch: listing each differing setting with its stored
                 and its current value.
         """
         if not self.last_path.is_file():
+            if self.best_path.is_file():  # a run stopped in its first epoch: must be ours
+                check_best_owner(load_checkpoint(self.best_path), self.fingerprint,
+                                 self.best_path)
             return False
         state = load_checkpoint(self.last_path, map_location=self.device)
         check_resumable(state, self.fingerprint, self.last_path)
@@ -256,6 +268,13 @@ class Trainer:
                 f"checkpoint {self.last_path} cannot be resumed ({type(err).__name__}: "
                 f"{str(err)[:200]}); delete it or start afresh with --overwrite"
             ) from err
+        if self.best_epoch >= 0:  # before any work: the best epoch's weights are there
+            # When the last epoch was the best, last.pt holds its weights (a run stopped
+            # between the two saves is then resumable).
+            last_is_best = self.best_epoch == self.epoch - 1
+            load_best_checkpoint(self.best_path, self.fingerprint, self.best_epoch,
+                                 self.best_score,
+                                 best_weights=state["model"] if last_is_best else None)
         log.info("resumed from %s at epoch %d", self.last_path, self.epoch)
         return True
 
@@ -388,9 +407,6 @@ class Trainer:
             improved = score > self.best_score
             if improved:
                 self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
-                if self.dist.is_main:
-                    atomic_save({"model": unwrap_model(self.model).state_dict(),
-                                 "epoch": self.epoch, "score": score}, self.best_path)
             else:
                 self.bad_epochs += 1
             record = {
@@ -407,7 +423,13 @@ class Trainer:
                 self._log_epoch(train_loss, score, improved, last_epoch)
             self.epoch += 1
             if self.dist.is_main:
+                # last.pt first: a run stopped before best.pt is written finds this epoch's
+                # weights in last.pt on resume (see load_best_checkpoint)
                 atomic_save(self.state_dict(), self.last_path)
+                if improved:
+                    atomic_save(best_checkpoint(unwrap_model(self.model).state_dict(),
+                                                self.best_epoch, score, self.fingerprint),
+                                self.best_path)
         if self.best_epoch < 0:
             raise TrainingError(
                 f"after {self.epoch} epochs no epoch gave a validation {self.config.monitor} "
@@ -433,10 +455,17 @@ class Trainer:
             early_stop=self.config.patience if stopping else None))
 
     def load_best(self) -> None:
-        """Load the best validation weights (from ``best.pt``)."""
-        if self.best_path.is_file():
-            state = load_checkpoint(self.best_path, map_location=self.device)
-            unwrap_model(self.model).load_state_dict(state["model"])
+        """Load the best validation weights (from ``best.pt``, checked to be this run's
+        best epoch; under DDP once rank 0 has written it).
+
+        Raises:
+            CheckpointError: when ``best.pt`` is missing, damaged, of another run or
+                of another epoch than :attr:`best_epoch`.
+        """
+        barrier(self.dist)
+        state = load_best_checkpoint(self.best_path, self.fingerprint, self.best_epoch,
+                                     self.best_score, map_location=self.device)
+        unwrap_model(self.model).load_state_dict(state["model"])
 
     # ---------------------------------------------------------------- logging
     def _log_scalar(self, tag: str, value: float, step: int) -> None:
