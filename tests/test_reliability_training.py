@@ -2,6 +2,8 @@
 validation and resume checks."""
 
 import argparse
+import contextlib
+import errno
 import math
 import multiprocessing as mp
 import os
@@ -480,3 +482,127 @@ def test_cli_resume_with_other_settings_says_what_differs(tmp_path, capsys):
     status, message = _train(capsys, "--epochs", "1", "--resume", "--output-dir",
                              str(tmp_path))
     assert status == 1 and f"{last} is damaged" in message and "--overwrite" in message
+
+
+# ------------------------------------------- issue #23: best.pt, full disk, stale files
+def _best_not_last(tmp_path, **kw):
+    """A run stopped after 2 epochs whose best epoch (1) is not its last (2)."""
+    trainer = _trainer(tmp_path, epochs=3, **kw)
+    scores = iter([0.5, 0.4])
+    trainer.validation_score = lambda predictions: {"icd9": next(scores), "icd10": 0.5}
+    trainer.fit(stop_after=2)
+    assert trainer.best_epoch == 0 and trainer.epoch == 2
+    return trainer
+
+
+def test_resume_without_best_pt_is_refused(tmp_path, one_thread):
+    """Probe 2: a deleted best.pt made the resumed run report epoch 3's weights and
+    metrics as those of best epoch 2."""
+    _best_not_last(tmp_path)
+    best = tmp_path / "best.pt"
+    best.unlink()
+    with pytest.raises(CheckpointError, match=f"{best} is missing: it held the weights of "
+                       r"the best epoch \(1\).*--overwrite"):
+        _trainer(tmp_path, epochs=3).resume()
+    # nor does a run that lost it while training report another epoch's weights
+    trainer = _trainer(tmp_path / "b", epochs=2)
+    trainer.fit()
+    (tmp_path / "b" / "best.pt").unlink()
+    with pytest.raises(CheckpointError, match="best.pt is missing"):
+        trainer.load_best()
+
+
+def test_best_pt_of_the_last_epoch_is_restored_from_last_pt(tmp_path, one_thread, caplog):
+    """A run stopped between writing last.pt and best.pt (or whose best.pt was deleted)
+    resumes when its last epoch was the best: last.pt holds those weights."""
+    trainer = _stopped_run(tmp_path)  # 1 epoch: the best
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    best = tmp_path / "best.pt"
+    best.unlink()
+    resumed = _trainer(tmp_path, epochs=3)
+    with caplog.at_level("WARNING"):
+        assert resumed.resume()
+    assert "best.pt was missing; written again" in caplog.text
+    state = load_checkpoint(best)
+    assert state["epoch"] == 0 and state["score"] == trainer.best_score
+    assert all(torch.equal(state["model"][k], v) for k, v in weights.items())
+
+
+def test_best_pt_of_another_run_or_epoch_is_refused(tmp_path, one_thread):
+    """Probe 9: a best.pt of another run gave a 'size mismatch' traceback (or, of the
+    same shapes, silently another model)."""
+    _best_not_last(tmp_path / "a")
+    _best_not_last(tmp_path / "b", lr=2e-2)
+    best = tmp_path / "a" / "best.pt"
+    best.write_bytes((tmp_path / "b" / "best.pt").read_bytes())
+    with pytest.raises(CheckpointError, match=rf"{best} was written by another run \(1 "
+                       r"setting\(s\) differ, e.g. train.lr: stored 0.02, now 0.01\)"):
+        _trainer(tmp_path / "a", epochs=3).resume()
+    # this run's best.pt, but of another epoch than last.pt records
+    trainer = _best_not_last(tmp_path / "c")
+    state = load_checkpoint(tmp_path / "c" / "best.pt")
+    atomic_save({**state, "epoch": 1}, tmp_path / "c" / "best.pt")
+    with pytest.raises(CheckpointError, match=r"holds epoch 2 .*the run's best is epoch 1"):
+        _trainer(tmp_path / "c", epochs=3).resume()
+    # a best.pt of an earlier jams_pyg (no fingerprint) with the right epoch and score
+    old = {"model": state["model"], "epoch": 0, "score": trainer.best_score}
+    atomic_save(old, tmp_path / "c" / "best.pt")
+    assert _trainer(tmp_path / "c", epochs=3).resume()
+    # a best.pt without last.pt (a run stopped in its first epoch) must be this run's
+    (tmp_path / "b" / "last.pt").unlink()
+    with pytest.raises(CheckpointError, match="was written by another run"):
+        _trainer(tmp_path / "b", epochs=3).resume()
+    assert not _trainer(tmp_path / "b", epochs=3, lr=2e-2).resume()
+
+
+class _FullDisk:
+    """A file handle on a disk with ``room`` bytes left."""
+
+    def __init__(self, handle, room: int) -> None:
+        self.handle, self.room = handle, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _fill_disk(monkeypatch, room: int = 1000) -> None:
+    import jams_pyg.train.checkpoint as checkpoint
+
+    real = checkpoint.atomic_open
+
+    @contextlib.contextmanager
+    def full_disk(path, *args, **kwargs):
+        with real(path, *args, **kwargs) as handle:
+            yield _FullDisk(handle, room)
+
+    monkeypatch.setattr(checkpoint, "atomic_open", full_disk)
+
+
+def test_full_disk_during_a_checkpoint_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """Probe 8: torch.save's zip writer turned ENOSPC into 'RuntimeError [enforce fail at
+    inline_container.cc] unexpected pos'."""
+    path = tmp_path / "last.pt"
+    atomic_save({"weights": torch.ones(3)}, path)
+    _fill_disk(monkeypatch)
+    with pytest.raises(OSError) as err:
+        atomic_save({"weights": torch.randn(10_000)}, path)
+    message = str(err.value)
+    assert err.value.errno == errno.ENOSPC
+    assert message == f"[Errno 28] {path}: cannot write the checkpoint (No space left on device)"
+    assert torch.equal(load_checkpoint(path)["weights"], torch.ones(3))  # previous kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file
+
+
+def test_full_disk_while_training_stops_with_the_file_named(tmp_path, monkeypatch,
+                                                             one_thread):
+    trainer = _trainer(tmp_path, epochs=2)
+    _fill_disk(monkeypatch)
+    with pytest.raises(OSError, match=f"{tmp_path / 'last.pt'}: cannot write the "
+                       r"checkpoint \(No space left on device\)"):
+        trainer.fit()
