@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import pandas as pd
 import torch
 from torch import Tensor
 
 from jams_pyg.graph.edges import sort_links, union_links
-from jams_pyg.icd.codes import CodeKey, System, format_code, is_valid_raw
-from jams_pyg.icd.gem import PathLike, read_gem_file
+from jams_pyg.icd.codes import CodeKey, Kind, System, format_code, is_valid_raw
+from jams_pyg.icd.gem import NO_MAP_TARGETS, DataFileError, PathLike, gem_kind, iter_gem_rows
 
 #: :math:`\omega` of a pair some GEM line maps without the approximate flag.
 EXACT_WEIGHT = 1.0
@@ -58,56 +57,70 @@ def as_path_list(paths: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
     return list(paths)
 
 
-def _gem_pairs(path: PathLike, forward: bool) -> tuple[pd.DataFrame, set[CodeKey], set[CodeKey]]:
-    """Mapped (icd9, icd10) pairs of one GEM file and the codes that take part."""
-    frame = read_gem_file(path)
-    kind = frame.attrs["kind"]
+#: Distinct links of GEM files: ``(kind, ICD-9 code, ICD-10 code) -> exact``.
+Pairs = dict[tuple[str, str, str], bool]
+
+
+def _gem_pairs(path: PathLike, forward: bool) -> tuple[Pairs, set[CodeKey], set[CodeKey]]:
+    """The distinct (icd9, icd10) pairs of one GEM file (exact if any line maps the pair
+    without the approximate flag) and the codes that take part.
+
+    The file is streamed (:func:`~jams_pyg.icd.gem.iter_gem_rows`) and only distinct pairs
+    and codes are kept, so memory grows with the distinct links, not the lines."""
+    sources: dict[str, int] = {}  # code -> its first line, for the error message
+    targets: dict[str, int] = {}
+    exact: dict[tuple[str, str], bool] = {}
+    seen_kind: Kind | None = None
+    for number, source, target, flags in iter_gem_rows(path):
+        if source not in sources:
+            sources[source] = number
+        if flags[1] == "1":  # no map: the source is a node, without a link
+            seen_kind = NO_MAP_TARGETS[target]
+            continue
+        if target not in targets:
+            targets[target] = number
+        pair = (source, target)
+        if flags[0] == "0":
+            exact[pair] = True
+        elif pair not in exact:
+            exact[pair] = False
+    if not sources:
+        raise DataFileError(f"{path}: empty GEM file (no mapping line)")
+    kind = gem_kind(path, None, seen_kind)
     src_system: System = "icd9" if forward else "icd10"
     tgt_system: System = "icd10" if forward else "icd9"
-    for column, system in (("source", src_system), ("target", tgt_system)):
-        values = frame if column == "source" else frame.loc[~frame.no_map]
-        for raw, line in zip(values[column].tolist(), values["line"].tolist(), strict=True):
+    # in the order of their first line: the first bad line of the file is named
+    for codes, system in ((sources, src_system), (targets, tgt_system)):
+        for raw, line in codes.items():
             if not is_valid_raw(raw, system, kind):
-                # a procedure GEM is known by a NoPCS line or "pcs" in its name
-                hint = (" A procedure GEM needs a NoPCS line or 'pcs' in its file name."
-                        if kind == "dx" and is_valid_raw(raw, system, "proc") else "")
                 raise ValueError(
                     f"{path}, line {line}: {raw!r} is no {system} {kind} code; is the file "
                     f"given as {'icd9_to_icd10' if forward else 'icd10_to_icd9'} "
-                    f"of the right direction?{hint}"
+                    "of the right direction?"
                 )
-    icd9_col, icd10_col = ("source", "target") if forward else ("target", "source")
-    sources = {(kind, code) for code in frame["source"].tolist()}
-    mapped = frame.loc[~frame.no_map]
-    targets = {(kind, code) for code in mapped["target"].tolist()}
-    icd9_seen, icd10_seen = (sources, targets) if forward else (targets, sources)
-    pairs = pd.DataFrame(
-        {
-            "kind": kind,
-            "icd9": mapped[icd9_col].to_numpy(),
-            "icd10": mapped[icd10_col].to_numpy(),
-            "exact": ~mapped["approximate"].to_numpy(),
-        }
-    )
+    source_keys = {(kind, code) for code in sources}
+    target_keys = {(kind, code) for code in targets}
+    icd9_seen, icd10_seen = (source_keys, target_keys) if forward else (target_keys, source_keys)
+    pairs = {(kind, a, b) if forward else (kind, b, a): flag for (a, b), flag in exact.items()}
     return pairs, icd9_seen, icd10_seen
 
 
-def _merge_pairs(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """One row per distinct (kind, icd9, icd10) pair: exact if any line maps it exactly."""
-    if not frames:
-        return pd.DataFrame({"kind": [], "icd9": [], "icd10": [], "exact": []})
-    pairs = pd.concat(frames, ignore_index=True)
-    return pairs.groupby(["kind", "icd9", "icd10"], as_index=False, sort=False)["exact"].any()
+def _merge_pairs(files: list[Pairs]) -> Pairs:
+    """One entry per distinct (kind, icd9, icd10) pair: exact if any file maps it exactly."""
+    merged: Pairs = {}
+    for pairs in files:
+        for key, flag in pairs.items():
+            merged[key] = merged.get(key, False) or flag
+    return merged
 
 
-def _links(pairs: pd.DataFrame, index9: dict[CodeKey, int], index10: dict[CodeKey, int]
+def _links(pairs: Pairs, index9: dict[CodeKey, int], index10: dict[CodeKey, int]
            ) -> tuple[Tensor, Tensor]:
     """Edge index (sorted by ICD-9 then ICD-10 index) and ω of distinct pairs."""
-    kinds = pairs["kind"].tolist()
-    row = [index9[k] for k in zip(kinds, pairs["icd9"].tolist(), strict=True)]
-    col = [index10[k] for k in zip(kinds, pairs["icd10"].tolist(), strict=True)]
+    row = [index9[(kind, code9)] for kind, code9, _ in pairs]
+    col = [index10[(kind, code10)] for kind, _, code10 in pairs]
     weight = torch.where(
-        torch.tensor(pairs["exact"].tolist(), dtype=torch.bool),
+        torch.tensor(list(pairs.values()), dtype=torch.bool),
         EXACT_WEIGHT,
         APPROXIMATE_WEIGHT,
     ).float()
@@ -124,7 +137,7 @@ def read_gem_files(forward: Sequence[PathLike], backward: Sequence[PathLike]) ->
     """
     if not forward and not backward:
         raise ValueError("give at least one GEM file (icd9_to_icd10 or icd10_to_icd9)")
-    by_file: dict[bool, list[pd.DataFrame]] = {True: [], False: []}
+    by_file: dict[bool, list[Pairs]] = {True: [], False: []}
     icd9_seen: set[CodeKey] = set()
     icd10_seen: set[CodeKey] = set()
     for paths, is_forward in ((forward, True), (backward, False)):

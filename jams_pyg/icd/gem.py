@@ -269,13 +269,44 @@ def read_gem_file(path: PathLike, kind: Kind | None = None) -> pd.DataFrame:
     typed chunks as they come, so the peak memory is the returned table plus a
     bounded working set (``benchmarks/gem_reader_memory.py``).
     """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"GEM file not found: {path}")
-    # Parsed rows are packed into typed column chunks every _CHUNK_ROWS rows and
-    # codes are interned (a GEM has at most ~100k distinct codes), so the working
-    # memory does not grow with the file beyond the returned table.
     table = _GEMColumns()
     interned: dict[str, str] = {}
+    seen_kind: Kind | None = None
+    for number, source, target, flags in iter_gem_rows(path):
+        if flags[1] == "1":
+            seen_kind = NO_MAP_TARGETS[target]
+        # codes are interned (a GEM has at most ~100k distinct codes), so the working
+        # memory does not grow with the file beyond the returned table
+        table.append(interned.setdefault(source, source),
+                     interned.setdefault(target, target), int(flags), number)
+    del interned
+    frame = table.frame()
+    del table
+    if frame is None:
+        raise DataFileError(f"{path}: empty GEM file (no mapping line)")
+    frame.attrs["path"] = str(path)
+    frame.attrs["kind"] = gem_kind(path, kind, seen_kind)
+    return frame
+
+
+def gem_kind(path: PathLike, kind: Kind | None, seen_kind: Kind | None) -> Kind:
+    """The kind of a GEM file: ``kind`` if given (checked against the kind of its no-map
+    lines, ``seen_kind``), else ``seen_kind``, a ``pcs`` file name, else ``"dx"``."""
+    if seen_kind is not None and kind is not None and seen_kind != kind:
+        raise DataFileError(
+            f"{path}: kind={kind!r} given, but its no-map lines are {seen_kind}")
+    return kind or seen_kind or _guess_kind(path) or "dx"
+
+
+def iter_gem_rows(path: PathLike) -> Iterator[tuple[int, str, str, str]]:
+    """The mapping lines of a GEM file, checked, one at a time: ``(line number, source,
+    target, flags)`` with upper-cased codes (no-map targets stay ``NoDx`` / ``NoPCS``)
+    and ``flags`` the five flag digits (``flags[0]``: approximate, ``flags[1]``: no
+    map).  Blank lines are skipped.  The streaming core of :func:`read_gem_file` (see
+    there for the errors); a caller that keeps only what it needs (the graph build keeps
+    the distinct links) uses memory in proportion to that, not to the file."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"GEM file not found: {path}")
     seen_kind: Kind | None = None
     for number, line in iter_lines(path, "ascii", MAX_GEM_LINE_BYTES, "GEM file"):
         fields = line.split()
@@ -317,18 +348,4 @@ def read_gem_file(path: PathLike, kind: Kind | None = None) -> pd.DataFrame:
                 )
             if not _CODE.match(target):
                 raise DataFileError(f"{where}: malformed target code {quote(target)}")
-        table.append(interned.setdefault(source, source),
-                     interned.setdefault(target, target), int(flags), number)
-    del interned
-    frame = table.frame()
-    del table
-    if frame is None:
-        raise DataFileError(f"{path}: empty GEM file (no mapping line)")
-    resolved = kind or seen_kind or _guess_kind(path) or "dx"
-    if seen_kind is not None and kind is not None and seen_kind != kind:
-        raise DataFileError(
-            f"{path}: kind={kind!r} given, but its no-map lines are {seen_kind}")
-    frame.attrs["path"] = str(path)
-    frame.attrs["kind"] = resolved
-    return frame
-
+        yield number, source, target, flags
