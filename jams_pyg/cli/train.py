@@ -19,6 +19,7 @@ from jams_pyg.cli.common import add_command, fail
 from jams_pyg.cli.synthetic import size_type
 from jams_pyg.data.defaults import SIZES
 from jams_pyg.eval.names import MONITORS
+from jams_pyg.eval.protocol import THRESHOLD_PROTOCOLS
 from jams_pyg.icd.codes import SYSTEM_LABELS
 from jams_pyg.models.config import BACKBONES
 from jams_pyg.train.config import AMP_DTYPES, TrainConfig, train_setting_type
@@ -102,6 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp-dtype", choices=AMP_DTYPES,
                         help=_train_help("amp_dtype", "mixed precision on CUDA (float16 "
                                          "with a gradient scaler, as the official code)"))
+    parser.add_argument("--protocol", choices=THRESHOLD_PROTOCOLS, default="edin",
+                        help="how the decision threshold is tuned on validation: edin (Edin "
+                        "et al.'s grid, default) or exact (the exact micro-F1 maximiser); "
+                        "recorded in metrics.json and the bundle")
     parser.add_argument("--max-length", type=int, default=4000, metavar="N",
                         help="tokens kept per document (Edin et al.)")
     parser.add_argument("--word2vec", action=argparse.BooleanOptionalAction, default=None,
@@ -140,7 +145,7 @@ def experiment_config(args: argparse.Namespace, variant: str, output_dir: Path):
         synthetic_size=args.size, output_dir=str(output_dir), seed=args.seed,
         max_length=args.max_length, word2vec=args.word2vec, plm_path=args.plm_path,
         icd9_gems=tuple(args.icd9_gem), icd10_gems=tuple(args.icd10_gem),
-        device=args.device, resume=args.resume,
+        device=args.device, resume=args.resume, protocol=args.protocol,
         train=TrainConfig(**settings, seed=args.seed, progress=not args.no_progress),
         synthetic_dir=str(output_dir.parent / "data") if synthetic else None,
     )

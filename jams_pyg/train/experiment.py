@@ -32,7 +32,9 @@ from jams_pyg.data import (
     train_word2vec,
 )
 from jams_pyg.data.synthetic import generate_synthetic_corpus
-from jams_pyg.eval import bucket_macro_f1, compute_metrics, per_code_f1, tune_threshold
+from jams_pyg.eval import bucket_macro_f1, evaluate, per_code_f1
+from jams_pyg.eval.predict import Predictions
+from jams_pyg.eval.protocol import check_protocol, protocol_record
 from jams_pyg.eval.report import write_report
 from jams_pyg.graph.gem_graph import GEMGraph
 from jams_pyg.icd.codes import SYSTEM_LABELS, SYSTEMS
@@ -46,7 +48,6 @@ from jams_pyg.train.distributed import (
     init_distributed,
     unwrap_model,
 )
-from jams_pyg.train.evaluate import Predictions
 from jams_pyg.train.presets import SMALL_PLM, SYNTHETIC_MODEL
 from jams_pyg.train.rundir import run_dir_lock
 from jams_pyg.train.trainer import Trainer
@@ -58,11 +59,6 @@ from jams_pyg.train.variants import (
 )
 
 log = logging.getLogger(__name__)
-
-#: The evaluation protocol of every result (Edin et al. 2023): the decision threshold tuned
-#: per system on validation over ``linspace(0, 1, 100)`` with all codes and documents,
-#: ``p > t``; micro AUC over all (document, code) pairs.  Recorded in ``metrics.json``.
-EVAL_PROTOCOL = {"threshold": "edin", "micro_auc_codes": "all", "threshold_split": "val"}
 
 @dataclass
 class ExperimentConfig:
@@ -103,6 +99,9 @@ class ExperimentConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         resume: Continue a stopped run from its last checkpoint (else a folder
             holding one is an error).
+        protocol: How the decision threshold is tuned on validation: ``edin`` (Edin et
+            al.'s grid, default) or ``exact`` (see :mod:`jams_pyg.eval.protocol`);
+            recorded in ``metrics.json`` and the bundle.
         train: Optimisation settings.
         model_overrides: Extra :class:`~jams_pyg.models.ModelConfig` fields.
     """
@@ -125,6 +124,7 @@ class ExperimentConfig:
     bucket_scale: float | None = None
     device: str = "auto"
     resume: bool = False
+    protocol: str = "edin"
     train: TrainConfig = field(default_factory=TrainConfig)
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -139,6 +139,7 @@ class ExperimentConfig:
                 raise ValueError(f"unknown system {system!r}: expected icd9 and/or icd10")
         if self.variant not in SEPARATE_VARIANTS and len(self.systems) != 2:
             raise ValueError(f"variant {self.variant!r} trains both systems jointly")
+        check_protocol(self.protocol)
         if self.word2vec is None:  # the official recipe on real data
             self.word2vec = self.data_dir is not None
 
@@ -266,18 +267,19 @@ def _model_config(config: ExperimentConfig, tokenizer, systems: Sequence[str],
 
 
 def _evaluate(val: Predictions, test: Predictions, train_counts: dict[str, np.ndarray],
-              linked: dict[str, np.ndarray], scale: float) -> dict[str, Any]:
+              linked: dict[str, np.ndarray], scale: float, protocol: str) -> dict[str, Any]:
+    """The evaluation protocol per system (:func:`jams_pyg.eval.evaluate`, as ``jams-pyg
+    evaluate``), with macro-F1 by training frequency and GEM link at the tuned threshold."""
     results: dict[str, Any] = {}
     for system, probs in test.probs.items():
-        threshold = tune_threshold(val.probs[system], val.targets[system],
-                                   protocol=EVAL_PROTOCOL["threshold"])
         targets = test.targets[system]
-        metrics = compute_metrics(probs, targets, threshold=threshold,
-                                  micro_auc_codes=EVAL_PROTOCOL["micro_auc_codes"])
+        scored = evaluate(probs, targets, tune_on=(val.probs[system], val.targets[system]),
+                          protocol=protocol)
+        threshold = scored["threshold"]
         f1 = per_code_f1(probs, targets, threshold)
         results[system] = {
             "threshold": threshold,
-            "metrics": metrics,
+            "metrics": scored["metrics"],
             "buckets": bucket_macro_f1(f1, train_counts[system], linked=linked.get(system),
                                        scale=scale),
             "num_test_documents": int(probs.shape[0]),
@@ -336,14 +338,15 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     linked = {s: joint_graph.linked(s).numpy() for s in systems} if joint_graph else {}
     results = _evaluate(trainer.predict(val), trainer.predict(test),
                         {s: selected[s].code_frequencies("train") for s in systems},
-                        linked, scale)
+                        linked, scale, config.protocol)
     if info.is_main and save_model is not None:
         # e.g. the prediction bundle that JAMSPredictor.load(out / "model") reads
         save_model(TrainedModel(
             out / "model", unwrap_model(trainer.model), model_config, tokenizer,
             {s: selected[s].codes for s in systems},
             {s: results[s]["threshold"] for s in systems}, graph, config.max_length,
-            extra={"label": config.label, "seed": config.seed, "protocol": EVAL_PROTOCOL}))
+            extra={"label": config.label, "seed": config.seed,
+                   "protocol": protocol_record(config.protocol)}))
     return results, {"training": summary, "model_config": model_config.to_dict(),
                      "train_config": asdict(config.train)}
 
@@ -383,7 +386,8 @@ def _run_experiment(config: ExperimentConfig, save_model: ModelSaver | None
     joint_graph = build_graph(config, datasets) if len(config.systems) == 2 else None
     results: dict[str, Any] = {"label": config.label, "model": config.model,
                                "variant": config.variant, "seed": config.seed,
-                               "bucket_scale": scale, "protocol": EVAL_PROTOCOL, "systems": {}}
+                               "bucket_scale": scale, "protocol": protocol_record(config.protocol),
+                               "systems": {}}
     if config.variant in SEPARATE_VARIANTS:
         groups = [(s,) for s in config.systems]
     else:

@@ -50,6 +50,8 @@ from tqdm.auto import tqdm
 
 from jams_pyg.eval.metrics import compute_metrics
 from jams_pyg.eval.names import monitor_value
+from jams_pyg.eval.predict import Predictions, predict
+from jams_pyg.models.runtime import autocast
 from jams_pyg.train.amp import amp_dtype, grad_scaler
 from jams_pyg.train.checkpoint import (
     CHECKPOINT_VERSION,
@@ -74,7 +76,7 @@ from jams_pyg.train.distributed import (
 )
 from jams_pyg.train.divergence import check_probabilities, check_step_loss, check_weights
 from jams_pyg.train.errors import CheckpointError, TrainingError
-from jams_pyg.train.evaluate import Predictions, autocast, check_splits, predict
+from jams_pyg.train.evaluate import check_splits
 from jams_pyg.train.progress import epoch_line
 from jams_pyg.train.rundir import run_dir_lock
 from jams_pyg.train.schedule import linear_warmup_decay
@@ -353,7 +355,7 @@ class Trainer:
 
     def predict(self, dataset: Dataset, batch_size: int | None = None) -> Predictions:
         """Probabilities and targets of every document of ``dataset``, per system
-        (see :func:`~jams_pyg.train.evaluate.predict`)."""
+        (see :func:`~jams_pyg.eval.predict.predict`)."""
         return predict(unwrap_model(self.model), dataset, self.collate_fn, self.systems,
                        batch_size or self.config.eval_batch_size, self.device,
                        self.amp_dtype)
