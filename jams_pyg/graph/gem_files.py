@@ -93,10 +93,13 @@ def _gem_pairs(path: PathLike, forward: bool) -> tuple[Pairs, set[CodeKey], set[
     for codes, system in ((sources, src_system), (targets, tgt_system)):
         for raw, line in codes.items():
             if not is_valid_raw(raw, system, kind):
+                # a procedure GEM is known by a NoPCS line or "pcs" in its name
+                hint = (" A procedure GEM needs a NoPCS line or 'pcs' in its file name."
+                        if kind == "dx" and is_valid_raw(raw, system, "proc") else "")
                 raise ValueError(
                     f"{path}, line {line}: {raw!r} is no {system} {kind} code; is the file "
                     f"given as {'icd9_to_icd10' if forward else 'icd10_to_icd9'} "
-                    "of the right direction?"
+                    f"of the right direction?{hint}"
                 )
     source_keys = {(kind, code) for code in sources}
     target_keys = {(kind, code) for code in targets}
