@@ -867,3 +867,45 @@ def test_only_the_weighted_sum_aggregation():
     with pytest.raises(ValueError, match="aggr must be 'add', got 'mean'"):
         MATConv(4, aggr="mean")
     assert MATConv(4, aggr="add").aggr == "add"
+
+
+# ----------------------------------------------- ω reaches every direction
+def _changed_rows(a, b):
+    return (a - b).abs().sum(1).gt(0).nonzero().view(-1).tolist()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_omega_of_one_link_moves_exactly_the_codes_it_updates(fused):
+    # Would fail if ω were ignored (or sent to the wrong codes) in any one direction
+    # of either form: each change is checked against the dense reference too.
+    conv = make_conv(heads=2, fused=fused)
+    x9, x10, (ei9, ei10), (w9, w10) = directional_graph(seed=21)
+    n, m = x9.size(0), x10.size(0)
+    base = conv((x9, x10), (ei9, ei10), (w9, w10))
+    for side, k in (("icd9", 3), ("icd10", 5)):
+        v9, v10 = w9.clone(), w10.clone()
+        target = v9 if side == "icd9" else v10
+        target[k] = 0.25 if target[k] != 0.25 else 1.0
+        out9, out10 = conv((x9, x10), (ei9, ei10), (v9, v10))
+        ref9, ref10, _, _ = dense_directional(
+            x9, x10, dense_adjacency(ei9, v9, n, m),
+            dense_adjacency(ei10, v10, m, n, transpose=True), conv.att)
+        torch.testing.assert_close(out9, ref9, **TOL)
+        torch.testing.assert_close(out10, ref10, **TOL)
+        if side == "icd9":
+            assert _changed_rows(out9, base[0]) == [int(ei9[0, k])]
+            assert _changed_rows(out10, base[1]) == []
+        else:
+            assert _changed_rows(out9, base[0]) == []
+            assert _changed_rows(out10, base[1]) == [int(ei10[1, k])]
+    # one symmetric set: the link's ω reaches both of its codes
+    x9, x10, edge_index, weight = random_graph(seed=22)
+    base = conv((x9, x10), edge_index, weight)
+    changed = weight.clone()
+    changed[2] = 0.25
+    out9, out10 = conv((x9, x10), edge_index, changed)
+    ref9, ref10, _, _ = dense_mat(x9, x10, edge_list(edge_index, changed), conv.att)
+    torch.testing.assert_close(out9, ref9, **TOL)
+    torch.testing.assert_close(out10, ref10, **TOL)
+    assert _changed_rows(out9, base[0]) == [int(edge_index[0, 2])]
+    assert _changed_rows(out10, base[1]) == [int(edge_index[1, 2])]

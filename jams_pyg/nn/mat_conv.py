@@ -51,7 +51,7 @@ def _autocast_covers(x: Tensor, param_dtype: torch.dtype) -> bool:
 
 def _plain(t: Tensor) -> Tensor:
     # EdgeIndex -> Tensor: the structure code indexes and sorts plain tensors.
-    return t.as_subclass(Tensor) if isinstance(t, EdgeIndex) else t
+    return t.as_tensor() if isinstance(t, EdgeIndex) else t
 
 
 class MATConv(MessagePassing):
@@ -716,7 +716,8 @@ class MATConv(MessagePassing):
         else:
             if not compiling:  # data-dependent checks would break the traced graph
                 self._check_edge_range(_plain(links), sizes, "edge_index", _PYG_NAMES)
-            index = links
+            # a plain tensor: propagate would fuse a destination-sorted EdgeIndex
+            index = _plain(links)
 
         # [E + N_t, H]: the links (in the order of `index`), then the self terms
         alpha = self.edge_updater(
