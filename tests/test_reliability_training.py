@@ -606,3 +606,89 @@ def test_full_disk_while_training_stops_with_the_file_named(tmp_path, monkeypatc
     with pytest.raises(OSError, match=f"{tmp_path / 'last.pt'}: cannot write the "
                        r"checkpoint \(No space left on device\)"):
         trainer.fit()
+
+
+def _cli_run(folder: str, ready, release, calls) -> None:
+    """``jams-pyg train`` (backbone + jams) into ``folder`` whose runs wait for
+    ``release``: a long command holding its output folder."""
+    import jams_pyg.eval.report as report
+    import jams_pyg.train.experiment as experiment
+    from jams_pyg.cli import main
+
+    def waiting_run(config, **kwargs):
+        calls.put(config.variant)
+        ready.set()
+        release.wait(60)
+        return {"variant": config.variant}
+
+    experiment.run_experiment = waiting_run
+    report.write_report = lambda *args, **kwargs: None
+    raise SystemExit(main(["train", "--model", "caml", "--size", "0.05", "--no-progress",
+                           "--output-dir", folder]))
+
+
+def test_a_command_owns_its_whole_output_folder_for_its_whole_life(tmp_path, capsys):
+    """Probe 4: a lock per variant, held only while that variant trained, let
+    `--jams-only` into the folder of a running backbone + jams command, which then died
+    at its jams run. The first command now holds the folder (and every variant's) from
+    its start to its end; another fails at once, whichever variants it trains."""
+    from jams_pyg.cli import main
+    from jams_pyg.train import experiment  # noqa: F401  (loaded once, before the fork)
+
+    ready, release, calls = CTX.Event(), CTX.Event(), CTX.Queue()
+    first = CTX.Process(target=_cli_run, args=(str(tmp_path), ready, release, calls))
+    first.start()
+    try:
+        assert ready.wait(120) and calls.get(timeout=60) == "backbone"
+        for variants in (["--jams-only"], ["--no-jams"], ["--variants", "no_mat"]):
+            status = main(["train", "--model", "caml", "--size", "0.05", "--epochs", "1",
+                           "--no-progress", "--output-dir", str(tmp_path), *variants])
+            message = capsys.readouterr().err
+            assert status == 1, message
+            assert f"{tmp_path} is in use by another run (pid {first.pid}" in message
+        assert not (tmp_path / "data").exists() and not (tmp_path / "no_mat").exists()
+    finally:
+        release.set()
+        first.join(120)
+    assert first.exitcode == 0  # the first command ran both its variants to the end
+    assert [calls.get(timeout=10)] == ["jams"]
+    with run_dir_lock(tmp_path):  # and released the folder when it ended
+        pass
+
+
+def _hold_temp(path: str, ready, release) -> None:
+    import fcntl
+
+    with open(path, "wb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        ready.set()
+        release.wait(60)
+
+
+def test_the_next_run_of_a_folder_removes_what_killed_writers_left(tmp_path):
+    """Temporary files of writers killed while writing (``.last.pt.<random>.tmp``, a
+    bundle folder's ``.model.<random>.tmp``) are removed when a run takes the folder;
+    a live writer's temporary file and files that only look alike stay."""
+    stale = [tmp_path / ".last.pt.k3j5h7g9.tmp", tmp_path / ".metrics.json.abcdefgh.tmp"]
+    for path in stale:
+        path.write_bytes(b"partial")
+    (tmp_path / ".model.x1y2z3w4.tmp").mkdir()
+    (tmp_path / ".model.x1y2z3w4.tmp" / "weights.safetensors").write_bytes(b"partial")
+    kept = [tmp_path / name for name in ("last.pt", ".last.pt.tmp", "notes.tmp",
+                                         ".last.pt.TOOLONG123.tmp", "last.pt.abcdefgh.tmp")]
+    for path in kept:
+        path.write_bytes(b"mine")
+    live = tmp_path / ".best.pt.l1v2e3w4.tmp"
+    ready, release = CTX.Event(), CTX.Event()
+    writer = CTX.Process(target=_hold_temp, args=(str(live), ready, release))
+    writer.start()
+    try:
+        assert ready.wait(60)
+        with run_dir_lock(tmp_path):
+            pass
+        assert all(path.exists() for path in [*kept, live])
+        assert not any(path.exists() for path in stale)
+        assert not (tmp_path / ".model.x1y2z3w4.tmp").exists()
+    finally:
+        release.set()
+        writer.join(60)

@@ -162,13 +162,19 @@ def save_run_bundle(trained: Any) -> Path:
                        trained.max_length, extra=trained.extra)
 
 
+def _holds_a_run(folder: Path) -> bool:
+    """Whether ``folder`` holds checkpoints of an earlier run (``last.pt`` or ``best.pt``,
+    in it or in a system's sub-folder)."""
+    return any(folder.glob("**/last.pt")) or any(folder.glob("**/best.pt"))
+
+
 def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
                    ) -> list[dict[str, Any]]:
     """Check every setting and output folder first, then train each variant in turn and
     write the side-by-side report; returns each run's metrics."""
     from jams_pyg.eval.report import write_report
     from jams_pyg.train.experiment import run_experiment
-    from jams_pyg.train.rundir import prepare_run_dir
+    from jams_pyg.train.rundir import hold_run_dirs, prepare_run_dir
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     variants = args.variants or ["backbone", "jams"]
@@ -182,35 +188,40 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
         configs = [experiment_config(args, v, base / v) for v in variants]
     except ValueError as err:
         parser.error(str(err))
-    for variant in variants:  # an earlier run is a one-line error before any work
-        if not (args.resume or args.overwrite) and any((base / variant).glob("**/last.pt")):
-            parser.error(f"{base / variant} holds a previous run: resume it (--resume), "
-                         "replace it (--overwrite) or choose another --output-dir")
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    if main_rank:
-        for variant in variants:  # a folder held by another run fails before any work
-            prepare_run_dir(base / variant, overwrite=args.overwrite)
-    runs: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    for number, config in enumerate(configs, 1):
-        systems = " + ".join(SYSTEM_LABELS[s] for s in config.systems)
-        left = ""
-        if runs:  # the runs so far are the best guide to the ones still to come
-            per_run = (time.perf_counter() - start) / len(runs)
-            left = f" (about {format_duration(per_run * (len(configs) - len(runs)))} left)"
-        log.info("[%d/%d] %s, %s, seed %d%s", number, len(configs), config.label, systems,
-                 config.seed, left)
-        runs.append(run_experiment(config, save_model=save_run_bundle))
-    if len(runs) > 1 and main_rank:
-        write_report(runs, base)
-        from jams_pyg.atomic import atomic_write_text
+    # The command owns its output folder and each variant's from here to its end: another
+    # command into the same folder fails at once naming this one, whichever variants
+    # either trains (a lock per variant let `--jams-only` in beside a running
+    # backbone + jams command, which then died at its own jams run).
+    with hold_run_dirs([base, *(base / v for v in variants)], enabled=main_rank):
+        for variant in variants:  # an earlier run is a one-line error before any work
+            if not (args.resume or args.overwrite) and _holds_a_run(base / variant):
+                parser.error(f"{base / variant} holds a previous run: resume it (--resume), "
+                             "replace it (--overwrite) or choose another --output-dir")
+        if main_rank:
+            for variant in variants:
+                prepare_run_dir(base / variant, overwrite=args.overwrite)
+        runs: list[dict[str, Any]] = []
+        start = time.perf_counter()
+        for number, config in enumerate(configs, 1):
+            systems = " + ".join(SYSTEM_LABELS[s] for s in config.systems)
+            left = ""
+            if runs:  # the runs so far are the best guide to the ones still to come
+                per_run = (time.perf_counter() - start) / len(runs)
+                left = f" (about {format_duration(per_run * (len(configs) - len(runs)))} left)"
+            log.info("[%d/%d] %s, %s, seed %d%s", number, len(configs), config.label, systems,
+                     config.seed, left)
+            runs.append(run_experiment(config, save_model=save_run_bundle))
+        if len(runs) > 1 and main_rank:
+            write_report(runs, base)
+            from jams_pyg.atomic import atomic_write_text
 
-        atomic_write_text(base / "metrics.json", json.dumps(runs, indent=2, default=float))
-    if main_rank:
-        log.info("wrote %s in %s: report.md, metrics.json, buckets.png; per run: %s", base,
-                 format_duration(time.perf_counter() - start),
-                 ", ".join(f"{c.variant}/" for c in configs))
-    return runs
+            atomic_write_text(base / "metrics.json", json.dumps(runs, indent=2, default=float))
+        if main_rank:
+            log.info("wrote %s in %s: report.md, metrics.json, buckets.png; per run: %s", base,
+                     format_duration(time.perf_counter() - start),
+                     ", ".join(f"{c.variant}/" for c in configs))
+        return runs
 
 
 def run(args: argparse.Namespace) -> int:
