@@ -232,12 +232,15 @@ def make_method(
         if name == "mat_coo":
 
             class COOMATConv(MATConv):
-                def propagate(self, edge_index, x, alpha, size):  # type: ignore[override]
-                    # messages flow edge_index[0] (source) -> edge_index[1] (target)
+                def propagate(  # type: ignore[override]
+                    self, edge_index, x, alpha, size, self_alpha, edges=None
+                ):
+                    # messages flow edge_index[0] (source) -> edge_index[1] (target);
+                    # update() adds the self term and applies the ELU
                     adj = torch.sparse_coo_tensor(
                         edge_index.flip(0), alpha, (size[1], size[0]), is_coalesced=False
                     )
-                    return torch.sparse.mm(adj, x[0])
+                    return self.update(torch.sparse.mm(adj, x[0]), x, self_alpha)
 
             module = COOMATConv(channels, fused=False)
         else:
@@ -433,7 +436,7 @@ def _worker_main(job: dict) -> Any:
 
         torch_geometric.typing.WITH_TORCH_SCATTER = False
     device = torch.device(job["device"])
-    graph = torch.load(job["graph"])
+    graph = torch.load(job["graph"], weights_only=True)
     if job["kind"] == "memory":
         return memory_worker(job["case"], job["methods"][0], device, graph)
     return timing_worker(job["case"], job["methods"], device, graph, job["args"])
@@ -476,7 +479,7 @@ def run_case(
     args: dict,
     timeout: float | None = None,
 ) -> list:
-    graph = torch.load(graph_file)
+    graph = torch.load(graph_file, weights_only=True)
     job = {"case": case, "device": device, "graph": graph_file, "args": args}
     inline = args.get("memory") == "inline" or device == "cuda"
     memory = {}
