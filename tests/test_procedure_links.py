@@ -6,8 +6,6 @@ import gzip
 import hashlib
 import json
 import re
-import subprocess
-import sys
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -239,12 +237,11 @@ def test_the_source_is_saved_with_the_graph(tmp_path):
 
 
 @pytest.mark.slow
-def test_graph_command_links_procedures(tmp_path):
-    run = [sys.executable, "-m", "jams_pyg", "graph"]
-    result = subprocess.run([*run, "--procedures"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("GEMGraph (directional): 18449 ICD-9 codes (3882 "
-                                    "procedures; 632 without a link)")
-    bad = subprocess.run([*run, "--procedures", "--icd9-gem", str(SHARED_GEM)],
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "--procedures links the shipped GEMs" in bad.stderr
+def test_graph_command_links_procedures(procedure_graph, capsys):
+    from jams_pyg.cli import main
+
+    # in this process: the shipped files are parsed once (the fixture's graph)
+    assert main(["graph", "--procedures"]) == 0
+    assert capsys.readouterr().out == procedure_graph.summary() + "\n"
+    assert main(["graph", "--procedures", "--icd9-gem", str(cms_procedure_gem_path())]) != 0
+    assert "--procedures links the shipped GEMs" in capsys.readouterr().err
