@@ -32,6 +32,8 @@ OFFICIAL_WARMUP_STEPS = 2000
 OFFICIAL_PATIENCE, EDIN_PATIENCE = 5, 6
 #: configs/text_encoder/word2vec.yaml: model_configs.vector_size (both repositories)
 OFFICIAL_WORD2VEC_SIZE = 100
+#: src/models/modules/graph_attention.py: xavier_uniform_ gain of the attention vector
+OFFICIAL_MAT_GAIN = 1.414
 #: configs/dataloader/defaults.yaml: batch_sampler.configs.bucket_boundaries and drop_last
 OFFICIAL_BOUNDARIES = [400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000, 2200, 2600, 3000,
                        4000]
@@ -70,6 +72,27 @@ def test_word_embeddings_are_100_d_as_the_official_word2vec():
     for model in ("laat", "caml", "multirescnn"):
         assert ModelConfig.for_backbone(model, vocab_size=10).embedding_dim == (
             OFFICIAL_WORD2VEC_SIZE)
+
+
+def test_mat_attention_starts_from_the_official_xavier_gain():
+    # src/models/modules/graph_attention.py: nn.init.xavier_uniform_(self.a.data, gain=1.414)
+    from jams_pyg.graph.gem_graph import GEMGraph
+    from jams_pyg.models import build_model
+    from jams_pyg.train.presets import SYNTHETIC_MODEL
+
+    config_ = ModelConfig.for_backbone("caml", vocab_size=10, embedding_dim=4, num_filters=64)
+    assert config_.mat_att_gain == OFFICIAL_MAT_GAIN
+    graph = GEMGraph.from_cms_2018(["405.11", "576.2"], ["I15.0", "K83.1"])
+    torch.manual_seed(0)
+    model = build_model(config_, graph, {"icd9": 2, "icd10": 2})
+    assert model.mat.att_gain == OFFICIAL_MAT_GAIN
+    # xavier_uniform_ of a [2d, 1] vector: 128 draws come close to the bound
+    bound = OFFICIAL_MAT_GAIN * math.sqrt(6 / (1 + 2 * 64))
+    assert model.mat.att.abs().max() <= bound and model.mat.att.abs().max() > bound / 1.414
+    # the synthetic presets and configs saved before the field keep gain 1 (PyG's glorot)
+    assert all(m["mat_att_gain"] == 1.0 for m in SYNTHETIC_MODEL.values())
+    legacy = {k: v for k, v in config_.to_dict().items() if k != "mat_att_gain"}
+    assert ModelConfig.from_dict(legacy).mat_att_gain == 1.0
 
 
 def test_synthetic_presets_keep_the_settings_of_the_golden_run():

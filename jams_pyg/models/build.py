@@ -110,6 +110,7 @@ def build_model(
             heads=config.mat_heads,
             negative_slope=config.mat_negative_slope,
             dropout=config.mat_dropout,
+            att_gain=config.mat_att_gain,
         )
     return JAMS(
         encoder,

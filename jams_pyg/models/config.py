@@ -80,6 +80,10 @@ class ModelConfig:
         shared_encoder: One text encoder for every system (JAMS); ``False`` gives each
             system its own encoder, so only MAT couples the systems (ablation ``mat_only``).
         mat_heads, mat_dropout, mat_negative_slope: MATConv settings.
+        mat_att_gain: Gain of the Xavier-uniform initialisation of MATConv's attention
+            vector (``att_gain``): 1.414, the official ``nn.init.xavier_uniform_(self.a.data,
+            gain=1.414)`` (GY-Jeong/JAMS, ``src/models/modules/graph_attention.py``); the
+            synthetic presets keep 1.0 (PyG's ``glorot``), what they always used.
         edge_weighting: Use the GEM weights :math:`\omega` (1 exact, 0.5 approximate);
             ``False`` sets all :math:`\omega = 1` (ablation).
         output_layer: ``"separate"`` (default, the official JAMS code and Edin et al.'s
@@ -117,6 +121,7 @@ class ModelConfig:
     mat_heads: int = 1
     mat_dropout: float = 0.0
     mat_negative_slope: float = 0.2
+    mat_att_gain: float = 1.414
     edge_weighting: bool = True
     output_layer: Literal["code_table", "separate"] = "separate"
     key_projection: Literal["shared", "per_system"] = "shared"
@@ -181,7 +186,8 @@ class ModelConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`.  Configs written before ``key_projection`` and
         ``gem_direction`` existed describe models with per-system key projections over the
-        union graph, so those are their values when the fields are missing."""
+        union graph, so those are their values when the fields are missing; before
+        ``mat_att_gain``, MATConv's attention started from PyG's ``glorot`` (gain 1)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -196,4 +202,5 @@ class ModelConfig:
 
 
 #: Values of fields that configs written by older versions lack (see ModelConfig.from_dict).
-_LEGACY_FIELDS: dict[str, Any] = {"key_projection": "per_system", "gem_direction": "union"}
+_LEGACY_FIELDS: dict[str, Any] = {"key_projection": "per_system", "gem_direction": "union",
+                                  "mat_att_gain": 1.0}
