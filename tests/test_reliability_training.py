@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 
+import pandas as pd
 import pytest
 import torch
 
@@ -337,6 +338,23 @@ def test_missing_validation_data_is_an_error_before_training(tmp_path, one_threa
     with pytest.raises(ValueError, match="validation split is empty"):
         _trainer(tmp_path, datasets=datasets)
     assert not (tmp_path / "last.pt").exists()
+
+
+def test_a_system_without_training_documents_is_an_error_before_training(tmp_path,
+                                                                          one_thread):
+    """Probe 3 (the Trainer's own check): a head that saw no document is not trained."""
+    from test_training import tiny_datasets
+
+    from jams_pyg.data import CodingDataset
+
+    datasets = tiny_datasets()
+    ds = datasets["icd9"]
+    datasets["icd9"] = CodingDataset(ds.system, ds.train.iloc[:0], ds.val,
+                                     pd.concat([ds.train, ds.test]), ds.codes)
+    with pytest.raises(ValueError, match="the training split has no icd9 documents: the "
+                       "icd9 head would not be trained"):
+        _trainer(tmp_path, datasets=datasets)
+    assert not list(tmp_path.iterdir())
 
 
 # --------------------------------------------------------------------- resume

@@ -141,6 +141,13 @@ def _as_code_list(value: object, where: str) -> list[str]:
     return codes
 
 
+def _kind(value: object) -> str:
+    """What a value that should be a text is, for an error message."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "a missing value"
+    return f"the {type(value).__name__} {value!r}"[:80]
+
+
 def _read_feather(path: Path, required: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"file not found: {path}")
@@ -173,8 +180,8 @@ def load_edin_dataset(directory: PathLike, system: System) -> CodingDataset:
         FileNotFoundError: if a file is missing.
         ValueError: naming the file and the ``_id`` (and code) at fault, for a
             missing column, a duplicated ``_id``, an ``_id`` of the split file
-            that is not in the data or the reverse, an unknown split name, an
-            empty text, a document without codes, a code that is no
+            that is not in the data or the reverse, an unknown split name, a
+            text that is empty or not a string, a document without codes, a code that is no
             ``system`` code (or a diagnosis in the procedure column and vice
             versa), a ``target`` that differs from the diagnosis and
             procedure columns, or two spellings of one code (``I10`` and
@@ -229,7 +236,10 @@ def load_edin_dataset(directory: PathLike, system: System) -> CodingDataset:
         data[TARGET_COLUMN].tolist(), strict=True,
     ):
         where = f"{data_path}, _id {row_id!r}"
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise ValueError(f"{where}, column {TEXT_COLUMN}: {_kind(text)}, not text "
+                             f"(the column's type is {data[TEXT_COLUMN].dtype})")
+        if not text.strip():
             raise ValueError(f"{where}: empty text")
         diag_codes = _as_code_list(diag, f"{where}, column {diag_col}")
         proc_codes = _as_code_list(proc, f"{where}, column {proc_col}")
@@ -297,6 +307,35 @@ def load_edin_dataset(directory: PathLike, system: System) -> CodingDataset:
         codes=sorted(seen),
         directory=folder,
     )
+
+
+#: Why a run needs documents of every system in each split.
+_SPLIT_NEEDS = {
+    "train": "its head would be trained on nothing, and its metrics and model would come "
+             "from an untrained head",
+    "val": "early stopping and threshold tuning need validation documents of every system",
+    "test": "it would have no test metrics",
+}
+
+
+def check_every_split(dataset: CodingDataset) -> None:
+    """Refuse a dataset one of whose splits (train, val, test) holds none of its
+    documents: a training run needs each (checked before any training, so no run starts
+    that would fail or report a head that saw no data).
+
+    Raises:
+        ValueError: naming the split file (or the system) and the empty split.
+    """
+    for split in SPLITS:
+        if len(dataset.split(split)):
+            continue
+        where = (f"{dataset.directory / split_filename(dataset.system)}"
+                 if dataset.directory is not None else f"the {dataset.system} dataset")
+        raise ValueError(
+            f"{where}: no {dataset.system} document is in the {split} split "
+            f"({len(dataset)} documents: train {len(dataset.train)}, val "
+            f"{len(dataset.val)}, test {len(dataset.test)}); {_SPLIT_NEEDS[split]}"
+        )
 
 
 def load_joint_datasets(directory: PathLike) -> tuple[CodingDataset, CodingDataset]:

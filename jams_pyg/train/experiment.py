@@ -31,6 +31,7 @@ from jams_pyg.data import (
     train_hf_tokenizer,
     train_word2vec,
 )
+from jams_pyg.data.edin import check_every_split
 from jams_pyg.data.synthetic import generate_synthetic_corpus
 from jams_pyg.eval import bucket_macro_f1, evaluate, per_code_f1
 from jams_pyg.eval.predict import Predictions
@@ -218,7 +219,10 @@ def load_data(config: ExperimentConfig, generate: bool = True
     else:
         directory = Path(config.data_dir)
         scale = config.bucket_scale or 1.0
-    return {s: load_edin_dataset(directory, s) for s in config.systems}, scale
+    datasets = {s: load_edin_dataset(directory, s) for s in config.systems}
+    for dataset in datasets.values():  # each split of each system, before any work
+        check_every_split(dataset)
+    return datasets, scale
 
 
 def build_graph(config: ExperimentConfig, datasets: dict[str, CodingDataset],
@@ -329,7 +333,7 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
                       run_fingerprint=fingerprint)
     if config.resume:
         trainer.resume()
-    elif trainer.last_path.exists():
+    elif trainer.last_path.exists() or trainer.best_path.exists():
         raise FileExistsError(
             f"{out} holds a previous run; resume it (--resume), replace it (--overwrite) or "
             "choose another output folder (--output-dir)"

@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from jams_pyg.eval.metrics import compute_metrics
 from jams_pyg.eval.names import monitor_value
 from jams_pyg.eval.predict import Predictions, predict
+from jams_pyg.icd.codes import SYSTEM_IDS
 from jams_pyg.models.runtime import autocast
 from jams_pyg.train.amp import amp_dtype, grad_scaler
 from jams_pyg.train.checkpoint import (
@@ -151,6 +152,11 @@ class Trainer:
             unwrap_model(self.model).parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         check_splits(train_dataset, val_dataset, self.systems)
+        trained = set(getattr(train_dataset, "system_ids", SYSTEM_IDS.values()))
+        for system in self.systems:  # a head that saw no data must not be reported
+            if SYSTEM_IDS[system] not in trained:
+                raise ValueError(f"the training split has no {system} documents: the "
+                                 f"{system} head would not be trained")
         steps_per_epoch = len(list(train_batches(0)))
         if steps_per_epoch == 0:
             raise ValueError("train_batches(0) gives no batch: there is nothing to train on")
