@@ -9,7 +9,11 @@ validation metrics with patience 5), the official per-backbone optimiser setting
 (``MIMIC_TRAIN_BY_VARIANT``) and 100-d word2vec embeddings
 (:class:`~jams_pyg.models.ModelConfig` defaults, ``ExperimentConfig.word2vec``). The embedded
 synthetic corpus, a few thousand short documents on a CPU, keeps the settings it has always
-used (``SYNTHETIC_TRAIN``, each stated there), so its committed numbers do not move."""
+used (``SYNTHETIC_TRAIN``, each stated there), so its committed numbers do not move.
+
+One deliberate deviation from the official recipe, on real and synthetic data alike: the official
+label attention (and Edin et al.'s) gives pad positions weight in its token softmax, so logits
+depend on how far a batch pads a document; jams_pyg's heads mask them (padding-invariant)."""
 
 from __future__ import annotations
 
