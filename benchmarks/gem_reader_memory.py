@@ -1,4 +1,15 @@
-"""Peak memory of :func:`jams_pyg.icd.gem.read_gem_file` as the GEM file grows.
+"""Peak memory of :func:`jams_pyg.icd.gem.read_gem_file`, and of the whole ``jams-pyg graph``
+command, as the GEM file grows.
+
+**The graph command.** ``jams-pyg graph --icd10-gem FILE`` runs in a fresh process on the
+shipped CMS 2018 backward GEM, uncompressed (5 MiB), and on the same lines repeated 40
+times (``--repeat``; 64 MiB, the same distinct links); its peak RSS (``ru_maxrss`` of the
+waited-for child) is reported for both, and their difference. The graph build keeps only
+distinct links, so the repeated file should cost little more than the original (target:
+less than 100 MiB more). Before it did (every line kept until the graph was built), the
+40x file peaked 990 MiB above the original (issue #23).
+
+**The reader.**
 
 Writes GEM files of the given sizes (default 10 and 40 MB) by repeating the
 lines of the shipped CMS 2018 backward GEM (``2018_I10gem.txt``), and a file
@@ -27,7 +38,7 @@ reading 257 bytes.
 
 Usage::
 
-    python benchmarks/gem_reader_memory.py [--sizes-mb 10 40]
+    python benchmarks/gem_reader_memory.py [--sizes-mb 10 40] [--repeat 40]
         [--output benchmarks/results/gem_reader_memory.json]
 """
 
@@ -42,6 +53,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +116,57 @@ def measure(path: Path) -> dict:
     return report
 
 
+def graph_command(path: Path) -> dict:
+    """Peak RSS and time of ``jams-pyg graph --icd10-gem path`` in a fresh process
+    (``ru_maxrss`` of that child, from :func:`os.wait4`)."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jams_pyg", "graph", "--icd10-gem", str(path)],
+            cwd=ROOT, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"jams-pyg graph on {path} failed: {err.read().decode()[-2000:]}")
+        summary = out.read().decode().strip().splitlines()[:3]
+    kib = usage.ru_maxrss
+    return {"peak_rss_mb": round(kib / 1024 if sys.platform != "darwin" else kib / 2**20, 1),
+            "seconds": round(seconds, 1), "summary": summary}
+
+
+def run_graph(repeat: int, work: Path) -> dict:
+    """``jams-pyg graph`` on the original backward GEM and on its lines repeated."""
+    from jams_pyg.icd.gem import cms_2018_gem_paths
+
+    block = gzip.decompress(cms_2018_gem_paths()[1].read_bytes())
+    original, repeated = work / "2018_I10gem.txt", work / f"2018_I10gem_x{repeat}.txt"
+    original.write_bytes(block)
+    with open(repeated, "wb") as handle:
+        for _ in range(repeat):
+            handle.write(block)
+    big = graph_command(repeated)
+    small = graph_command(original)
+    if big["summary"] != small["summary"]:
+        raise RuntimeError(f"the graphs differ: {small['summary']} vs {big['summary']}")
+    result = {
+        "original_mb": round(original.stat().st_size / 2**20, 1),
+        "repeated_mb": round(repeated.stat().st_size / 2**20, 1),
+        "repeat": repeat,
+        "original_peak_rss_mb": small["peak_rss_mb"],
+        "repeated_peak_rss_mb": big["peak_rss_mb"],
+        "extra_mb": round(big["peak_rss_mb"] - small["peak_rss_mb"], 1),
+        "original_seconds": small["seconds"],
+        "repeated_seconds": big["seconds"],
+        "summary": small["summary"],
+    }
+    original.unlink()
+    repeated.unlink()
+    return result
+
+
 def run(sizes_mb: list[float], work: Path) -> list[dict]:
     results = []
     cases = [(size, True) for size in sizes_mb] + [(max(sizes_mb), False)]
@@ -134,14 +197,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output",
                         default=str(ROOT / "benchmarks/results/gem_reader_memory.json"),
                         help="JSON report (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=40,
+                        help="times the backward GEM's lines are repeated for the graph "
+                        "command (default: 40)")
     args = parser.parse_args(argv)
     if any(size <= 0 for size in args.sizes_mb):
         parser.error("--sizes-mb must be positive")
+    if args.repeat < 2:
+        parser.error("--repeat must be at least 2")
     work = Path(tempfile.mkdtemp(prefix="jams_gem_bench_"))
     try:
+        graph = run_graph(args.repeat, work)
         results = run(args.sizes_mb, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print(f"jams-pyg graph: {graph['original_mb']} MiB file peaks at "
+          f"{graph['original_peak_rss_mb']} MiB RSS, the {graph['repeat']}x file "
+          f"({graph['repeated_mb']} MiB) at {graph['repeated_peak_rss_mb']} MiB: "
+          f"+{graph['extra_mb']} MiB")
     print(f"{'file':11s} {'MiB':>7s} {'rows':>9s} {'peak+ MiB':>10s} {'result MiB':>11s} "
           f"{'overhead MiB':>13s} {'s':>6s}  error")
     for r in results:
@@ -150,12 +223,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{'' if r['error'] is None else r['error'][:60] + ' ...'}")
     report = {
         "benchmark": "gem_reader_memory",
-        "description": "read_gem_file in a fresh subprocess: peak RSS growth over the "
+        "description": "graph_command: peak RSS of 'jams-pyg graph --icd10-gem FILE' on "
+                       "the CMS 2018 backward GEM and on its lines repeated; results: "
+                       "read_gem_file in a fresh subprocess: peak RSS growth over the "
                        "post-import RSS, the returned DataFrame's size, and the reader's "
                        "own overhead (growth - result) for GEM files of growing size and "
                        "one file without a newline",
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "graph_command": graph,
         "results": results,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
