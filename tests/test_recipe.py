@@ -395,3 +395,15 @@ def test_a_run_uses_the_configured_batching(tmp_path, monkeypatch):
         experiment.run_experiment(config_)
     assert seen["drop_last"] is True and list(seen["boundaries"]) == OFFICIAL_BOUNDARIES
     assert experiment.ExperimentConfig(data_dir=str(tmp_path)).word2vec is True
+
+
+@pytest.mark.slow
+def test_drop_last_leaving_no_batch_is_a_clear_error(tmp_path):
+    from jams_pyg.train import experiment
+
+    train = TrainConfig(**{**SYNTHETIC_TRAIN, "batch_size": 4096, "drop_last": True},
+                        progress=False, tensorboard=False)
+    with pytest.raises(ValueError, match="no length bucket holds a full batch of 4096 of the "
+                       r"\d+ training documents, and drop_last"):
+        experiment.run_experiment(experiment.ExperimentConfig(
+            synthetic_size=0.05, output_dir=str(tmp_path / "run"), train=train, device="cpu"))

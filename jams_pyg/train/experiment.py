@@ -320,6 +320,11 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     sampler = BucketBatchSampler(train.lengths, config.train.batch_size, shuffle=True,
                                  seed=config.seed, drop_last=config.train.drop_last,
                                  boundaries=config.train.bucket_boundaries)
+    if len(sampler) == 0:  # drop_last left nothing: say why, not "no batch"
+        raise ValueError(
+            f"no length bucket holds a full batch of {config.train.batch_size} of the "
+            f"{len(train)} training documents, and drop_last drops incomplete ones: lower "
+            "--batch-size or set TrainConfig(drop_last=False)")
 
     def batches(epoch: int) -> list[list[int]]:
         sampler.set_epoch(epoch)
