@@ -66,7 +66,7 @@ def backbone_table(results: Path) -> str:
                                            key=lambda kv: (kv[0][0], order.get(kv[0][1], 9))):
         official = [g["official"] for g in group]
         edin = [g["edin"] for g in group]
-        epochs = ", ".join(f"{g['training']['best_epoch'] + 1}/{g['training']['epochs_run']}"
+        epochs = ", ".join(f"{g['training']['best_epoch']}/{g['training']['epochs_run']}"
                            for g in group)
         lines.append(
             f"| {MODEL_NAMES.get(model, model)} | {language} | "
@@ -76,6 +76,12 @@ def backbone_table(results: Path) -> str:
             f"{_ms([e['f1_micro'] for e in edin])} | {_ms([e['f1_macro'] for e in edin])} | "
             f"{_ms([e['map'] for e in edin])} | {epochs} | "
             f"{np.mean([g['seconds'] for g in group]) / 60:.0f} |")
+    baseline = results / "frequency_baseline.json"
+    if baseline.is_file():
+        b = json.loads(baseline.read_text())
+        lines.append(f"| codes ranked by training frequency (no text) | en | – | "
+                     f"{100 * b['map_d']:.1f} | {100 * b['map_p']:.1f} | "
+                     f"{100 * b['map_p_full_codes']:.1f} | | | | | |")
     lines += ["", "Published (CodiEsp test set, official MAP ×100):", "",
               "| System | MAP-D | MAP-P |", "|:--|--:|--:|"]
     for name, d, p in PUBLISHED:
