@@ -156,6 +156,19 @@ def test_attention_weights_follow_the_links_order():
     torch.testing.assert_close(total, torch.ones_like(total), **TOL)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_no_links_leaves_each_code_to_itself(fused):
+    x_src, x_dst, _, _ = bipartite_graph(seed=12)
+    conv = make_conv(2, fused=fused)
+    x_dst.requires_grad_()
+    empty = torch.empty(2, 0, dtype=torch.long)
+    out = conv((x_src, x_dst), empty, torch.empty(0, dtype=DT))
+    torch.testing.assert_close(out, F.elu(x_dst), rtol=0, atol=0)
+    out.sum().backward()
+    torch.testing.assert_close(x_dst.grad, torch.where(x_dst > 0, 1.0, torch.exp(x_dst)),
+                               **TOL)
+
+
 def test_one_table_is_source_and_destination():
     x, _, _, _ = bipartite_graph(n_src=9, seed=5)
     edge_index = torch.tensor([[0, 1, 2, 3, 4, 4], [1, 0, 0, 2, 3, 1]])

@@ -19,6 +19,7 @@ from jams_pyg.nn.sparse_aggr import (
     build_bipartite_csr,
     build_edge_set,
     mat_aggregate,
+    mat_self_update,
     mat_spmm,
 )
 
@@ -770,8 +771,14 @@ class MATConv(MessagePassing):
         assert edges is not None  # propagate fuses only the EdgeIndex of _structure
         return mat_spmm(alpha, x[0], edges)
 
-    def update(self, inputs: Tensor, x: tuple[Tensor, Tensor], self_alpha: Tensor) -> Tensor:
-        r""":math:`\mathrm{ELU}(\alpha_{ii}\mathbf{x}_i + \text{aggregated messages})`."""
+    def update(
+        self, inputs: Tensor, x: tuple[Tensor, Tensor], self_alpha: Tensor,
+        edges: EdgeSetCSR | None,
+    ) -> Tensor:
+        r""":math:`\mathrm{ELU}(\alpha_{ii}\mathbf{x}_i + \text{aggregated messages})`; after
+        :meth:`message_and_aggregate` (``edges`` given) in place on its fresh sums."""
+        if edges is not None:
+            return mat_self_update(inputs, x[1], self_alpha)
         return F.elu(self_alpha.unsqueeze(-1) * x[1] + inputs)
 
     def __repr__(self) -> str:

@@ -391,7 +391,9 @@ class MATSpMM(torch.autograd.Function):
     def forward(ctx: Any, values: Tensor, x_src: Tensor, edges: EdgeSetCSR) -> Tensor:
         num_dst = edges.crow_by9.numel() - 1
         values = values.to(x_src.dtype)
-        out = _csr(edges.crow_by9, edges.col_by9, values, (num_dst, x_src.size(0))) @ x_src
+        a = _csr(edges.crow_by9, edges.col_by9, values, (num_dst, x_src.size(0)))
+        # into fresh memory: `a @ x_src` would zero-fill a buffer and copy it
+        out = x_src.new_empty(num_dst, x_src.size(1)).addmm_(a, x_src, beta=0.0)
         ctx.edges = edges
         ctx.save_for_backward(values, x_src)
         return out
@@ -411,9 +413,9 @@ class MATSpMM(torch.autograd.Function):
         if need_values:
             grad_values = _sampled_dot(edges.crow_by9, edges.col_by9, grad, x_src)
         if need_x:
-            t = _csr(edges.crow_by10, edges.col_by10, values[edges.perm_by10],
-                     (x_src.size(0), grad.size(0)))
-            grad_x = t @ grad
+            a_t = _csr(edges.crow_by10, edges.col_by10, values[edges.perm_by10],
+                       (x_src.size(0), grad.size(0)))
+            grad_x = grad.new_empty(x_src.shape).addmm_(a_t, grad, beta=0.0)
         return grad_values, grad_x, None
 
 
@@ -422,3 +424,43 @@ def mat_spmm(values: Tensor, x_src: Tensor, edges: EdgeSetCSR) -> Tensor:
     r"""``[N_dst, d]`` sums :math:`\sum_j v_{ij}\,\mathbf{x}_j` of one direction (see
     :class:`MATSpMM`); ``values`` in the sorted order of ``edges``."""
     return MATSpMM.apply(values, x_src.contiguous(), edges)
+
+
+class MATSelfUpdate(torch.autograd.Function):
+    r""":math:`\mathrm{ELU}(\mathbf{h} + \alpha_{ii}\mathbf{x}_i)` in place on the fused
+    sums ``h`` (:class:`MATSpMM`'s fresh output): two passes over ``[N, d]`` instead of
+    five tensors, the ELU differentiated from its output and
+    :math:`\partial/\partial\alpha_{ii}` by row-wise dot products. Differentiable once."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, x_dst: Tensor, self_alpha: Tensor) -> Tensor:
+        self_alpha = self_alpha.to(x_dst.dtype)
+        out = torch.nn.functional.elu_(h.addcmul_(x_dst, self_alpha.unsqueeze(-1)))
+        ctx.mark_dirty(h)
+        ctx.save_for_backward(out, x_dst, self_alpha)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "MATConv's fused sparse aggregation is differentiable once only; for "
+                "double backward (create_graph=True) use MATConv(..., fused=False)"
+            )
+        out, x_dst, self_alpha = ctx.saved_tensors
+        gh = _elu_backward(grad, out)
+        need_h, need_x, need_alpha = ctx.needs_input_grad
+        grad_alpha = None
+        if need_alpha:
+            size = x_dst.size(0)
+            index = torch.arange(size + 1, dtype=torch.int32 if size < _INT32_MAX
+                                 else torch.long, device=x_dst.device)
+            grad_alpha = _rowwise_dot(gh, x_dst.contiguous(), (index, index[:size]))
+        grad_x = gh * self_alpha.unsqueeze(-1) if need_x else None
+        return gh if need_h else None, grad_x, grad_alpha
+
+
+@torch.compiler.disable
+def mat_self_update(h: Tensor, x_dst: Tensor, self_alpha: Tensor) -> Tensor:
+    r"""The update of :class:`MATSelfUpdate`; ``h`` is overwritten."""
+    return MATSelfUpdate.apply(h, x_dst, self_alpha)
