@@ -229,6 +229,7 @@ def test_bucket_table():
     assert row[1] == f"{100 * (0.3 + 0.5 + 0.1) / 3:.1f} ± 0.0"
 
 
+@pytest.mark.slow
 def test_plot_writes_png(tmp_path):
     base, better = _two_models()
     results = {
@@ -268,6 +269,7 @@ def test_eval_exports_match_the_modules():
         jams_pyg.eval.analysis_table  # noqa: B018
 
 
+@pytest.mark.slow
 def test_light_imports():
     assert modules_loaded_by("import jams_pyg.eval", ("torch",)) == []
     assert modules_loaded_by("import jams_pyg.eval.tables, jams_pyg.eval.buckets, "

@@ -30,6 +30,7 @@ def runs(tmp_path_factory):
     return out, main([*ARGS, "--output-dir", str(out)])
 
 
+@pytest.mark.slow
 def test_backbone_and_jams_side_by_side(runs):
     out, results = runs
     assert [r["variant"] for r in results] == ["backbone", "jams"]
@@ -60,6 +61,7 @@ def test_backbone_and_jams_side_by_side(runs):
     assert link[0] == link[1]
 
 
+@pytest.mark.slow
 def test_bundle_written_with_tuned_thresholds(runs):
     out, results = runs
     predictor = JAMSPredictor.load(out / "jams" / "model")
@@ -68,6 +70,7 @@ def test_bundle_written_with_tuned_thresholds(runs):
         {s: jams[s]["threshold"] for s in ("icd9", "icd10")})
 
 
+@pytest.mark.slow
 def test_rerun_needs_resume(runs, capsys):
     out, results = runs
     # a one-line error before any work (the corpus is not even regenerated)
@@ -96,6 +99,7 @@ def test_config_errors():
         ExperimentConfig(systems=("icd9",))
 
 
+@pytest.mark.slow
 def test_ablation_variants_switch_one_part_each(tmp_path):
     from jams_pyg.data import WordTokenizer
     from jams_pyg.train.experiment import _model_config
@@ -143,6 +147,7 @@ def test_missing_or_empty_data_folder_is_a_one_line_error(tmp_path, capsys):
     assert str(tmp_path / "empty") in err[0]
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_the_runs_test_metrics(runs, tmp_path):
     """`jams-pyg evaluate` re-scores the saved bundle through the predictor (raw text in)
     and must give the numbers the training run computed from its own batches."""
@@ -186,10 +191,10 @@ def test_evaluate_protocol_exact_reproduces_the_exact_run(runs, tmp_path):
             assert evaluated[system]["metrics"] == pytest.approx(trained["metrics"], abs=1e-6)
 
 
-def test_evaluate_protocol_needs_tune_on(runs, capsys):
-    out, _ = runs
-    status = cli_main(["evaluate", "--model", str(out / "jams" / "model"), "--data",
-                       str(out / "data"), "--protocol", "exact"])
+def test_evaluate_protocol_needs_tune_on(tmp_path, capsys):
+    # refused before the bundle is read: the folders need not exist
+    status = cli_main(["evaluate", "--model", str(tmp_path / "model"), "--data",
+                       str(tmp_path / "data"), "--protocol", "exact"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and len(err) == 1
     assert "--protocol exact chooses how --tune-on tunes the threshold" in err[0]

@@ -166,6 +166,7 @@ def test_overhead_falls_back_to_float32_when_amp_fails(tmp_path, monkeypatch):
     assert "no bf16 LSTM" in (tmp_path / "gpu_check.md").read_text()
 
 
+@pytest.mark.slow
 def test_sigterm_kills_the_running_step_and_keeps_the_report(tmp_path):
     """``timeout`` sends SIGTERM: the step's process group goes, the report stays."""
     proc = subprocess.Popen(

@@ -89,6 +89,7 @@ def test_frequencies_are_long_tailed(corpus):
         assert ordered[0] > 15 * np.median(counts)
 
 
+@pytest.mark.slow
 def test_gem_links_connect_the_two_systems(corpus):
     _, ds9, ds10, graph, concepts = corpus
     codes9, codes10 = set(ds9.codes), set(ds10.codes)
@@ -161,6 +162,7 @@ def test_text_carries_concept_and_variant_words(corpus):
     assert len(own) >= 5 and np.mean(own) > 0.4 and np.mean(other) < 0.15
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed_and_cli(corpus, tmp_path, capsys):
     out = corpus[0]
     assert main(["synthetic", str(tmp_path / "b"), "--seed", "3", "--size", "0.2"]) == 0

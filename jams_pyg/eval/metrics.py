@@ -433,10 +433,7 @@ def micro_f1(probs: Any, targets: Any, threshold: float = 0.5) -> float:
 
 __all__ = [
     "MICRO_AUC_CODES",
-    "check_inputs",
     "compute_metrics",
-    "counts_at",
     "micro_f1",
     "per_code_f1",
-    "restrict_to_present",
 ]

@@ -95,8 +95,8 @@ def has_unused_parameters(systems: Sequence[str]) -> bool:
     documents of one system only: the other system's head, output layer and bias, and its
     encoder where encoders are per system, get no gradient in that micro-step. A model of
     one system uses every parameter in every step (``tests/test_distributed.py`` checks
-    each backbone), and DDP without the search then also refuses a parameter left unused
-    by mistake instead of hiding it.
+    the word backbones with both output layers), and DDP without the search then also
+    refuses a parameter left unused by mistake instead of hiding it.
     """
     return len(tuple(systems)) > 1
 
