@@ -78,8 +78,10 @@ def _trainer(folder: Path, info: DistInfo | None, accumulation: int, loss_fn=jam
     train = JointCodingDataset(datasets, "train", tokenizer)
     val = JointCodingDataset(datasets, "val", tokenizer)
     assert train.system_ids == [0] * DOCS + [1] * DOCS  # BATCHES relies on this order
-    config = TrainConfig(epochs=1, batch_size=len(BATCHES[0]), lr=1e-2, warmup_ratio=0.0,
-                         grad_accumulation=accumulation, progress=False, tensorboard=False)
+    # clipping acts on the all-reduced gradient, so it is part of the comparison
+    config = TrainConfig(epochs=1, batch_size=len(BATCHES[0]), lr=1e-2, warmup_steps=None,
+                         warmup_ratio=0.0, max_grad_norm=1.0, grad_accumulation=accumulation,
+                         progress=False, tensorboard=False)
     return Trainer(model, loss_fn, train, val, train.collator(), lambda epoch: BATCHES,
                    config, folder, dist_info=info)
 
