@@ -1,7 +1,9 @@
 """Issue #23, the data side: malformed CSV quoting, wrong column types, split coverage,
 the synthetic corpus written all-or-nothing and its command line."""
 
+import errno
 import gzip
+import os
 import shutil
 
 import pandas as pd
@@ -134,3 +136,92 @@ def test_a_text_column_of_numbers_is_named_as_such(corpus, tmp_path):
     with pytest.raises(ValueError, match=rf"mimiciv_icd9.feather, _id {first!r}, column "
                        r"text: the int 0, not text \(the column's type is int64\)"):
         load_edin_dataset(data, "icd9")
+
+
+# ------------------------------------------------------------- synthetic corpus
+class _FullDisk:
+    """A file handle on a disk with ``room`` bytes left."""
+
+    def __init__(self, handle, room: int) -> None:
+        self.handle, self.room = handle, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+
+def test_files_are_written_all_or_nothing(tmp_path):
+    from jams_pyg.data.synthetic.generator import write_all_or_nothing
+
+    def text(value: bytes):
+        return lambda handle: handle.write(value)
+
+    def full(handle):
+        _FullDisk(handle, 10).write(b"x" * 100)
+
+    old = tmp_path / "old"
+    write_all_or_nothing({old / "a" / "one.bin": text(b"1"), old / "two.bin": text(b"2")})
+    assert (old / "a" / "one.bin").read_bytes() == b"1"
+    with pytest.raises(OSError) as err:
+        write_all_or_nothing({old / "a" / "one.bin": text(b"new"),
+                              old / "b" / "c" / "new.bin": text(b"new"),
+                              old / "two.bin": full})
+    assert err.value.errno == errno.ENOSPC
+    assert str(err.value) == (f"[Errno 28] {old / 'two.bin'}: cannot write the file (No "
+                              "space left on device); nothing of the corpus was written")
+    # the previous files as they were; no temporary file, no folder of the failed call
+    assert sorted(str(p.relative_to(old)) for p in old.rglob("*")) == [
+        "a", "a/one.bin", "two.bin"]
+    assert (old / "a" / "one.bin").read_bytes() == b"1"
+    with pytest.raises(ZeroDivisionError):  # any error: nothing written
+        write_all_or_nothing({tmp_path / "new" / "x.bin": lambda handle: 1 / 0})
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_synthetic_on_a_full_disk_writes_nothing_and_names_the_file(tmp_path, monkeypatch,
+                                                                    capsys):
+    """It left half a corpus (ICD-9 written, ICD-10 missing), with an error naming no
+    file."""
+    import jams_pyg.data.synthetic.generator as generator
+    from jams_pyg.cli import main
+
+    out = tmp_path / "corpus"
+    assert main(["synthetic", str(out), "--size", "0.05"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real = generator.write_table
+
+    def icd10_on_a_full_disk(table, handle):
+        if "icd10_diag" in table.schema.names:
+            handle = _FullDisk(handle, 1000)
+        real(table, handle)
+
+    monkeypatch.setattr(generator, "write_table", icd10_on_a_full_disk)
+    capsys.readouterr()
+    assert main(["synthetic", str(out), "--size", "0.05", "--seed", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"jams-pyg synthetic: error: [Errno 28] {out}/mimiciv_icd10/"
+                   "mimiciv_icd10.feather: cannot write the file (No space left on "
+                   "device); nothing of the corpus was written\n")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["synthetic", str(tmp_path / "new"), "--size", "0.05"]) == 1
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("seed, problem", [("-1", "the seed must be an integer >= 0, "
+                                                  "got -1"),
+                                           ("1.5", "'1.5' is not an integer")])
+def test_synthetic_refuses_a_bad_seed_as_an_argument_error(tmp_path, capsys, seed, problem):
+    """Probe 11: --seed -1 was a ValueError traceback from numpy."""
+    from jams_pyg.cli import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["synthetic", str(tmp_path / "out"), "--seed", seed])
+    assert err.value.code == 2
+    assert f"argument --seed: {problem}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -18,6 +18,18 @@ def size_type(value: str) -> str | float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def seed_type(value: str) -> int:
+    """``argparse`` type of ``--seed``: an integer >= 0 (numpy's generators refuse
+    negative seeds)."""
+    try:
+        seed = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"the seed must be an integer >= 0, got {seed}")
+    return seed
+
+
 def run(args: argparse.Namespace) -> int:
     from jams_pyg.data.synthetic import corpus_statistics, generate_synthetic_corpus
 
@@ -40,7 +52,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "titles (long-tailed, in Edin et al.'s format: OUT_DIR/mimiciv_icd9/, "
         "OUT_DIR/mimiciv_icd10/) and print its statistics.")
     synthetic.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
-    synthetic.add_argument("--seed", type=int, default=0, help="seed of the corpus")
+    synthetic.add_argument("--seed", type=seed_type, default=0,
+                           help="seed of the corpus (an integer >= 0)")
     synthetic.add_argument("--size", type=size_type, default="default",
                            help=f"{', '.join(SIZES)} (x{', x'.join(map(str, SIZES.values()))} "
                            "documents) or a scale factor")

@@ -5,6 +5,7 @@ generic words; written in Edin et al.'s feather format."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -111,8 +112,9 @@ def generate_documents(
     return pd.DataFrame(rows)
 
 
-def write_documents(frame: pd.DataFrame, splits: pd.DataFrame, folder: Path, system: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def document_tables(frame: pd.DataFrame, splits: pd.DataFrame, system: str
+                    ) -> dict[str, pa.Table]:
+    """One system's documents and split in Edin et al.'s files: ``{file name: table}``."""
     diag_col, proc_col = code_columns(system)
     codes = pa.list_(pa.string())
     schema = pa.schema([
@@ -125,7 +127,18 @@ def write_documents(frame: pd.DataFrame, splits: pd.DataFrame, folder: Path, sys
         {"_id": splits["_id"].tolist(), "split": splits["split"].tolist()},
         pa.schema([("_id", pa.int64()), ("split", pa.string())]),
     )
+    return {data_filename(system): table, split_filename(system): split_table}
+
+
+def write_table(table: pa.Table, handle: BinaryIO) -> None:
+    """A table as a (zstd-compressed) feather file."""
+    feather.write_feather(table, handle, compression="zstd")
+
+
+def write_documents(frame: pd.DataFrame, splits: pd.DataFrame, folder: Path, system: str) -> None:
+    """Write one system's documents and split into ``folder`` (each file atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
     # Atomic: runs that share a corpus folder may rewrite it while another reads it.
-    for data, name in ((table, data_filename(system)), (split_table, split_filename(system))):
+    for name, table in document_tables(frame, splits, system).items():
         with atomic_open(folder / name) as handle:
-            feather.write_feather(data, handle, compression="zstd")
+            write_table(table, handle)

@@ -1,18 +1,23 @@
 """Writing the synthetic corpus: concepts, then the documents of both systems, their
-patient split and ``synthetic_concepts.json``."""
+patient split and ``synthetic_concepts.json``, all or nothing (:func:`write_all_or_nothing`)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from jams_pyg.atomic import atomic_open
+from jams_pyg.atomic import AtomicFile
 from jams_pyg.data.edin import split_by_patient
 from jams_pyg.data.synthetic.concepts import build_concepts
-from jams_pyg.data.synthetic.documents import generate_documents, write_documents
+from jams_pyg.data.synthetic.documents import document_tables, generate_documents, write_table
 from jams_pyg.data.synthetic.statistics import bucket_edges_for, size_scale
 from jams_pyg.data.synthetic.words import FILLER
 
@@ -43,6 +48,11 @@ def generate_synthetic_corpus(
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OSError: one line naming the file that could not be written (``ENOSPC``: no
+            space left on the device); then nothing of the corpus was written (a
+            previous corpus in ``out_dir`` stays as it was).
     """
     scale = size_scale(size)
     out = Path(out_dir)
@@ -56,6 +66,7 @@ def generate_synthetic_corpus(
     ])
     filler_p = filler_w / filler_w.sum()
     bases = {"icd9": (20_000_000, 10_000_000), "icd10": (25_000_000, 15_000_000)}
+    files: dict[Path, Callable[[BinaryIO], None]] = {}
     for system in ("icd9", "icd10"):
         n_docs = max(20, round(_DOCS[system] * scale))
         frame = generate_documents(
@@ -65,7 +76,8 @@ def generate_synthetic_corpus(
             frame["_id"].tolist(), frame["subject_id"].tolist(), frame["target"].tolist(),
             seed=seed,
         )
-        write_documents(frame, splits, out / f"mimiciv_{system}", system)
+        for name, table in document_tables(frame, splits, system).items():
+            files[out / f"mimiciv_{system}" / name] = partial(write_table, table)
     meta = {
         "generator": "jams_pyg.data.synthetic",
         "seed": seed,
@@ -74,9 +86,54 @@ def generate_synthetic_corpus(
         "bucket_edges": list(bucket_edges_for(scale)),
         "concepts": [c.to_json() for c in concepts],
     }
-    with atomic_open(out / "synthetic_concepts.json", "w") as handle:
-        handle.write(json.dumps(meta, indent=1) + "\n")
+    text = (json.dumps(meta, indent=1) + "\n").encode()
+    files[out / "synthetic_concepts.json"] = lambda handle: handle.write(text)
+    write_all_or_nothing(files)
     return out
+
+
+#: Errors of writing a file's content (a full disk, a quota, a size limit).
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def write_all_or_nothing(files: Mapping[Path, Callable[[BinaryIO], None]]) -> None:
+    """Write ``{path: write(handle)}``: every file, or none.
+
+    Each file goes to a temporary file beside it (:class:`~jams_pyg.atomic.AtomicFile`);
+    only when all are written and flushed to disk are they renamed into place, so a
+    full disk or any other error leaves the previous files as they were, removes every
+    temporary file and the folders this call created. (A corpus half written, its ICD-9
+    files new and its ICD-10 files missing, would load as another corpus.)
+
+    Raises:
+        OSError: naming the file whose write failed (``ENOSPC``: "No space left on
+            device").
+    """
+    folders = {folder for path in files for folder in (path.parent, *path.parent.parents)
+               if not folder.exists()}
+    staged: list[AtomicFile] = []
+    current: Path | None = None
+    try:
+        for folder in sorted(folders, key=lambda f: len(f.parts)):
+            folder.mkdir(exist_ok=True)
+        for current, write in files.items():
+            staged.append(AtomicFile(current))
+            write(staged[-1].handle)
+            staged[-1].handle.flush()
+            os.fsync(staged[-1].handle.fileno())
+    except BaseException as err:
+        for file in staged:
+            file.discard()
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: never another writer's files
+        if (isinstance(err, OSError) and err.errno in _WRITE_ERRORS and current is not None
+                and str(current) not in str(err)):
+            raise type(err)(err.errno, f"{current}: cannot write the file ({err.strerror}); "
+                            "nothing of the corpus was written") from None
+        raise
+    for file in staged:
+        file.commit()
 
 
 def load_concepts(directory: PathLike) -> list[dict]:
