@@ -7,7 +7,7 @@ once per language, into ``--work-dir``), trains the plain backbone on the ICD-10
 
 * Edin et al.'s Table 2 metrics (threshold tuned on validation), from the run's
   ``metrics.json``;
-* the official CodiEsp MAP (:mod:`jams_pyg.eval.codiesp_map`) of CodiEsp-D (the model's
+* the official CodiEsp MAP (:mod:`jams_pyg.eval.codiesp_metric`) of CodiEsp-D (the model's
   diagnosis codes ranked, against ``testD.tsv``) and CodiEsp-P (its procedure codes,
   against ``testP.tsv``, whose 4-character prefixes the model cannot predict: they count
   as missed; ``map_p_full_codes`` scores against the 7-character rows only). Every test
@@ -98,7 +98,7 @@ def official_maps(probs: Any, codes: list[str], case_ids: list[str], gold_dir: P
                   split: str = "test") -> dict[str, float]:
     """CodiEsp-D and -P MAP of a model's probabilities ``[cases, codes]``."""
     from jams_pyg.data.codiesp import PCS_PREFIX_LENGTH, read_codiesp_codes
-    from jams_pyg.eval.codiesp_map import codiesp_map, ranked_codes
+    from jams_pyg.eval.codiesp_metric import codiesp_map, ranked_codes
 
     dx = [j for j, c in enumerate(codes) if "." in c]
     proc = [j for j, c in enumerate(codes) if "." not in c]

@@ -240,7 +240,7 @@ def make_method(
                     adj = torch.sparse_coo_tensor(
                         edge_index.flip(0), alpha, (size[1], size[0]), is_coalesced=False
                     )
-                    return self.update(torch.sparse.mm(adj, x[0]), x, self_alpha)
+                    return self.update(torch.sparse.mm(adj, x[0]), x, self_alpha, None)
 
             module = COOMATConv(channels, fused=False)
         else:

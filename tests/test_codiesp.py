@@ -13,7 +13,7 @@ from conftest import SHARED_DATA
 from jams_pyg.cli import main
 from jams_pyg.data.codiesp import prepare_codiesp, read_codiesp_codes
 from jams_pyg.data.edin import load_edin_dataset
-from jams_pyg.eval.codiesp_map import codiesp_average_precision, codiesp_map, ranked_codes
+from jams_pyg.eval.codiesp_metric import codiesp_average_precision, codiesp_map, ranked_codes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "codiesp"
 CODIESP = SHARED_DATA / "codiesp"

@@ -143,13 +143,23 @@ def test_duplicates_and_unknown_split(tmp_path):
         load_edin_dataset(tmp_path, "icd9")
 
 
-@pytest.mark.parametrize("text", ["", "   ", None])
-def test_empty_text(tmp_path, text):
+@pytest.mark.parametrize("text", ["", "   "])
+def test_empty_text_is_kept_as_edin_keeps_it(tmp_path, text):
+    """Edin et al.'s pipeline writes a note empty after cleaning as '' (and their published
+    splits list it), so the loader keeps it."""
     frame = _frame()
-    frame["text"] = frame["text"].astype(object)
     frame.loc[2, "text"] = text
     _write(tmp_path, frame=frame)
-    with pytest.raises(ValueError, match="_id 13: empty text"):
+    ds = load_edin_dataset(tmp_path, "icd9")
+    assert ds.val["_id"].tolist() == [13] and ds.val["text"].tolist() == [text]
+
+
+def test_missing_text_names_the_row(tmp_path):
+    frame = _frame()
+    frame["text"] = frame["text"].astype(object)
+    frame.loc[2, "text"] = None
+    _write(tmp_path, frame=frame)
+    with pytest.raises(ValueError, match="_id 13, column text: a missing value, not text"):
         load_edin_dataset(tmp_path, "icd9")
 
 

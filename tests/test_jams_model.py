@@ -117,6 +117,28 @@ def test_padding_invariance_every_backbone(name):
     torch.testing.assert_close(alone["icd10"][0], ref["icd10"][1], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["laat", "caml", "multirescnn"])
+@pytest.mark.parametrize("use_mat", [False, True])
+def test_documents_without_tokens_score_the_biases(name, use_mat):
+    """Edin et al. keep notes empty after cleaning: such a document has no text evidence,
+    so its logits are the output biases, alone or beside a document with text, and the
+    backward pass stays finite."""
+    from jams_pyg.data.text import pad_sequences
+
+    torch.manual_seed(2)
+    graph = _tiny_graph() if use_mat else None
+    model = build_model(_config(name, use_mat=use_mat), graph, NUM_CODES)
+    for docs in ([[5, 6, 7, 8, 9], []], [[], []]):
+        ids, mask = pad_sequences(docs)
+        out = model(ids, mask, torch.tensor([1, 1]))
+        torch.testing.assert_close(out["icd10"][1], model.biases["icd10"].detach(),
+                                   rtol=0, atol=1e-6)
+        out["icd10"].sum().backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters()
+                   if p.grad is not None)
+        model.zero_grad()
+
+
 def _bce_by_hand(logits, target):
     p = torch.sigmoid(logits.double())
     return -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
@@ -352,7 +374,7 @@ def test_forward_with_attention_for_evidence():
 
 def test_config_defaults_follow_edin_and_roundtrip():
     laat = ModelConfig.for_backbone("laat", vocab_size=100)
-    assert (laat.embedding_dim, laat.rnn_hidden_size, laat.projection_size) == (200, 512, 512)
+    assert (laat.embedding_dim, laat.rnn_hidden_size, laat.projection_size) == (100, 512, 512)
     assert (laat.embed_dropout, laat.rnn_dropout, laat.rnn_num_layers) == (0.3, 0.3, 1)
     caml = ModelConfig.for_backbone("caml", vocab_size=100)
     assert (caml.embedding_dim, caml.num_filters, caml.kernel_size) == (100, 50, 10)

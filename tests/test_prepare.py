@@ -124,8 +124,7 @@ def test_edin_format_matches_the_dotted_forms():
 
 
 def _docs(out, system):
-    """The prepared documents of ``system`` with their split, by ``_id`` (read with pandas:
-    :func:`load_edin_dataset` refuses the empty text Edin et al. keep)."""
+    """The prepared documents of ``system`` with their split, by ``_id``, as written."""
     folder = out / f"mimiciv_{system}"
     data = pd.read_feather(folder / f"mimiciv_{system}.feather")
     split = pd.read_feather(folder / f"mimiciv_{system}_split.feather")

@@ -13,6 +13,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from jams_pyg.cli import main
+from jams_pyg.data.edin import load_edin_dataset
 from jams_pyg.data.prepare import SPLIT_REPORT, edin_lower, prepare_mimiciv
 from jams_pyg.data.splits import (
     edin_algorithm_splits,
@@ -215,6 +216,13 @@ def test_a_split_file_of_exactly_edins_admissions_joins_with_no_missing_id(tmp_p
         assert summary[system]["outside_split"] == summary[system]["missing_from_data"] == 0
         report = json.loads((folder / SPLIT_REPORT).read_text())
         assert report["outside_split"] == report["missing_from_data"] == []
+        # ... and jams_pyg's own loader takes every document, the empty texts included
+        dataset = load_edin_dataset(tmp_path / "out", system)
+        loaded = pd.concat([dataset.train, dataset.val, dataset.test])
+        assert sorted(loaded["_id"]) == sorted(data["_id"])
+        assert (loaded["text"] == "").sum() == (data["text"] == "").sum()
+    assert (pd.read_feather(tmp_path / "out" / "mimiciv_icd9" / "mimiciv_icd9.feather")["text"]
+            == "").any()  # the fixture has a note empty after cleaning
 
 
 @pytest.mark.slow

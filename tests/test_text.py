@@ -88,6 +88,10 @@ def test_pad_sequences_with_custom_pad():
     ids, mask = pad_sequences([[5, 6], [7]], pad_id=9)
     assert ids.tolist() == [[5, 6], [7, 9]]
     assert mask.tolist() == [[True, True], [True, False]]
+    # documents without tokens (Edin et al. keep empty notes) still get one masked position
+    ids, mask = pad_sequences([[], []], pad_id=9)
+    assert ids.tolist() == [[9], [9]] and mask.tolist() == [[False], [False]]
+    assert pad_sequences([], pad_id=9)[0].shape == (0, 1)
 
 
 def test_word2vec_is_aligned_with_the_vocabulary():

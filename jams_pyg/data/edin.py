@@ -181,9 +181,10 @@ def load_edin_dataset(directory: PathLike, system: System) -> CodingDataset:
         ValueError: naming the file and the ``_id`` (and code) at fault, for a
             missing column, a duplicated ``_id``, an ``_id`` of the split file
             that is not in the data or the reverse, an unknown split name, a
-            text that is empty or not a string, a document without codes, a code that is no
-            ``system`` code (or a diagnosis in the procedure column and vice
-            versa), a ``target`` that differs from the diagnosis and
+            text that is not a string (an empty text is kept, as Edin et al.'s
+            pipeline writes one for a note empty after cleaning), a document without
+            codes, a code that is no ``system`` code (or a diagnosis in the procedure
+            column and vice versa), a ``target`` that differs from the diagnosis and
             procedure columns, or two spellings of one code (``I10`` and
             ``I10.``).
     """
@@ -239,8 +240,6 @@ def load_edin_dataset(directory: PathLike, system: System) -> CodingDataset:
         if not isinstance(text, str):
             raise ValueError(f"{where}, column {TEXT_COLUMN}: {_kind(text)}, not text "
                              f"(the column's type is {data[TEXT_COLUMN].dtype})")
-        if not text.strip():
-            raise ValueError(f"{where}: empty text")
         diag_codes = _as_code_list(diag, f"{where}, column {diag_col}")
         proc_codes = _as_code_list(proc, f"{where}, column {proc_col}")
         codes = _as_code_list(target, f"{where}, column {TARGET_COLUMN}")

@@ -270,8 +270,13 @@ class WordTokenizer:
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> tuple[
     Tensor, Tensor
 ]:
-    """Right-pad id lists to ``(input_ids [B, L] long, attention_mask [B, L] bool)``."""
-    length = max((len(s) for s in sequences), default=0)
+    """Right-pad id lists to ``(input_ids [B, L] long, attention_mask [B, L] bool)``.
+
+    ``L`` is at least 1: a batch of documents without tokens (Edin et al. keep notes whose
+    text is empty after cleaning) still gives the encoders one (masked) position, and the
+    label-attention heads give such a document no text evidence (its logits are the
+    biases)."""
+    length = max(1, max((len(s) for s in sequences), default=0))
     input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), length), dtype=torch.bool)
     for row, seq in enumerate(sequences):

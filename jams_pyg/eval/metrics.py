@@ -46,7 +46,7 @@ with fewer than ``k`` codes divides by ``k`` (``torch.topk`` would fail); target
 positive at all raise ``ValueError`` (Edin would divide by zero). The threshold tuning of
 :func:`~jams_pyg.eval.thresholds.tune_threshold` defaults to Edin's protocol, which unlike the
 metrics above counts every code and document of the validation split (see
-:data:`~jams_pyg.eval.thresholds.THRESHOLD_PROTOCOLS`).
+:data:`~jams_pyg.eval.protocol.THRESHOLD_PROTOCOLS`).
 
 With :math:`\hat{y} = \mathbb{1}[p > \tau]` (strictly greater, as Edin) and per-code counts
 :math:`TP_c, FP_c, FN_c`:

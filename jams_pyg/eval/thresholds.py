@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from jams_pyg.eval.metrics import check_inputs, compute_metrics, counts_at, restrict_to_present
-from jams_pyg.eval.protocol import PROTOCOL_MICRO_AUC_CODES, THRESHOLD_PROTOCOLS, check_protocol
+from jams_pyg.eval.protocol import PROTOCOL_MICRO_AUC_CODES, check_protocol
 
 EDIN_THRESHOLD_GRID: np.ndarray = torch.linspace(0, 1, 100).numpy().astype(np.float64)
 """Edin et al.'s candidate thresholds: the float32 values of ``torch.linspace(0, 1, 100)``
@@ -99,7 +99,8 @@ def tune_threshold(
         grid (sequence of float, optional): candidate thresholds in :math:`[0, 1]`.
             (default: :obj:`None`, Edin's 100-value grid for ``"edin"``, the exact search for
             ``"exact"``)
-        protocol (str, optional): one of :data:`THRESHOLD_PROTOCOLS`. (default: ``"edin"``)
+        protocol (str, optional): one of
+            :data:`~jams_pyg.eval.protocol.THRESHOLD_PROTOCOLS`. (default: ``"edin"``)
 
     Returns:
         float: the threshold, in :math:`[0, 1]`.
@@ -158,7 +159,8 @@ def evaluate(
         tune_on: ``(probs, targets)`` of the split the threshold is tuned on.
         threshold: The threshold to apply instead (exactly one of ``tune_on`` and
             ``threshold``).
-        protocol, grid: Go to :func:`tune_threshold` (one of :data:`THRESHOLD_PROTOCOLS`).
+        protocol, grid: Go to :func:`tune_threshold` (one of
+            :data:`~jams_pyg.eval.protocol.THRESHOLD_PROTOCOLS`).
         micro_auc_codes: Goes to :func:`compute_metrics` (default: all codes, as Edin et al.).
 
     Returns:
@@ -177,4 +179,4 @@ def evaluate(
                                        micro_auc_codes=micro_auc_codes)}
 
 
-__all__ = ["EDIN_THRESHOLD_GRID", "THRESHOLD_PROTOCOLS", "evaluate", "tune_threshold"]
+__all__ = ["EDIN_THRESHOLD_GRID", "evaluate", "tune_threshold"]

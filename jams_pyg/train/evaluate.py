@@ -1,6 +1,6 @@
 """What a training run needs of its splits, checked before any training
 (:func:`check_splits`). A model's predictions on a split are
-:func:`jams_pyg.eval.predict.predict`."""
+:func:`jams_pyg.eval.prediction.predict`."""
 
 from __future__ import annotations
 

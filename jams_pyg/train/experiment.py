@@ -34,7 +34,7 @@ from jams_pyg.data import (
 from jams_pyg.data.edin import check_every_split
 from jams_pyg.data.synthetic import generate_synthetic_corpus
 from jams_pyg.eval import bucket_macro_f1, evaluate, per_code_f1
-from jams_pyg.eval.predict import Predictions
+from jams_pyg.eval.prediction import Predictions
 from jams_pyg.eval.protocol import check_protocol, protocol_record
 from jams_pyg.eval.report import write_report
 from jams_pyg.graph.gem_graph import GEMGraph

@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from jams_pyg.eval.metrics import compute_metrics
 from jams_pyg.eval.names import monitor_value
-from jams_pyg.eval.predict import Predictions, predict
+from jams_pyg.eval.prediction import Predictions, predict
 from jams_pyg.icd.codes import SYSTEM_IDS
 from jams_pyg.models.runtime import autocast
 from jams_pyg.train.amp import amp_dtype, grad_scaler
@@ -361,7 +361,7 @@ class Trainer:
 
     def predict(self, dataset: Dataset, batch_size: int | None = None) -> Predictions:
         """Probabilities and targets of every document of ``dataset``, per system
-        (see :func:`~jams_pyg.eval.predict.predict`)."""
+        (see :func:`~jams_pyg.eval.prediction.predict`)."""
         return predict(unwrap_model(self.model), dataset, self.collate_fn, self.systems,
                        batch_size or self.config.eval_batch_size, self.device,
                        self.amp_dtype)
