@@ -15,9 +15,9 @@ from jams_pyg.eval.metrics import (
     micro_f1,
     per_code_f1,
 )
+from jams_pyg.eval.protocol import THRESHOLD_PROTOCOLS
 from jams_pyg.eval.thresholds import (
     EDIN_THRESHOLD_GRID,
-    THRESHOLD_PROTOCOLS,
     evaluate,
     tune_threshold,
 )
