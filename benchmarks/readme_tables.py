@@ -1,4 +1,11 @@
-"""The README's JAMS-vs-backbone tables, generated from ``jams_vs_backbone.py``'s results.json.
+"""The README's results tables, generated from the committed benchmark results.
+
+Every results table of the README follows a marker line ``<!-- table: NAME -->``; NAME is a
+key of :data:`SECTIONS`, whose function renders the table from ``benchmarks/results/``.
+``--check README.md`` fails when a marked table differs from its rendering, ``--update
+README.md`` rewrites the marked tables in place (tests/test_readme.py runs the check).
+
+The JAMS-vs-backbone tables come from ``jams_vs_backbone.py``'s results.json.
 
 Prints markdown: test metrics per model (mean ± std over seeds), the paired JAMS − backbone
 deltas (mean ± half-width of the 95 % t-interval) with the paper's numbers beside them, and
@@ -10,6 +17,12 @@ Examples::
 
     python benchmarks/readme_tables.py benchmarks/results/jams_vs_backbone/results.json
     python benchmarks/readme_tables.py --ablations benchmarks/results/jams_ablations/results.json
+    python benchmarks/readme_tables.py benchmarks/results/jams_vs_backbone/results.json \
+        --default-run benchmarks/results/default_run_spread
+
+``--default-run`` prints the README's "what the default run printed" table: the default
+command's seed-0 run on this CPU (it *is* ``jams_vs_backbone.py``'s seed 0), the same run
+under other ATen kernels (``default_run_spread.py``), and the range over every seed.
 """
 
 from __future__ import annotations
@@ -103,19 +116,299 @@ def ablation_table(payload: Mapping[str, Any], model: str = "laat") -> str:
     return "\n".join(lines)
 
 
+#: The default run's table: (system, score key of :func:`group_scores`, column name).
+DEFAULT_RUN_COLUMNS = [(s, key, name) for s in ("icd9", "icd10") for key, name in (
+    ("f1_micro", "micro-F1"), ("f1_macro", "macro-F1"), ("map", "MAP"),
+    ("bucket 1-10", "1–10 macro-F1"))]
+#: ATen kernels of default_run_spread.py: the row label of each.
+KERNEL_LABELS = {"native": "AVX-512 kernels (what this machine picks)", "avx2": "AVX2 kernels",
+                 "default": "scalar kernels"}
+
+
+def _scores(run: Mapping[str, Any], system: str) -> dict[str, float | None]:
+    from jams_pyg.eval.deltas import group_scores
+
+    return group_scores(run["systems"][system])
+
+
+def _epochs(run: Mapping[str, Any]) -> list[int]:
+    return [part["training"]["epochs_run"] for part in run["training"].values()]
+
+
+def default_run_table(runs: Sequence[Mapping[str, Any]], spread_dir: Path | None,
+                      labels: Sequence[str] = ("LAAT", "LAAT+JAMS")) -> str:
+    """One draw and the spread to expect: per model, the seed-0 run (this CPU), the seed-0
+    run under each other kernel found in ``spread_dir/<kernel>/metrics.json``, and
+    mean ± std [min–max] over every seed (×100)."""
+    header = ["Model", "run"] + [f"{SYSTEM_LABELS[s]} {name}" for s, _, name in
+                                 DEFAULT_RUN_COLUMNS] + ["epochs"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|:---|:---|" + "---:|" * (len(header) - 2)]
+    kernels: dict[str, list[Mapping[str, Any]]] = {}
+    if spread_dir is not None:
+        for kernel in KERNEL_LABELS:
+            path = spread_dir / kernel / "metrics.json"
+            if kernel != "native" and path.exists():
+                kernels[kernel] = json.loads(path.read_text())
+
+    def row(label: str, what: str, picked: Sequence[Mapping[str, Any]]) -> str:
+        cells = []
+        for system, key, _ in DEFAULT_RUN_COLUMNS:
+            values = [100 * v for r in picked
+                      if (v := _scores(r, system).get(key)) is not None]
+            if not values:
+                cells.append(MISSING)
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.1f}")
+            else:
+                mean = sum(values) / len(values)
+                std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+                cells.append(f"{mean:.1f} ± {std:.1f} [{min(values):.1f}–{max(values):.1f}]")
+        epochs = sorted(e for r in picked for e in _epochs(r))
+        cells.append(f"{epochs[0]}–{epochs[-1]}" if epochs[0] != epochs[-1] else str(epochs[0]))
+        return f"| {label} | {what} | " + " | ".join(cells) + " |"
+
+    for label in labels:
+        seeded = sorted((r for r in runs if r["label"] == label), key=lambda r: r["seed"])
+        if not seeded:
+            raise ValueError(f"no run labelled {label!r} in the results")
+        first = [r for r in seeded if r["seed"] == 0]
+        lines.append(row(label, f"seed 0, {KERNEL_LABELS['native']}", first))
+        for kernel, kernel_runs in kernels.items():
+            same = [r for r in kernel_runs if r["label"] == label and r["seed"] == 0]
+            if same:
+                lines.append(row(label, f"seed 0, {KERNEL_LABELS[kernel]}", same))
+        seeds = ",".join(str(r["seed"]) for r in seeded)
+        lines.append(row(label, f"seeds {seeds}: mean ± std [min–max]", seeded))
+    return "\n".join(lines)
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MARKER = "<!-- table: {} -->"
+
+
+def _json(name: str) -> Any:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _jvb_tables() -> list[str]:
+    from jams_pyg.train.variants import DISPLAY
+
+    payload = _json("jams_vs_backbone/results.json")
+    return [metrics_table(payload["runs"], ["f1_micro", "f1_macro", "map"]),
+            paper_delta_table(payload["deltas"], DISPLAY, "jams"),
+            convergence_table(payload["convergence"])]
+
+
+def _ablation_tables() -> list[str]:
+    payload = _json("jams_ablations/results.json")
+    return [metrics_table(payload["runs"], ["f1_macro", "map"]), ablation_table(payload)]
+
+
+def _int(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def mat_vs_gat_table() -> str:
+    """MATConv (fused) against GATConv per case of ``mat_vs_gat_directional.json``."""
+    rows = _json("mat_vs_gat_directional.json")["results"]
+    by_case: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        by_case.setdefault(row["case"], {})[row["method"]] = row
+    lines = ["| graph | d | MATConv ms | GATConv ms | speed-up | MATConv MiB | GATConv MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    first_gem = True
+    for methods in by_case.values():
+        mat, gat = methods["mat"], methods["gat"]
+        if mat["num_edges"] == 200_000:
+            graph = "PyG standard size (5k + 5k nodes, 200k edges)"
+        elif first_gem:
+            graph = (f"CMS 2018 dx GEMs, directional ({_int(mat['num_icd9'])} + "
+                     f"{_int(mat['num_icd10'])} codes)")
+            first_gem = False
+        else:
+            graph = "CMS 2018 dx GEMs, directional"
+        speed = gat["median_ms"] / mat["median_ms"]
+        speed_cell = f"**{speed:.1f}×**" if mat["channels"] == 512 else f"{speed:.1f}×"
+        lines.append(f"| {graph} | {mat['channels']} | {_int(mat['median_ms'])} | "
+                     f"{_int(gat['median_ms'])} | {speed_cell} | {_int(mat['peak_mb'])} | "
+                     f"{_int(gat['peak_mb'])} |")
+    return "\n".join(lines)
+
+
+def laat_head_memory_table() -> str:
+    payload = _json("laat_head_memory.json")
+    labels = {"explicit": "explicit (float32 `[B, C, L]` map, "
+                          f"{payload['float32_attention_map_mib']:.0f} MiB per copy)",
+              "sdpa": "fused `scaled_dot_product_attention` (default)"}
+    lines = ["| token softmax | peak increase |", "|---|---:|"]
+    for row in payload["results"]:
+        lines.append(f"| {labels[row['variant']]} | {row['peak_increase_mib']:.0f} MiB |")
+    return "\n".join(lines)
+
+
+def predict_throughput_table() -> str:
+    lines = ["| tokens | systems | notes/s | ms/note |", "|---:|---|---:|---:|"]
+    for row in _json("predict_throughput.json")["rows"]:
+        lines.append(f"| {row['tokens']:,} | {row['systems']} | {row['notes_per_s']:.2f} | "
+                     f"{_int(row['ms_per_note'])} |")
+    return "\n".join(lines)
+
+
+def overhead_table() -> str:
+    payload = _json("overhead.json")
+    timing, memory = payload["timing"], payload["memory"]
+    back, jams = timing["backbone"]["median_s"], timing["jams"]["median_s"]
+    mat = timing["matconv"]["median_s"]
+    peak_b, peak_j = memory["backbone"]["peak_mb"], memory["jams"]["peak_mb"]
+    return "\n".join([
+        "| | backbone (`use_mat=False`) | JAMS (`use_mat=True`) | JAMS − backbone |",
+        "|:---|---:|---:|---:|",
+        f"| step time (fwd + bwd + AdamW) | {back:.3f} s | {jams:.3f} s | "
+        f"{100 * (jams - back) / back:+.1f} % |",
+        f"| MATConv alone, fwd + bwd | – | {mat:.3f} s | {100 * mat / jams:.1f} % of a step |",
+        f"| peak memory (ru_maxrss) | {_int(peak_b)} MiB | {_int(peak_j)} MiB | "
+        f"{peak_j - peak_b:+.0f} MiB |"])
+
+
+def prepare_memory_table() -> str:
+    rows = {(r["mode"], r.get("scale")): r for r in _json("prepare_memory.json")["results"]}
+    lines = ["| input (MIMIC-IV schema, 1,500-word notes) | streaming `prepare` | "
+             "all in memory (Edin-style) |", "|---|---:|---:|"]
+    base = rows[("streaming", 1)]["peak_rss_mb"]
+    for scale in sorted({k[1] for k in rows if k[1] is not None}):
+        stream, memory = rows[("streaming", scale)], rows[("in_memory", scale)]
+        growth = "" if scale == 1 else f" ({100 * (stream['peak_rss_mb'] - base) / base:+.0f} %)"
+        lines.append(f"| ×{scale} ({stream['notes']:,} notes, {stream['note_text_mb']:.0f} MB "
+                     f"text) | {_int(stream['peak_rss_mb'])} MB{growth} | "
+                     f"{_int(memory['peak_rss_mb'])} MB |")
+    return "\n".join(lines)
+
+
+def import_cost_table() -> str:
+    return str(_json("import_cost.json")["table"]).strip()
+
+
+def model_selection_table() -> str:
+    """The README's columns of ``model_selection/table.md`` (the epochs column left out)."""
+    text = (RESULTS / "model_selection" / "table.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    names = {"map": "MAP", "official_mean": "official mean"}
+    out = []
+    for i, line in enumerate(rows):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        cells = cells[:2] + cells[3:-1]  # drop "seeds" and the epochs column
+        if i == 1:
+            out.append("|:---|:---|" + "---:|" * (len(cells) - 2))
+            continue
+        if i > 1:
+            cells[1] = names.get(cells[1], cells[1])
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def default_run_section() -> str:
+    return default_run_table(_json("jams_vs_backbone/results.json")["runs"],
+                             RESULTS / "default_run_spread")
+
+
+#: Every generated README table: marker name -> renderer.
+SECTIONS: dict[str, Any] = {
+    "default-run": default_run_section,
+    "prepare-memory": prepare_memory_table,
+    "model-selection": model_selection_table,
+    "mat-vs-gat": mat_vs_gat_table,
+    "laat-head-memory": laat_head_memory_table,
+    "predict-throughput": predict_throughput_table,
+    "overhead": overhead_table,
+    "jvb-metrics": lambda: _jvb_tables()[0],
+    "jvb-deltas": lambda: _jvb_tables()[1],
+    "jvb-convergence": lambda: _jvb_tables()[2],
+    "ablation-metrics": lambda: _ablation_tables()[0],
+    "ablation-deltas": lambda: _ablation_tables()[1],
+    "import-cost": import_cost_table,
+}
+
+
+def marked_tables(readme: str) -> list[tuple[str, int, int]]:
+    """(name, start, end) of each marked table: the markdown table lines after a marker."""
+    found = []
+    lines = readme.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("<!-- table: ") and stripped.endswith(" -->"):
+            name = stripped[len("<!-- table: "):-len(" -->")]
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            if j == i + 1:
+                raise ValueError(f"README marker {stripped!r} (line {i + 1}) has no table "
+                                 "on the next line")
+            found.append((name, offsets[i + 1], offsets[j]))
+    return found
+
+
+def render_readme(readme: str) -> str:
+    """``readme`` with every marked table replaced by its rendering."""
+    out, last = [], 0
+    for name, start, end in marked_tables(readme):
+        if name not in SECTIONS:
+            raise ValueError(f"README table marker {name!r} is none of {sorted(SECTIONS)}")
+        out += [readme[last:start], SECTIONS[name]().rstrip("\n") + "\n"]
+        last = end
+    return "".join(out) + readme[last:]
+
+
 def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", type=Path, help="results.json of jams_vs_backbone.py")
+    parser.add_argument("results", type=Path, nargs="?",
+                        help="results.json of jams_vs_backbone.py")
     parser.add_argument("--metrics", nargs="+", default=["f1_micro", "f1_macro", "map"])
     parser.add_argument("--variant", default="jams",
                         help="the variant whose deltas against the backbone are shown")
     parser.add_argument("--ablations", action="store_true",
                         help="ablation results: macro-F1/MAP per variant and every paired "
                         "delta (against the backbone and the reference variants)")
+    parser.add_argument("--default-run", type=Path, default=None, metavar="SPREAD_DIR",
+                        help="print the default run's table instead: seed 0 on this CPU, "
+                        "under the kernels of SPREAD_DIR (default_run_spread.py's results) "
+                        "and over all seeds")
+    parser.add_argument("--section", choices=sorted(SECTIONS),
+                        help="print one README table, rendered from benchmarks/results/")
+    parser.add_argument("--check", type=Path, metavar="README",
+                        help="exit 1 when a marked table of README differs from its rendering")
+    parser.add_argument("--update", type=Path, metavar="README",
+                        help="rewrite the marked tables of README in place")
     args = parser.parse_args(argv)
     from jams_pyg.train.variants import DISPLAY
 
+    if args.section:
+        text = SECTIONS[args.section]()
+        print(text)
+        return text
+    if args.check or args.update:
+        path = args.check or args.update
+        readme = path.read_text()
+        rendered = render_readme(readme)
+        if args.update:
+            path.write_text(rendered)
+        elif rendered != readme:
+            stale = [name for name, start, end in marked_tables(readme)
+                     if readme[start:end].rstrip("\n") != SECTIONS[name]().rstrip("\n")]
+            raise SystemExit(f"{path}: stale tables {stale}; run "
+                             f"python benchmarks/readme_tables.py --update {path}")
+        return rendered
+    if args.results is None:
+        parser.error("give results.json, or --section / --check / --update")
+
     payload = json.loads(args.results.read_text())
+    if args.default_run is not None:
+        text = default_run_table(payload["runs"], args.default_run)
+        print(text)
+        return text
     if args.ablations:
         text = (metrics_table(payload["runs"], ["f1_macro", "map"]) + "\n\n"
                 + ablation_table(payload))

@@ -81,3 +81,38 @@ def test_corpus_table_is_what_the_synthetic_command_prints(tmp_path):
                       if not line.startswith("wrote ")).rstrip()
     assert "unique codes" in table
     assert f"```text\n{table}\n```" in README, table
+
+
+def _readme_tables():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_readme_tables",
+                                                  ROOT / "benchmarks" / "readme_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: README tables that are not results (the command list, the recipe's settings, the layout).
+NOT_RESULTS = ("| command | does |", "| setting | real data (default) |", "| step | where |")
+
+
+def test_every_results_table_is_rendered_from_committed_results():
+    """Each results table of the README follows a ``<!-- table: NAME -->`` marker and equals
+    what benchmarks/readme_tables.py renders from benchmarks/results/ (a hand-edited number,
+    or a result re-run without the README, fails here)."""
+    tables = _readme_tables()
+    lines = README.splitlines()
+    starts = [i for i, line in enumerate(lines)
+              if line.startswith("|") and (i == 0 or not lines[i - 1].startswith("|"))]
+    unmarked = [lines[i] for i in starts
+                if not lines[i].startswith(NOT_RESULTS)
+                and not lines[i - 1].startswith("<!-- table: ")]
+    # CodiEsp's tables are rendered by benchmarks/codiesp_table.py (checked below).
+    unmarked = [line for line in unmarked if "MAP-D" not in line]
+    assert not unmarked, unmarked
+    names = [name for name, _, _ in tables.marked_tables(README)]
+    assert len(names) == len(set(names)) and set(names) == set(tables.SECTIONS)
+    assert tables.render_readme(README) == README
+    doctored = README.replace("| 93.1 | 63.2 | 92.2 |", "| 93.1 | 63.3 | 92.2 |", 1)
+    assert doctored != README and tables.render_readme(doctored) == README

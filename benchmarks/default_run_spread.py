@@ -1,0 +1,69 @@
+"""How much the default run's numbers move across CPUs: the README command under other ATen kernels.
+
+``python examples/train_laat.py`` is one draw. Its weights are not bit-stable across CPUs:
+ATen picks vector kernels per CPU (AVX-512, AVX2, scalar), each with its own summation order,
+and a 1e-5 difference after one epoch changes the early-stopping trajectory. This driver
+re-runs the default command (seed 0, everything else as the README states) under each kernel
+forced with ``ATEN_CPU_CAPABILITY`` (the one this CPU picks by itself, ``avx2``, ``default`` =
+scalar), one run at a time, and keeps each run's ``metrics.json`` and log in
+``--results-dir/<kernel>/``. A finished kernel is skipped, so the driver resumes. The spread
+across seeds comes from ``jams_vs_backbone.py`` (whose seed 0 *is* the default run);
+``readme_tables.py --default-run`` puts both beside each other for the README.
+
+Example::
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/default_run_spread.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNELS = ("native", "avx2", "default")
+
+
+def run_kernel(kernel: str, results_dir: Path, work_dir: Path) -> None:
+    out = results_dir / kernel
+    if (out / "metrics.json").exists():
+        print(f"{kernel}: done before, skipped")
+        return
+    run_dir = work_dir / kernel
+    if run_dir.exists():  # an interrupted run: start it again (the whole run is one draw)
+        shutil.rmtree(run_dir)
+    env = dict(os.environ)
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    if kernel != "native":
+        env["ATEN_CPU_CAPABILITY"] = kernel
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(out / "run.log", "w") as log:
+        subprocess.run([sys.executable, str(ROOT / "examples/train_laat.py"), "--no-progress",
+                        "--output-dir", str(run_dir)], env=env, stdout=log,
+                       stderr=subprocess.STDOUT, check=True)
+    shutil.copy(run_dir / "metrics.json", out / "metrics.json")
+    shutil.copy(run_dir / "report.md", out / "report.md")
+    print(f"{kernel}: {time.perf_counter() - start:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS))
+    parser.add_argument("--results-dir", type=Path,
+                        default=ROOT / "benchmarks/results/default_run_spread")
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "outputs/default_run_spread",
+                        help="where the runs write their checkpoints and bundles")
+    args = parser.parse_args(argv)
+    for kernel in args.kernels:
+        run_kernel(kernel, args.results_dir, args.work_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
