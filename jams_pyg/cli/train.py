@@ -208,7 +208,9 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
             left = ""
             if runs:  # the runs so far are the best guide to the ones still to come
                 per_run = (time.perf_counter() - start) / len(runs)
-                left = f" (about {format_duration(per_run * (len(configs) - len(runs)))} left)"
+                left = (f" (about {format_duration(per_run * (len(configs) - len(runs)))} "
+                        f"left if each run still to come takes the {format_duration(per_run)}"
+                        " the runs so far took on average)")
             log.info("[%d/%d] %s, %s, seed %d%s", number, len(configs), config.label, systems,
                      config.seed, left)
             runs.append(run_experiment(config, save_model=save_run_bundle))
