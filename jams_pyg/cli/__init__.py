@@ -12,8 +12,10 @@ import difflib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from importlib import import_module
+from typing import TextIO
 
 #: Sub-commands, in the order of the data flow; ``jams_pyg.cli.<name>`` defines each.
 COMMANDS = ("prepare", "synthetic", "graph", "train", "evaluate", "predict")
@@ -63,6 +65,19 @@ def unknown_arguments_error(parser: argparse.ArgumentParser, extra: Sequence[str
     return "unrecognized arguments: " + " ".join(extra) + "".join(f"; {h}" for h in hints)
 
 
+def one_line_warnings(command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``jams-pyg <command>: warning: <message>``:
+    a user of the command line needs the message, not the source line that raised it
+    (``torch/utils/_contextlib.py:124`` for a warning from under ``torch.no_grad``)."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        kind = "warning" if issubclass(category, UserWarning) else category.__name__
+        print(f"jams-pyg {command}: {kind}: {message}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     for name, value in OPENMP_DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -74,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         leaf = command_parser(parser, args)
         leaf.error(unknown_arguments_error(leaf, extra))
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():  # restored on return (main may run in-process)
+            warnings.showwarning = one_line_warnings(args.command)
+            return int(args.handler(args))
     except KeyboardInterrupt:
         hint = (" (finished epochs are kept: run the same command with --resume to go on)"
                 if args.command == "train" else "")

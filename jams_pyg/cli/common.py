@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -43,3 +46,42 @@ def fail(command: str, err: BaseException | str) -> int:
     the exit status 1; tracebacks are for bugs."""
     print(f"jams-pyg {command}: error: {err}", file=sys.stderr)
     return 1
+
+
+def check_output_folder(path: str, option: str) -> None:
+    """Fail before any work when the folder ``path`` is to be written into is missing or
+    not writable (``option`` names the option in the message); the command does not create
+    it."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{option} {path}: folder {folder} does not exist (create it "
+                                "first)")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{option} {path}: folder {folder} is not writable")
+
+
+def _is_bundle(folder: Path) -> bool:
+    from jams_pyg.inference.bundle_format import BUNDLE_FORMAT, CONFIG_FILE
+
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("format") == BUNDLE_FORMAT
+
+
+def bundle_folder_hint(model: str) -> str | None:
+    """When ``--model`` names a run folder of ``jams-pyg train`` (``outputs/laat/jams``)
+    rather than a bundle, the error that names the bundle(s) inside it
+    (``outputs/laat/jams/model``); else ``None``."""
+    folder = Path(model)
+    if not folder.is_dir() or _is_bundle(folder):
+        return None
+    found = sorted(p.parent for pattern in ("model/", "*/model/", "*/*/model/")
+             for p in folder.glob(pattern + "config.json") if _is_bundle(p.parent))
+    if not found:
+        return None
+    if len(found) == 1:
+        return f"{model} is a run folder, not a model bundle; its model bundle is {found[0]}"
+    return (f"{model} is a run folder, not a model bundle; its model bundles are "
+            + ", ".join(map(str, found)))

@@ -8,7 +8,13 @@ import json
 import sys
 from typing import Any
 
-from jams_pyg.cli.common import add_command, fail, positive_int
+from jams_pyg.cli.common import (
+    add_command,
+    bundle_folder_hint,
+    check_output_folder,
+    fail,
+    positive_int,
+)
 from jams_pyg.eval.protocol import THRESHOLD_PROTOCOLS
 
 DESCRIPTION = """\
@@ -94,11 +100,28 @@ def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def results_table(results: dict[str, Any]) -> str:
+    """One row per system: documents, the metrics × 100 and the unknown codes' share (%)
+    of the split's code occurrences, aligned to fit a terminal."""
+    from jams_pyg.eval.names import METRIC_KEYS, METRIC_LABELS
+    from jams_pyg.icd.codes import SYSTEM_LABELS
+
+    header = ["System", "Docs", *(METRIC_LABELS[k] for k in METRIC_KEYS), "Unknown %"]
+    rows = [[SYSTEM_LABELS.get(s, s), str(r["num_documents"]),
+             *(f"{100 * r['metrics'][k]:.1f}" for k in METRIC_KEYS),
+             f"{100 * r['unknown_code_share']:.1f}"] for s, r in results.items()]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join([row[0].ljust(widths[0])]
+                               + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)])
+                     for row in [header, *rows])
+
+
 def run(args: argparse.Namespace) -> int:
-    from jams_pyg.eval.tables import compare_table
     from jams_pyg.inference.bundle import BundleError
 
     try:
+        if args.output:  # checked first: a missing folder fails before the scoring
+            check_output_folder(args.output, "--output")
         results = evaluate_bundle(args)
         payload = {"model": str(args.model), "data": str(args.data), "split": args.split,
                    "threshold_split": args.tune_on or "bundle", "systems": results}
@@ -107,9 +130,14 @@ def run(args: argparse.Namespace) -> int:
 
             atomic_write_text(args.output, json.dumps(payload, indent=2) + "\n")
     except (BundleError, OSError, ValueError) as err:
-        return fail("evaluate", err)
-    print(compare_table({str(args.model): {s: r["metrics"] for s, r in results.items()}},
-                        systems=list(results)))
+        hint = bundle_folder_hint(args.model) if isinstance(err, BundleError) else None
+        return fail("evaluate", hint or err)
+    threshold = (f"threshold tuned on {args.tune_on} ({results[next(iter(results))]['protocol']})"
+                 if args.tune_on else "the bundle's threshold")
+    print(f"{args.model} on the {args.split} split of {args.data} (x100; {threshold}; "
+          "Unknown %: the share of the split's code occurrences that are not among the "
+          "model's codes, left out of the targets)\n")
+    print(results_table(results))
     return 0
 
 
@@ -136,5 +164,5 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--device", help="torch device (default: cuda if available, "
                           "else cpu)")
     evaluate.add_argument("--output", "-o", metavar="FILE", help="also write the results "
-                          "as JSON here")
+                          "as JSON here (its folder must exist: checked before any work)")
     evaluate.set_defaults(handler=run)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from jams_pyg.cli.common import add_command, fail
+from jams_pyg.cli.common import add_command, check_output_folder, fail
 from jams_pyg.graph.directions import DIRECTIONS
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        if args.save:  # checked first: a missing folder fails before the graph is built
+            check_output_folder(args.save, "--save")
+    except OSError as err:
+        return fail("graph", err)
     from jams_pyg.graph.gem_graph import GEMGraph
 
     try:
@@ -51,5 +56,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        "one symmetric edge set (ablation)")
     graph.add_argument("--save", metavar="FILE",
                        help="write the graph here (safetensors, its codes in <stem>_codes.json "
-                       "beside it; GEMGraph.load reads it)")
+                       "beside it; GEMGraph.load reads it); FILE's folder must exist: a "
+                       "missing one fails at once, before the graph is built")
     graph.set_defaults(handler=run)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jams_pyg.cli.common import add_command, fail, positive_int
+from jams_pyg.cli.common import add_command, bundle_folder_hint, fail, positive_int
 
 DESCRIPTION = """\
 Code clinical notes with a trained model bundle (the folder save_bundle writes, e.g.
 <output_dir>/model of an experiment) and write one JSON object per note (JSONL).
 
-Input (INPUT, or - for standard input), UTF-8, read line by line; lines end at \n only
-(\r\n too), so a form feed or U+2028 inside a note stays in that note:
+Input (INPUT, or - for standard input), UTF-8, read line by line; lines end at \\n only
+(\\r\\n too), so a form feed or U+2028 inside a note stays in that note:
   * a text file: one note per line; a blank line is an error; the note's id is its line
     number (1-based);
   * a .jsonl / .ndjson file (or --format jsonl): one strict JSON object per line with a
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
             sys.stdout.flush()
     except (BundleError, OSError, ValueError, TypeError, RuntimeError) as err:
-        return fail("predict", err)
+        hint = bundle_folder_hint(args.model) if isinstance(err, BundleError) else None
+        return fail("predict", hint or err)
     finally:
         if output is not None:
             output.discard()

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the runs in --output-dir from their last checkpoints")
     parser.add_argument("--overwrite", action="store_true",
-                        help="delete the runs already in --output-dir and start afresh")
+                        help="delete the runs already in --output-dir and start afresh "
+                        "(says what it removed; a variant folder holding anything a run "
+                        "does not write is refused, nothing removed)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (they show only on a terminal anyway)")
 
@@ -168,6 +171,55 @@ def _holds_a_run(folder: Path) -> bool:
     return any(folder.glob("**/last.pt")) or any(folder.glob("**/best.pt"))
 
 
+#: What a run writes into its folder (:func:`~jams_pyg.train.experiment.run_experiment`, the
+#: trainer, the bundle writer): the entries ``--overwrite`` may remove. The folders of
+#: ``_RUN_SYSTEM_FOLDERS`` are runs themselves (the plain backbone's, one per system); the
+#: others belong to one writer (the bundle, the PLM tokenizer, TensorBoard).
+_RUN_FILES = frozenset({".run.lock", "config.json", "metrics.json", "report.md", "buckets.png",
+                        "best.pt", "last.pt", "vocab.json"})
+_RUN_FOLDERS = frozenset({"model", "tokenizer", "tensorboard"})
+_RUN_SYSTEM_FOLDERS = frozenset({"icd9", "icd10"})
+#: The temporary files of :mod:`jams_pyg.atomic`'s writers (``.<name>.<8 characters>.tmp``).
+_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def _foreign_entries(folder: Path) -> list[Path]:
+    """What in ``folder`` no jams_pyg run writes (``--overwrite`` removes nothing then)."""
+    foreign = []
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        real_dir = entry.is_dir() and not entry.is_symlink()
+        if entry.name in _RUN_SYSTEM_FOLDERS and real_dir:
+            foreign += _foreign_entries(entry)
+        elif not ((entry.name in _RUN_FOLDERS and real_dir) or _TEMP.fullmatch(entry.name)
+                  or (entry.name in _RUN_FILES and not real_dir)):
+            foreign.append(entry)
+    return foreign
+
+
+def _overwrite_runs(base: Path, variants: list[str], parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: empty each variant's folder, after checking that each holds only
+    what a run writes (a folder with anything else is a one-line error and nothing is
+    removed), and say in one line what was removed."""
+    from jams_pyg.train.rundir import LOCK_NAME, prepare_run_dir
+
+    for variant in variants:
+        foreign = _foreign_entries(base / variant)
+        if foreign:
+            names = ", ".join(str(p) for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            parser.error(f"--overwrite: {base / variant} is not only a jams_pyg run folder "
+                         f"(it holds {names}, which no run writes): nothing removed; remove "
+                         "it yourself or choose another --output-dir")
+    removed = []
+    for variant in variants:
+        folder = base / variant
+        files = sum(1 for p in folder.rglob("*") if p.name != LOCK_NAME and not p.is_dir())
+        if files:
+            removed.append(f"{variant}/ ({files} file{'s' * (files > 1)})")
+        prepare_run_dir(folder, overwrite=True)
+    if removed:
+        log.info("--overwrite: removed the earlier run in %s: %s", base, ", ".join(removed))
+
+
 def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
                    ) -> list[dict[str, Any]]:
     """Check every setting and output folder first, then train each variant in turn and
@@ -198,10 +250,18 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
             if not (args.resume or args.overwrite) and _holds_a_run(base / variant):
                 parser.error(f"{base / variant} holds a previous run: resume it (--resume), "
                              "replace it (--overwrite) or choose another --output-dir")
+        if args.overwrite and main_rank:
+            _overwrite_runs(base, variants, parser)
         if main_rank:
             for variant in variants:
-                prepare_run_dir(base / variant, overwrite=args.overwrite)
+                prepare_run_dir(base / variant)
         runs: list[dict[str, Any]] = []
+        bundles: list[Path] = []
+
+        def save_model(trained: Any) -> Path:
+            bundles.append(save_run_bundle(trained))
+            return bundles[-1]
+
         start = time.perf_counter()
         for number, config in enumerate(configs, 1):
             systems = " + ".join(SYSTEM_LABELS[s] for s in config.systems)
@@ -213,16 +273,23 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
                         " the runs so far took on average)")
             log.info("[%d/%d] %s, %s, seed %d%s", number, len(configs), config.label, systems,
                      config.seed, left)
-            runs.append(run_experiment(config, save_model=save_run_bundle))
+            # the corpus is written once, by the first run; with several runs their tables
+            # are printed once, side by side, at the end
+            runs.append(run_experiment(config, save_model=save_model,
+                                       generate_data=number == 1,
+                                       echo_report=len(configs) == 1))
         if len(runs) > 1 and main_rank:
             write_report(runs, base)
             from jams_pyg.atomic import atomic_write_text
 
             atomic_write_text(base / "metrics.json", json.dumps(runs, indent=2, default=float))
         if main_rank:
-            log.info("wrote %s in %s: report.md, metrics.json, buckets.png; per run: %s", base,
-                     format_duration(time.perf_counter() - start),
-                     ", ".join(f"{c.variant}/" for c in configs))
+            took = format_duration(time.perf_counter() - start)
+            wrote = (f"{base} in {took}: report.md, metrics.json, buckets.png; per run: "
+                     + ", ".join(f"{c.variant}/" for c in configs) if len(runs) > 1 else
+                     f"{base / variants[0]} in {took}: report.md, metrics.json, buckets.png")
+            log.info("wrote %s; model bundle%s for `jams-pyg predict --model`: %s", wrote,
+                     "s" * (len(bundles) > 1), ", ".join(map(str, bundles)))
         return runs
 
 

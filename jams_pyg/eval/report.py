@@ -20,16 +20,19 @@ BUCKETS_TITLE = ("Macro-F1 (x100) by training frequency and, for the rarest code
 
 
 def write_report(runs: Sequence[Mapping[str, Any]], out: Path,
-                 systems: Sequence[str] = SYSTEMS) -> str:
+                 systems: Sequence[str] = SYSTEMS, echo: bool = True) -> str:
     """Write ``out/report.md`` and ``out/buckets.png`` for ``runs`` (``metrics.json``
     payloads; several runs of one label are its seeds, shown as mean ± std), print the
-    tables one system at a time and return the markdown report."""
+    tables one system at a time (unless not ``echo``: a command that prints the report of
+    all its runs at the end) and return the markdown report."""
     metrics = results_by_label(runs, "metrics")
     buckets = results_by_label(runs, "buckets")
     plot_buckets(buckets, out / "buckets.png", systems=systems)
     report = (f"{METRICS_TITLE}\n\n{compare_table(metrics, systems=systems)}\n\n"
               f"{BUCKETS_TITLE}\n\n{bucket_table(buckets, systems=systems)}\n")
     atomic_write_text(out / "report.md", report)
+    if not echo:
+        return report
     print(f"\n{METRICS_TITLE}\n")
     for system in systems:
         print(compare_table(metrics, systems=[system], fmt="plain") + "\n")

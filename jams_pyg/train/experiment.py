@@ -360,31 +360,36 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
                      "train_config": asdict(config.train)}
 
 
-def run_experiment(config: ExperimentConfig, save_model: ModelSaver | None = None
-                   ) -> dict[str, Any]:
+def run_experiment(config: ExperimentConfig, save_model: ModelSaver | None = None, *,
+                   generate_data: bool = True, echo_report: bool = True) -> dict[str, Any]:
     """Train and evaluate one configuration; writes ``metrics.json``,
     ``config.json``, ``buckets.png`` and checkpoints to ``config.output_dir``
     and returns the metrics. ``save_model`` gets each trained model
     (:class:`TrainedModel`) on the main process, e.g.
     :func:`jams_pyg.cli.train.save_run_bundle`, which writes its prediction bundle.
 
+    Without ``data_dir`` the synthetic corpus is written first, unless not
+    ``generate_data`` (a command whose earlier run wrote it into the same
+    ``synthetic_dir``). The run's tables are printed unless not ``echo_report`` (a
+    command that prints those of all its runs side by side at the end).
+
     The output folder belongs to this run while it lasts
     (:func:`~jams_pyg.train.trainer.run_dir_lock`): a second run into it fails at
     once with ``RunDirLocked`` naming the holder. A diverged run raises
     ``TrainingDiverged`` and writes no metrics and no bundle."""
     with run_dir_lock(config.output_dir, enabled=int(os.environ.get("RANK", "0")) == 0):
-        return _run_experiment(config, save_model)
+        return _run_experiment(config, save_model, generate_data, echo_report)
 
 
-def _run_experiment(config: ExperimentConfig, save_model: ModelSaver | None
-                    ) -> dict[str, Any]:
+def _run_experiment(config: ExperimentConfig, save_model: ModelSaver | None,
+                    generate_data: bool, echo_report: bool) -> dict[str, Any]:
     info = init_distributed(resolve_device(config.device))
     device = resolve_device(config.device, info)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if info.is_main:
-        datasets, scale = load_data(config)
+        datasets, scale = load_data(config, generate=generate_data)
     barrier(info)
     if not info.is_main:
         datasets, scale = load_data(config, generate=False)
@@ -414,6 +419,6 @@ def _run_experiment(config: ExperimentConfig, save_model: ModelSaver | None
     if info.is_main:
         atomic_write_text(out / "metrics.json", json.dumps(results, indent=2, default=float))
         atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2, default=str))
-        write_report([results], out, systems=config.systems)
+        write_report([results], out, systems=config.systems, echo=echo_report)
     cleanup(info)
     return results
