@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -100,6 +101,12 @@ def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _percent(value: float | None) -> str:
+    from jams_pyg.eval.tables import MISSING
+
+    return MISSING if value is None or math.isnan(value) else f"{100 * value:.1f}"
+
+
 def results_table(results: dict[str, Any]) -> str:
     """One row per system: documents, the metrics × 100 and the unknown codes' share (%)
     of the split's code occurrences, aligned to fit a terminal."""
@@ -108,7 +115,7 @@ def results_table(results: dict[str, Any]) -> str:
 
     header = ["System", "Docs", *(METRIC_LABELS[k] for k in METRIC_KEYS), "Unknown %"]
     rows = [[SYSTEM_LABELS.get(s, s), str(r["num_documents"]),
-             *(f"{100 * r['metrics'][k]:.1f}" for k in METRIC_KEYS),
+             *(_percent(r["metrics"].get(k)) for k in METRIC_KEYS),
              f"{100 * r['unknown_code_share']:.1f}"] for s, r in results.items()]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join([row[0].ljust(widths[0])]
