@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="train only JAMS")
     runs.add_argument("--variants", nargs="+", choices=VARIANTS, metavar="VARIANT",
                       help="runs to compare (default: backbone jams); ablations: no_mat, "
-                      "unweighted, mat_only, union; our tied output layer: tied, "
-                      "tied_backbone")
+                      "unweighted, mat_only, union, no_proc_links (with procedure links); "
+                      "our tied output layer: tied, tied_backbone")
     parser.add_argument("--data", dest="data_dir", metavar="DIR",
                         help="folder with Edin et al.'s MIMIC-IV ICD-9/ICD-10 files "
                         "(default: generate the synthetic corpus)")
@@ -117,10 +117,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plm-path", metavar="DIR",
                         help="local pretrained model folder for plm_icd (default: a small "
                         "RoBERTa trained from scratch)")
+    parser.add_argument("--procedure-links", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="link procedure codes through the shipped forward procedure "
+                        "GEM gem_i9pcs.txt (default: on with --data, as the official graph; "
+                        "off on the synthetic corpus); recorded in metrics.json")
+    parser.add_argument("--procedure-gem", metavar="FILE",
+                        help="backward procedure GEM (gem_pcsi9.txt) for the ICD-10-PCS "
+                        "codes' links (default: the forward procedure links reversed)")
     parser.add_argument("--icd9-gem", action="append", default=[], metavar="FILE",
-                        help="extra forward GEM file, e.g. gem_i9pcs.txt (repeatable)")
+                        help="extra forward GEM file (repeatable)")
     parser.add_argument("--icd10-gem", action="append", default=[], metavar="FILE",
-                        help="extra backward GEM file, e.g. gem_pcsi9.txt (repeatable)")
+                        help="extra backward GEM file (repeatable)")
     parser.add_argument("--device", default="auto",
                         help="auto (cuda if available), cpu, cuda or cuda:N")
     parser.add_argument("--resume", action="store_true",
@@ -148,6 +156,7 @@ def experiment_config(args: argparse.Namespace, variant: str, output_dir: Path):
         synthetic_size=args.size, output_dir=str(output_dir), seed=args.seed,
         max_length=args.max_length, word2vec=args.word2vec, plm_path=args.plm_path,
         icd9_gems=tuple(args.icd9_gem), icd10_gems=tuple(args.icd10_gem),
+        procedure_links=args.procedure_links, procedure_gem=args.procedure_gem,
         device=args.device, resume=args.resume, protocol=args.protocol,
         train=TrainConfig(**settings, seed=args.seed, progress=not args.no_progress),
         synthetic_dir=str(output_dir.parent / "data") if synthetic else None,

@@ -53,6 +53,7 @@ from jams_pyg.train.presets import SMALL_PLM, SYNTHETIC_MODEL
 from jams_pyg.train.rundir import run_dir_lock
 from jams_pyg.train.trainer import Trainer
 from jams_pyg.train.variants import (
+    DIAGNOSIS_LINK_VARIANTS,
     SEPARATE_VARIANTS,
     VARIANTS,
     variant_label,
@@ -68,8 +69,8 @@ class ExperimentConfig:
     Args:
         model: Backbone: ``laat``, ``caml``, ``multirescnn`` or ``plm_icd``.
         variant: ``jams`` (default), ``backbone`` (no JAMS: one plain model
-            per system) or an ablation, ``no_mat`` / ``unweighted`` / ``mat_only``
-            (see ``VARIANTS``).
+            per system) or an ablation, ``no_mat`` / ``unweighted`` / ``mat_only`` /
+            ``union`` / ``no_proc_links`` (see ``VARIANTS``).
         data_dir: Folder with Edin et al.'s preprocessed MIMIC-IV files
             (``mimiciv_icd9.feather`` ... or sub-folders ``mimiciv_icd9/``,
             ``mimiciv_icd10/``); ``None`` generates the synthetic corpus.
@@ -92,8 +93,24 @@ class ExperimentConfig:
         plm_path: Local folder of a pretrained RoBERTa-style model and its
             tokenizer for PLM-ICD (e.g. RoBERTa-PM); ``None`` trains a small
             tokenizer and a small randomly initialised model locally.
-        icd9_gems, icd10_gems: Extra GEM files (e.g. the procedure GEMs) added
-            to the shipped CMS 2018 diagnosis GEMs.
+        icd9_gems, icd10_gems: Extra GEM files added to the shipped CMS 2018
+            diagnosis GEMs (and, with ``procedure_links``, the shipped forward
+            procedure GEM).
+        procedure_links: Link procedure codes (ICD-9-CM procedures, ICD-10-PCS)
+            through the shipped forward procedure GEM ``gem_i9pcs.txt``
+            (:meth:`GEMGraph.from_cms_2018(procedures=True)
+            <jams_pyg.graph.gem_graph.GEMGraph.from_cms_2018>`): Edin et al.'s MIMIC-IV
+            targets hold procedure codes, and the official code's link counts point to
+            its graph linking them.  ``None`` (default): on for real data
+            (``data_dir``), off for the synthetic corpus (its procedure codes are
+            paired by title, not by the GEM, and its committed results were run
+            without).  Off, an extra GEM file that links procedure codes is an error.
+            The variant ``no_proc_links`` turns them off for its MAT only; the
+            linked/unlinked buckets keep this graph, as for every variant.
+        procedure_gem: A backward procedure GEM (``gem_pcsi9.txt``, not shipped) whose
+            links update the ICD-10-PCS codes; without it they are updated along the
+            forward procedure links reversed
+            (:mod:`jams_pyg.graph.procedures`).  Needs ``procedure_links``.
         bucket_scale: Frequency buckets are (1-100, 101-1000, 1001+) × this
             scale; ``None``: 1 for real data, the corpus' own scale for
             synthetic data.
@@ -122,6 +139,8 @@ class ExperimentConfig:
     plm_path: str | None = None
     icd9_gems: tuple[str, ...] = ()
     icd10_gems: tuple[str, ...] = ()
+    procedure_links: bool | None = None
+    procedure_gem: str | None = None
     bucket_scale: float | None = None
     device: str = "auto"
     resume: bool = False
@@ -143,6 +162,20 @@ class ExperimentConfig:
         check_protocol(self.protocol)
         if self.word2vec is None:  # the official recipe on real data
             self.word2vec = self.data_dir is not None
+        if self.procedure_links is None:  # the official graph on real data
+            self.procedure_links = self.data_dir is not None
+        if self.procedure_gem is not None and not Path(self.procedure_gem).is_file():
+            raise ValueError(f"procedure_gem {self.procedure_gem}: no such file (a backward "
+                             "procedure GEM, gem_pcsi9.txt)")
+        if self.procedure_gem is not None and not self.procedure_links:
+            raise ValueError(f"procedure_gem {self.procedure_gem} needs procedure_links "
+                             "(off: --no-procedure-links, or the synthetic corpus' default; "
+                             "--procedure-links turns them on)")
+        if self.variant in DIAGNOSIS_LINK_VARIANTS and not self.procedure_links:
+            raise ValueError(f"variant {self.variant!r} drops the procedure links of JAMS, "
+                             "but this run has none (procedure_links off: "
+                             "--no-procedure-links, or the synthetic corpus' default; "
+                             "--procedure-links turns them on)")
 
     @property
     def label(self) -> str:
@@ -226,17 +259,48 @@ def load_data(config: ExperimentConfig, generate: bool = True
 
 
 def build_graph(config: ExperimentConfig, datasets: dict[str, CodingDataset],
-                direction: str = "directional") -> GEMGraph:
-    """The GEM graph over the datasets' label vocabularies (shipped CMS 2018 diagnosis
-    GEMs plus ``config``'s extra files)."""
-    from jams_pyg.icd.gem import cms_2018_gem_paths
+                direction: str = "directional", procedures: bool | None = None) -> GEMGraph:
+    """The GEM graph over the datasets' label vocabularies: the shipped CMS 2018 diagnosis
+    GEMs, with ``procedures`` (default: ``config.procedure_links``) the shipped forward
+    procedure GEM and ``config.procedure_gem``, and ``config``'s extra files.
 
+    Raises:
+        ValueError: without ``procedures``, when an extra file links procedure codes.
+    """
+    from jams_pyg.icd.gem import cms_2018_gem_paths, cms_procedure_gem_path
+
+    if procedures is None:
+        procedures = bool(config.procedure_links)
     codes = {f"{s}_codes": datasets[s].codes if s in datasets else None for s in SYSTEMS}
-    if not (config.icd9_gems or config.icd10_gems):  # the shipped GEMs, parsed once a process
-        return GEMGraph.from_cms_2018(**codes, direction=direction)
+    if not (config.icd9_gems or config.icd10_gems or (procedures and config.procedure_gem)):
+        # the shipped GEMs, parsed once a process
+        return GEMGraph.from_cms_2018(**codes, direction=direction, procedures=procedures)
     forward, backward = cms_2018_gem_paths()
-    return GEMGraph.from_gem_files([forward, *config.icd9_gems], [backward, *config.icd10_gems],
-                                   **codes, direction=direction)
+    proc_forward = [cms_procedure_gem_path()] if procedures else []
+    proc_backward = [config.procedure_gem] if procedures and config.procedure_gem else []
+    graph = GEMGraph.from_gem_files([forward, *proc_forward, *config.icd9_gems],
+                                    [backward, *proc_backward, *config.icd10_gems],
+                                    **codes, direction=direction)
+    counts = graph.link_counts()
+    if not procedures and (counts["icd9"]["proc"] or counts["icd10"]["proc"]):
+        files = ", ".join(map(str, (*config.icd9_gems, *config.icd10_gems)))
+        raise ValueError(
+            f"procedure links are off (--no-procedure-links, the synthetic corpus' default "
+            f"or the variant no_proc_links) but the extra GEM files ({files}) link "
+            f"{counts['icd9']['proc']} + {counts['icd10']['proc']} procedure links: turn "
+            "them on (--procedure-links) or leave the procedure files out")
+    return graph
+
+
+def graph_record(graph: GEMGraph | None, procedure_links: bool) -> dict[str, Any] | None:
+    """What ``metrics.json`` and the bundle record of a run's GEM graph:
+    ``{"procedure_links", "icd10_proc_source", "link_counts"}`` (the links of each set,
+    diagnoses and procedures apart, :meth:`GEMGraph.link_counts`); ``None`` without a
+    graph."""
+    if graph is None:
+        return None
+    return {"procedure_links": procedure_links, "icd10_proc_source": graph.icd10_proc_source,
+            "link_counts": graph.link_counts()}
 
 
 def _tokenizer(config: ExperimentConfig, datasets: dict[str, CodingDataset], out: Path):
@@ -295,8 +359,9 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
                systems: Sequence[str], out: Path, device: torch.device,
                info: DistInfo, synthetic: bool, scale: float, joint_graph: GEMGraph | None,
                save_model: ModelSaver | None = None,
-               ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train one model on ``systems``; its per-system results and training summary."""
+               ) -> tuple[dict[str, Any], dict[str, Any], GEMGraph | None]:
+    """Train one model on ``systems``; its per-system results, training summary and the
+    GEM graph of its MAT (``None`` without MAT)."""
     selected = {s: datasets[s] for s in systems}
     names = " + ".join(SYSTEM_LABELS[s] for s in systems)
     log.info("training %s on %s, seed %d -> %s", config.label, names, config.seed, out)
@@ -304,9 +369,11 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     seed_everything(config.seed)
     model_config = _model_config(config, tokenizer, systems, synthetic)
     graph = None
+    procedures = bool(config.procedure_links) and config.variant not in DIAGNOSIS_LINK_VARIANTS
     if model_config.use_mat and joint_graph is not None:
         graph = (joint_graph if joint_graph.direction == model_config.gem_direction
-                 else build_graph(config, selected, model_config.gem_direction))
+                 and procedures == config.procedure_links
+                 else build_graph(config, selected, model_config.gem_direction, procedures))
     num_codes = {s: selected[s].num_codes for s in systems}
     embeddings = None
     if config.word2vec and config.model != "plm_icd":
@@ -355,9 +422,10 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
             {s: selected[s].codes for s in systems},
             {s: results[s]["threshold"] for s in systems}, graph, config.max_length,
             extra={"label": config.label, "seed": config.seed,
-                   "protocol": protocol_record(config.protocol)}))
+                   "protocol": protocol_record(config.protocol),
+                   "gem_graph": graph_record(graph, procedures)}))
     return results, {"training": summary, "model_config": model_config.to_dict(),
-                     "train_config": asdict(config.train)}
+                     "train_config": asdict(config.train)}, graph
 
 
 def run_experiment(config: ExperimentConfig, save_model: ModelSaver | None = None, *,
@@ -395,8 +463,9 @@ def _run_experiment(config: ExperimentConfig, save_model: ModelSaver | None,
         datasets, scale = load_data(config, generate=False)
     synthetic = config.data_dir is None
     # Whether a code has a GEM link to the other dataset's codes: the same
-    # grouping (the directional graph's) for every variant, including the
-    # plain backbone (which never sees the graph) and the union ablation.
+    # grouping (the directional graph's, with procedure links as configured) for
+    # every variant, including the plain backbone (which never sees the graph) and
+    # the union and no_proc_links ablations.
     joint_graph = build_graph(config, datasets) if len(config.systems) == 2 else None
     results: dict[str, Any] = {"label": config.label, "model": config.model,
                                "variant": config.variant, "seed": config.seed,
@@ -407,13 +476,20 @@ def _run_experiment(config: ExperimentConfig, save_model: ModelSaver | None,
     else:
         groups = [tuple(config.systems)]
     meta = {}
+    mat_graph = None
     for systems in groups:
         sub = out if len(groups) == 1 else out / systems[0]
         sub.mkdir(parents=True, exist_ok=True)
-        group_results, meta["+".join(systems)] = _train_one(
+        group_results, meta["+".join(systems)], graph = _train_one(
             config, datasets, systems, sub, device, info, synthetic, scale, joint_graph,
             save_model)
+        mat_graph = mat_graph or graph
         results["systems"].update(group_results)
+    # the graph of the model's MAT, else (no MAT) the one grouping the buckets
+    results["gem_graph"] = (
+        graph_record(mat_graph, bool(config.procedure_links)
+                     and config.variant not in DIAGNOSIS_LINK_VARIANTS)
+        if mat_graph is not None else graph_record(joint_graph, bool(config.procedure_links)))
     results["training"] = meta
     results["seconds"] = time.perf_counter() - start
     if info.is_main:

@@ -11,14 +11,19 @@ from typing import Any
 #: shared encoder only, code tables not linked), ``unweighted`` (MAT with
 #: ω = 1 for every link), ``mat_only`` (no shared encoder: one encoder per
 #: system, joint training, tables linked by MAT), ``union`` (MAT over the
-#: symmetric union of both GEM files instead of the directional graph).
-#: Our extension, the tied output layer (``output_layer="code_table"``: output
-#: vectors derived from the code table): ``tied`` (JAMS) and
+#: symmetric union of both GEM files instead of the directional graph),
+#: ``no_proc_links`` (MAT over the diagnosis links only: the GEM graph without
+#: the procedure GEM's links, on data whose run links procedure codes,
+#: ``ExperimentConfig.procedure_links``). Our extension, the tied output layer
+#: (``output_layer="code_table"``: output vectors derived from the code table):
+#: ``tied`` (JAMS) and
 #: ``tied_backbone`` (the plain backbone with it).
-VARIANTS = ("jams", "backbone", "no_mat", "unweighted", "mat_only", "union", "tied",
-            "tied_backbone")
+VARIANTS = ("jams", "backbone", "no_mat", "unweighted", "mat_only", "union", "no_proc_links",
+            "tied", "tied_backbone")
 #: The variants whose code tables MATConv links over the GEM graph.
-MAT_VARIANTS = ("jams", "unweighted", "mat_only", "union", "tied")
+MAT_VARIANTS = ("jams", "unweighted", "mat_only", "union", "no_proc_links", "tied")
+#: The variants whose GEM graph leaves procedure codes unlinked whatever the run's setting.
+DIAGNOSIS_LINK_VARIANTS = ("no_proc_links",)
 #: The variants that train one plain model per system.
 SEPARATE_VARIANTS = ("backbone", "tied_backbone")
 #: The variants with the tied output layer (our extension).
