@@ -245,3 +245,146 @@ def test_graph_command_links_procedures(procedure_graph, capsys):
     assert capsys.readouterr().out == procedure_graph.summary() + "\n"
     assert main(["graph", "--procedures", "--icd9-gem", str(cms_procedure_gem_path())]) != 0
     assert "--procedures links the shipped GEMs" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- training
+def _procedure_pairs(pcs_text, icd9_codes, icd10_codes):
+    """(ICD-9, ICD-10) procedure pairs of the forward procedure GEM between two vocabularies
+    (an ICD-9 procedure is dotted after 2 characters, an ICD-10-PCS code has no dot), read
+    without the code under test."""
+    proc9 = {c.replace(".", "") for c in icd9_codes if "." in c and c.index(".") == 2}
+    proc10 = {c for c in icd10_codes if "." not in c}
+    return {(a, b): ex for (a, b), ex in plain_pairs(pcs_text).items()
+            if a in proc9 and b in proc10}
+
+
+def test_procedure_links_are_on_for_real_data_only(tmp_path):
+    from jams_pyg.train.experiment import ExperimentConfig
+    from jams_pyg.train.variants import variant_label, variant_model_fields
+
+    assert ExperimentConfig(data_dir=str(tmp_path)).procedure_links is True
+    assert ExperimentConfig().procedure_links is False  # the synthetic corpus, as committed
+    assert ExperimentConfig(procedure_links=True).procedure_links is True
+    assert ExperimentConfig(data_dir=str(tmp_path), procedure_links=False).procedure_links \
+        is False
+    # the ablation is JAMS in every model field; it changes the graph only
+    assert variant_model_fields("no_proc_links") == variant_model_fields("jams")
+    assert variant_label("laat", "no_proc_links") == "LAAT+JAMS (no_proc_links)"
+    with pytest.raises(ValueError, match="variant 'no_proc_links' drops the procedure links "
+                       "of JAMS, but this run has none"):
+        ExperimentConfig(variant="no_proc_links")
+    backward = _write(tmp_path / "gem_pcsi9.txt", "06L34ZZ 4019 00000\n")
+    with pytest.raises(ValueError, match=f"procedure_gem {backward} needs procedure_links"):
+        ExperimentConfig(data_dir=str(tmp_path), procedure_links=False,
+                         procedure_gem=str(backward))
+    with pytest.raises(ValueError, match="procedure_gem .*missing.txt: no such file"):
+        ExperimentConfig(data_dir=str(tmp_path), procedure_gem=str(tmp_path / "missing.txt"))
+
+
+def test_train_options_set_procedure_links(tmp_path, capsys):
+    from jams_pyg.cli import build_parser
+    from jams_pyg.cli import main as cli_main
+    from jams_pyg.cli.train import experiment_config
+
+    backward = _write(tmp_path / "gem_pcsi9.txt", "06L34ZZ 4019 00000\n")
+
+    def config(*argv: str):
+        args = build_parser().parse_args(["train", *argv])
+        return experiment_config(args, "jams", tmp_path / "out" / "jams")
+
+    assert config("--data", str(tmp_path)).procedure_links is True
+    assert config("--data", str(tmp_path), "--no-procedure-links").procedure_links is False
+    assert config().procedure_links is False
+    assert config("--procedure-links").procedure_links is True
+    given = config("--data", str(tmp_path), "--procedure-gem", str(backward))
+    assert given.procedure_gem == str(backward) and given.procedure_links
+    # contradictions are one-line argparse errors before any work
+    for argv, message in (
+            (["--variants", "no_proc_links"], "drops the procedure links of JAMS, but this "
+             "run has none"),
+            (["--data", str(tmp_path), "--no-procedure-links", "--procedure-gem",
+              str(backward)], "needs procedure_links")):
+        with pytest.raises(SystemExit) as stop:
+            cli_main(["train", *argv, "--output-dir", str(tmp_path / "out")])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_graph_reads_the_procedure_files(tmp_path, monkeypatch):
+    """``build_graph`` with a user's backward procedure file or extra GEM files: the shipped
+    files replaced by small ones (the shipped ones are checked end to end below)."""
+    from types import SimpleNamespace
+
+    import jams_pyg.icd.gem as gem
+    from jams_pyg.train.experiment import ExperimentConfig, build_graph
+
+    dx_fwd = _write(tmp_path / "2018_I9gem.txt", "4019 I10 00000\n")
+    dx_bwd = _write(tmp_path / "2018_I10gem.txt", "I10 4019 00000\n")
+    fwd = _write(tmp_path / "gem_i9pcs.txt", "4019 06L34ZZ 10000\n4019 06L30ZZ 00000\n")
+    bwd = _write(tmp_path / "gem_pcsi9.txt", "06L34ZZ 4019 00000\n")
+    monkeypatch.setattr(gem, "cms_2018_gem_paths", lambda: (dx_fwd, dx_bwd))
+    monkeypatch.setattr(gem, "cms_procedure_gem_path", lambda: fwd)
+    datasets = {"icd9": SimpleNamespace(codes=["401.9", "40.19"]),
+                "icd10": SimpleNamespace(codes=["I10.", "06L34ZZ", "06L30ZZ"])}
+    config = ExperimentConfig(data_dir=str(tmp_path), procedure_gem=str(bwd))
+    graph = build_graph(config, datasets)
+    assert graph.icd10_proc_source == "backward"
+    assert graph.neighbors("40.19", "icd9") == [("06L34ZZ", 0.5), ("06L30ZZ", 1.0)]
+    assert graph.neighbors("06L34ZZ", "icd10") == [("40.19", 1.0)]
+    assert graph.neighbors("06L30ZZ", "icd10") == []  # the backward file does not map it
+    assert graph.link_counts() == {"icd9": {"dx": 1, "proc": 2}, "icd10": {"dx": 1, "proc": 1}}
+    # procedures off: the diagnosis links only, the backward procedure file unread
+    off = build_graph(config, datasets, procedures=False)
+    assert off.link_counts() == {"icd9": {"dx": 1, "proc": 0}, "icd10": {"dx": 1, "proc": 0}}
+    assert off.icd10_proc_source is None
+    # off, an extra file that links procedure codes is an error, not a silent link
+    extra = ExperimentConfig(procedure_links=False, icd9_gems=(str(fwd),))
+    with pytest.raises(ValueError, match=r"procedure links are off .* the extra GEM files "
+                       rf"\({re.escape(str(fwd))}\) link 2 \+ 2 procedure links"):
+        build_graph(extra, datasets)
+
+
+@pytest.mark.slow
+def test_training_on_real_data_links_procedure_codes(tmp_path, pcs_text, cms_gem_text):
+    """``jams-pyg train --data`` on Edin-format files (the synthetic corpus written out, its
+    procedure codes paired by title): JAMS's graph links the procedure codes through the
+    shipped GEM, the ablation no_proc_links does not, both record it in metrics.json and
+    the bundle, and both group the buckets by the same links."""
+    from jams_pyg.cli import main as cli_main
+    from jams_pyg.data.synthetic import generate_synthetic_corpus
+
+    generate_synthetic_corpus(tmp_path / "data", seed=0, size=0.05)
+    out = tmp_path / "out"
+    assert cli_main(["train", "--data", str(tmp_path / "data"), "--model", "caml",
+                     "--variants", "jams", "no_proc_links", "--epochs", "1", "--batch-size",
+                     "8", "--no-progress", "--output-dir", str(out)]) == 0
+    codes = json.loads((out / "jams" / "model" / "codes.json").read_text())
+    proc = _procedure_pairs(pcs_text, codes["icd9"], codes["icd10"])
+    dx = {name: {pair for pair in plain_pairs(cms_gem_text[name].upper(), forward)
+                 if pair[0] in {c.replace(".", "") for c in codes["icd9"] if "." not in c
+                                or c.index(".") != 2}
+                 and pair[1] in {c.replace(".", "") for c in codes["icd10"] if "." in c}}
+          for name, forward in (("2018_I9gem.txt", True), ("2018_I10gem.txt", False))}
+    assert len(proc) == 1  # this corpus: 87.71 -> BT21ZZZ
+    dx_counts = {"icd9": len(dx["2018_I9gem.txt"]), "icd10": len(dx["2018_I10gem.txt"])}
+    expected = {
+        "jams": {"procedure_links": True, "icd10_proc_source": "reversed",
+                 "link_counts": {s: {"dx": n, "proc": len(proc)}
+                                 for s, n in dx_counts.items()}},
+        "no_proc_links": {"procedure_links": False, "icd10_proc_source": None,
+                          "link_counts": {s: {"dx": n, "proc": 0}
+                                          for s, n in dx_counts.items()}}}
+    linked = {}
+    for variant, record in expected.items():
+        metrics = json.loads((out / variant / "metrics.json").read_text())
+        assert metrics["gem_graph"] == record
+        bundle = json.loads((out / variant / "model" / "config.json").read_text())
+        assert bundle["extra"]["gem_graph"] == record
+        graph = GEMGraph.load(out / variant / "model" / "graph.safetensors")
+        assert graph.link_counts() == record["link_counts"]
+        assert graph.neighbors("87.71", "icd9") == (
+            [("BT21ZZZ", 1.0 if proc[("8771", "BT21ZZZ")] else 0.5)]
+            if record["procedure_links"] else [])
+        linked[variant] = {s: metrics["systems"][s]["buckets"]["linkage"]["with_link"]
+                           ["num_codes"] for s in ("icd9", "icd10")}
+    assert linked["jams"] == linked["no_proc_links"]
