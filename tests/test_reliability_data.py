@@ -54,6 +54,24 @@ def test_quote_closed_inside_a_field_is_an_error_naming_the_row(tmp_path):
     assert chunk.column("b") == ['x, "q"\ny', "z"]
 
 
+def test_a_stray_quote_closed_at_the_end_of_a_later_field_is_valid_csv(tmp_path):
+    """The one stray quote the strict parser cannot see (the README says so): closed by a
+    quote that ends a later field, it is a valid quoted field holding line breaks, and the
+    rows between are read into it."""
+    path = tmp_path / "notes.csv"
+    rows = ["id,text", *(f"{i},note {i}" for i in range(1, 9))]
+    rows[3], rows[6] = '3,"note 3', '6,he said no"'
+    path.write_text("\n".join(rows) + "\n")
+    (_, chunk), = read_chunks(path, ["id", "text"], 1 << 20)
+    assert chunk.column("id") == ["1", "2", "3", "7", "8"]
+    assert chunk.column("text")[2] == "note 3\n4,note 4\n5,note 5\n6,he said no"
+    # closed anywhere else, it is an error naming the row where the field began
+    rows[6] = '6,he said "no"'
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataFileError, match=r"notes.csv, data row 3: malformed quoting"):
+        list(read_chunks(path, ["id", "text"], 1 << 20))
+
+
 # ---------------------------------------------------------- data of every split
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):

@@ -234,7 +234,9 @@ def test_a_vocabulary_of_another_size_is_refused_at_load(parts, tmp_path):
         load_bundle(folder)
 
 
-def test_non_finite_weights_are_refused_at_load(parts, tmp_path):
+def test_non_finite_weights_are_refused_at_load(parts, tmp_path, capsys):
+    """NaN weights made ``predict`` fail with "Out of range float values are not JSON
+    compliant" (naming no file); the bundle is refused at load, naming file and tensor."""
     folder = save_bundle(tmp_path / "model", **parts)
     state = load_file(folder / "weights.safetensors")
     name = sorted(state)[3]
@@ -246,7 +248,38 @@ def test_non_finite_weights_are_refused_at_load(parts, tmp_path):
         load_bundle(folder)
     notes = tmp_path / "notes.txt"
     notes.write_text(TEXTS[0] + "\n")
-    assert cli_main(["predict", str(notes), "--model", str(folder)]) != 0
+    capsys.readouterr()
+    assert cli_main(["predict", str(notes), "--model", str(folder)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no record of a model that cannot give probabilities
+    assert captured.err == (f"jams-pyg predict: error: {folder / 'weights.safetensors'}: "
+                            f"tensor '{name}' holds 1 NaN or infinite value(s) of "
+                            f"{state[name].numel()}; the model cannot give probabilities "
+                            "(did its training diverge?)\n")
+
+
+def test_every_torch_load_of_the_project_is_weights_only():
+    """``benchmarks/mat_vs_gat.py`` called ``torch.load`` without ``weights_only=True``
+    (which unpickles whatever the file holds). Every call in the library, benchmarks,
+    examples and tests must pass ``weights_only=True`` literally."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    files = [p for folder in ("jams_pyg", "benchmarks", "examples", "tests")
+             for p in sorted((root / folder).rglob("*.py"))]
+    calls, unsafe = 0, []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "load" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "torch"):
+                calls += 1
+                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant)
+                           and k.value.value is True for k in node.keywords)
+                if not safe:
+                    unsafe.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert calls >= 6  # the checkpoint and graph loaders, mat_vs_gat's two, tests'
+    assert unsafe == []
 
 
 # ---------------------------------------------------- atomic writers: ENOSPC, stale

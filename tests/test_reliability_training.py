@@ -653,11 +653,17 @@ def test_a_command_owns_its_whole_output_folder_for_its_whole_life(tmp_path, cap
     from jams_pyg.cli import main
     from jams_pyg.train import experiment  # noqa: F401  (loaded once, before the fork)
 
+    # what writers killed in an earlier command left in the folder and a variant's
+    (tmp_path / "jams").mkdir(parents=True)
+    stale = [tmp_path / ".metrics.json.k1ll3d00.tmp", tmp_path / "jams" / ".last.pt.k1ll3d01.tmp"]
+    for path in stale:
+        path.write_bytes(b"partial")
     ready, release, calls = CTX.Event(), CTX.Event(), CTX.Queue()
     first = CTX.Process(target=_cli_run, args=(str(tmp_path), ready, release, calls))
     first.start()
     try:
         assert ready.wait(120) and calls.get(timeout=60) == "backbone"
+        assert not any(path.exists() for path in stale)  # removed when the command began
         for variants in (["--jams-only"], ["--no-jams"], ["--variants", "no_mat"]):
             status = main(["train", "--model", "caml", "--size", "0.05", "--epochs", "1",
                            "--no-progress", "--output-dir", str(tmp_path), *variants])
