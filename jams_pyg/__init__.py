@@ -20,7 +20,8 @@ except PackageNotFoundError:  # pragma: no cover - run from a source tree withou
 
 _EXPORTS = {
     "jams_pyg.icd.codes": ("format_code", "parse_code"),
-    "jams_pyg.icd.gem": ("DataFileError", "cms_2018_gem_paths", "read_gem_file"),
+    "jams_pyg.icd.gem": ("DataFileError", "cms_2018_gem_paths", "cms_procedure_gem_path",
+                         "read_gem_file"),
     "jams_pyg.icd.titles": ("code_title",),
     "jams_pyg.graph.gem_graph": ("GEMGraph",),
     "jams_pyg.nn.mat_conv": ("MATConv",),

@@ -388,3 +388,14 @@ def test_training_on_real_data_links_procedure_codes(tmp_path, pcs_text, cms_gem
         linked[variant] = {s: metrics["systems"][s]["buckets"]["linkage"]["with_link"]
                            ["num_codes"] for s in ("icd9", "icd10")}
     assert linked["jams"] == linked["no_proc_links"]
+
+
+def test_procedure_gem_path_is_exported_beside_the_diagnosis_paths():
+    import jams_pyg
+    import jams_pyg.icd
+    import jams_pyg.icd.gem
+
+    for package in (jams_pyg, jams_pyg.icd):
+        assert {"cms_2018_gem_paths", "cms_procedure_gem_path"} <= set(package.__all__)
+        assert package.cms_procedure_gem_path is jams_pyg.icd.gem.cms_procedure_gem_path
+    assert jams_pyg.cms_procedure_gem_path().name == "gem_i9pcs.txt.gz"

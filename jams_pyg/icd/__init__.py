@@ -6,7 +6,7 @@ from jams_pyg.lazy import lazy_exports
 _EXPORTS = {
     ".codes": ("OTHER_SYSTEM", "SYSTEMS", "SYSTEM_IDS", "SYSTEM_LABELS", "dot_code",
                "format_code", "parse_code"),
-    ".gem": ("DataFileError", "cms_2018_gem_paths", "read_gem_file"),
+    ".gem": ("DataFileError", "cms_2018_gem_paths", "cms_procedure_gem_path", "read_gem_file"),
     ".titles": ("code_title", "load_titles"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
