@@ -617,6 +617,47 @@ def test_full_disk_during_a_checkpoint_is_one_line_naming_the_file(tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file
 
 
+def _save_over_a_file_size_limit(path: str, limit: int, results) -> None:
+    """In a child: the kernel refuses writes past ``limit`` bytes (``RLIMIT_FSIZE``, with
+    SIGXFSZ ignored: ``EFBIG``), a real failed write like a full disk's ``ENOSPC``."""
+    import resource
+
+    from jams_pyg.atomic import atomic_write_text
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    for name, write in (("checkpoint", lambda: atomic_save({"w": torch.randn(100_000)}, path)),
+                        ("text", lambda: atomic_write_text(path + ".json", "x" * 2 * limit))):
+        try:
+            write()
+            results.put((name, None, "no error"))
+        except BaseException as err:  # reported to the parent
+            results.put((name, getattr(err, "errno", None), f"{type(err).__name__}: {err}"))
+
+
+def test_a_real_failed_write_is_one_line_naming_the_file(tmp_path):
+    """Not an injected error: the kernel fails the write (past a file size limit), through
+    torch.save's zip writer, the buffered file and the fsync."""
+    path = tmp_path / "last.pt"
+    atomic_save({"w": torch.ones(3)}, path)
+    (tmp_path / "last.pt.json").write_text("old")
+    results = CTX.Queue()
+    child = CTX.Process(target=_save_over_a_file_size_limit,
+                        args=(str(path), 100_000, results))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    assert [results.get(timeout=10) for _ in range(2)] == [
+        ("checkpoint", errno.EFBIG,
+         f"OSError: [Errno 27] {path}: cannot write the checkpoint (File too large)"),
+        ("text", errno.EFBIG,
+         f"OSError: [Errno 27] {path}.json: cannot write the file (File too large)")]
+    # the previous files stay, and no temporary file
+    assert torch.equal(load_checkpoint(path)["w"], torch.ones(3))
+    assert (tmp_path / "last.pt.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "last.pt.json"]
+
+
 def test_full_disk_while_training_stops_with_the_file_named(tmp_path, monkeypatch,
                                                              one_thread):
     trainer = _trainer(tmp_path, epochs=2)
