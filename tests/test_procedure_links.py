@@ -399,3 +399,38 @@ def test_procedure_gem_path_is_exported_beside_the_diagnosis_paths():
         assert {"cms_2018_gem_paths", "cms_procedure_gem_path"} <= set(package.__all__)
         assert package.cms_procedure_gem_path is jams_pyg.icd.gem.cms_procedure_gem_path
     assert jams_pyg.cms_procedure_gem_path().name == "gem_i9pcs.txt.gz"
+
+
+# --------------------------------------------------------------- synthetic corpus
+@pytest.mark.slow
+def test_synthetic_procedure_codes_through_the_gem_behind_an_option(tmp_path, pcs_text):
+    from jams_pyg.data.edin import load_edin_dataset
+    from jams_pyg.data.synthetic import generate_synthetic_corpus, load_concepts
+
+    golden = json.loads((ROOT / "tests/golden/bundle/codes.json").read_text())
+    corpora = {}
+    for links in (False, True):
+        folder = generate_synthetic_corpus(tmp_path / str(links), seed=0, size=0.05,
+                                           procedure_links=links)
+        meta = json.loads((folder / "synthetic_concepts.json").read_text())
+        assert meta.get("procedure_links", False) is links  # said only when on
+        corpora[links] = (load_concepts(folder),
+                          {s: load_edin_dataset(folder, s).codes for s in ("icd9", "icd10")})
+    # the default is the corpus the golden run trained on (its label vocabularies)
+    assert corpora[False][1] == golden
+    # the option changes the procedure concepts only: each pairs an ICD-9 procedure with
+    # targets of the forward procedure GEM (read here without the code under test)
+    (default, _), (linked, codes) = corpora[False], corpora[True]
+    assert [c for c in linked if c["group"] != "proc"] == [
+        c for c in default if c["group"] != "proc"]
+    proc = [c for c in linked if c["group"] == "proc"]
+    pairs = plain_pairs(pcs_text)
+    assert len(proc) == 6 and all((c["icd9"].replace(".", ""), v) in pairs
+                                  for c in proc for v in c["icd10"])
+    title_paired = [(c["icd9"].replace(".", ""), v) in pairs
+                    for c in default if c["group"] == "proc" for v in c["icd10"]]
+    assert not all(title_paired)  # the default's are mostly no GEM pairs
+    # so every ICD-10-PCS code of the corpus has a GEM partner among its ICD-9 codes
+    pcs10 = [c for c in codes["icd10"] if "." not in c]
+    partners = _procedure_pairs(pcs_text, codes["icd9"], codes["icd10"])
+    assert pcs10 and {b for _, b in partners} == set(pcs10)

@@ -29,7 +29,11 @@ Generative story
   in one system only and are chosen so that none of their GEM neighbours is in
   the other system's vocabulary; *procedure* concepts (an ICD-9 procedure and
   1-2 ICD-10-PCS codes that share a body part and words) occur in both
-  systems but stay unlinked, since the procedure GEMs are not shipped.
+  systems but stay unlinked: the synthetic runs' graph leaves procedure codes
+  out (``ExperimentConfig.procedure_links``), and only some of these pairs are
+  GEM pairs. ``generate_synthetic_corpus(..., procedure_links=True)`` draws the
+  PCS codes from the ICD-9 procedure's targets in the shipped forward procedure
+  GEM instead (not the default: it changes every committed synthetic number).
 * **Text.** The same process for both systems: each coded concept is mentioned
   once (5 % of codes are not mentioned at all) by a positive cue ("diagnosed
   with", ...), its key words (head concepts only) and a random subset of its

@@ -36,8 +36,8 @@ MIMIC3_TOP50_CODES: tuple[str, ...] = (
     "45.13", "V15.82", "511.9", "37.23",
 )
 #: The diagnoses of :data:`MIMIC3_TOP50_CODES` (33 of 50), in its order: the
-#: head concepts of the corpus. The corpus's procedure concepts are not
-#: GEM-linked (the procedure GEMs are not shipped), so the list's 17
+#: head concepts of the corpus. The corpus's procedure concepts are drawn
+#: by body part (and by default not GEM-linked), so the list's 17
 #: procedures are left out. 276.2 (acidosis) is left out too: its only GEM
 #: partner, E87.2, has no 2024 ICD-10-CM title (split into E87.20-E87.29).
 TOP_DIAGNOSES: tuple[str, ...] = tuple(
@@ -118,6 +118,21 @@ _BODY_PARTS = ("heart", "colon", "kidney", "lung", "stomach", "liver", "esophagu
 
 
 @cache
+def _procedure_gem_targets() -> dict[str, tuple[str, ...]]:
+    """ICD-9 procedure (raw) -> its ICD-10-PCS targets in the shipped forward procedure GEM
+    ``gem_i9pcs.txt`` (no-map lines left out), sorted."""
+    from jams_pyg.icd.gem import cms_procedure_gem_path, read_gem_file
+
+    frame = read_gem_file(cms_procedure_gem_path(), kind="proc")
+    frame = frame[~frame["no_map"]]
+    targets: dict[str, set[str]] = {}
+    for source, target in zip(frame["source"].tolist(), frame["target"].tolist(),
+                              strict=True):
+        targets.setdefault(source, set()).add(target)
+    return {source: tuple(sorted(codes)) for source, codes in targets.items()}
+
+
+@cache
 def _pcs_candidates(part: str) -> list[tuple[str, frozenset[str]]]:
     """ICD-10-PCS codes whose title names ``part``, with their title words."""
     return [
@@ -136,8 +151,15 @@ def _in_ranges(code9: str) -> bool:
 
 
 
-def build_concepts(rng: np.random.Generator, scale: float) -> tuple[list[Concept], list[str]]:
-    """The concepts and the background (filler) words from unrelated titles."""
+def build_concepts(rng: np.random.Generator, scale: float, procedure_links: bool = False
+                   ) -> tuple[list[Concept], list[str]]:
+    """The concepts and the background (filler) words from unrelated titles.
+
+    ``procedure_links``: a procedure concept's ICD-10-PCS variants are targets of its ICD-9
+    procedure in the shipped forward procedure GEM (the titled ones sharing most of its
+    words), so that procedure codes are GEM-linked; off (default, the committed corpus),
+    they are the PCS codes of the same body part whose titles share most of its words,
+    whether or not the GEM maps them."""
     forward, n9, n10 = _gem_links()
     t9, t10 = load_titles("icd9", "dx"), load_titles("icd10", "dx")
     t9p, t10p = load_titles("icd9", "proc"), load_titles("icd10", "proc")
@@ -230,8 +252,11 @@ def build_concepts(rng: np.random.Generator, scale: float) -> tuple[list[Concept
         ))
         used9.add(c9)
 
-    # Procedures: an ICD-9 procedure and the PCS codes sharing most of its words.
-    proc9 = sorted(t9p)
+    # Procedures: an ICD-9 procedure and the PCS codes sharing most of its words (with
+    # procedure_links: among its forward procedure GEM targets).
+    pcs_gem = _procedure_gem_targets() if procedure_links else {}
+    proc9 = sorted(c for c in t9p if not procedure_links
+                   or any(x in t10p for x in pcs_gem.get(c, ())))
     for _ in range(counts["proc"] * 20):
         if sum(c.group == "proc" for c in concepts) >= counts["proc"]:
             break
@@ -242,9 +267,9 @@ def build_concepts(rng: np.random.Generator, scale: float) -> tuple[list[Concept
         if code9 in used9:
             continue
         words9 = set(title_words(t9p[raw9]))
-        scored = sorted(
-            (-len(words9 & w) / len(words9 | w), c) for c, w in _pcs_candidates(part)
-        )
+        pcs = (_pcs_candidates(part) if not procedure_links else
+               [(x, frozenset(title_words(t10p[x]))) for x in pcs_gem[raw9] if x in t10p])
+        scored = sorted((-len(words9 & w) / len(words9 | w), c) for c, w in pcs)
         k = int(rng.choice([1, 2], p=[0.5, 0.5]))
         variants = sorted(c for _, c in scored[:k] if c not in used10)
         if not variants:

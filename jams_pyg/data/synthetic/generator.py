@@ -28,7 +28,8 @@ _DOCS = {"icd9": 2400, "icd10": 1500}
 
 
 def generate_synthetic_corpus(
-    out_dir: PathLike, seed: int = 0, size: str | float = "default"
+    out_dir: PathLike, seed: int = 0, size: str | float = "default",
+    procedure_links: bool = False,
 ) -> Path:
     """Write a synthetic ICD-9 and ICD-10 corpus in Edin et al.'s format.
 
@@ -45,6 +46,14 @@ def generate_synthetic_corpus(
             ICD-9 and 1,500 ICD-10 documents, ~200 and ~260 codes),
             ``"large"`` (5.0), or a scale factor: documents scale linearly,
             concepts with its square root.
+        procedure_links (bool): Pair each procedure concept's ICD-9 procedure with
+            ICD-10-PCS targets of the shipped forward procedure GEM, so that the GEM
+            graph links procedure codes
+            (:meth:`~jams_pyg.graph.gem_graph.GEMGraph.from_cms_2018` with
+            ``procedures=True``); recorded in ``synthetic_concepts.json``. Off (default):
+            the PCS codes of the same body part whose titles share most words, as the
+            committed results were run (only some are GEM targets: 10 of the 28 ICD-9
+            procedure codes at the default size, seed 0).
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -57,7 +66,7 @@ def generate_synthetic_corpus(
     scale = size_scale(size)
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
-    concepts, background = build_concepts(rng, scale)
+    concepts, background = build_concepts(rng, scale, procedure_links)
     filler = list(FILLER) + background
     fr = rng.permutation(len(FILLER))
     filler_w = np.concatenate([
@@ -84,6 +93,8 @@ def generate_synthetic_corpus(
         "size": size if isinstance(size, str) else float(size),
         "scale": scale,
         "bucket_edges": list(bucket_edges_for(scale)),
+        # said only when on: the default corpus keeps its bytes
+        **({"procedure_links": True} if procedure_links else {}),
         "concepts": [c.to_json() for c in concepts],
     }
     text = (json.dumps(meta, indent=1) + "\n").encode()
