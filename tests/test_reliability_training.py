@@ -518,6 +518,9 @@ def test_resume_without_best_pt_is_refused(tmp_path, one_thread):
     metrics as those of best epoch 2."""
     _best_not_last(tmp_path)
     best = tmp_path / "best.pt"
+    best.write_bytes(best.read_bytes()[:1000])  # damaged: named, with the remedy
+    with pytest.raises(CheckpointError, match=f"checkpoint {best} is damaged.*--overwrite"):
+        _trainer(tmp_path, epochs=3).resume()
     best.unlink()
     with pytest.raises(CheckpointError, match=f"{best} is missing: it held the weights of "
                        r"the best epoch \(1\).*--overwrite"):
