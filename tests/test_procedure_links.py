@@ -406,12 +406,20 @@ def test_procedure_gem_path_is_exported_beside_the_diagnosis_paths():
 def test_synthetic_procedure_codes_through_the_gem_behind_an_option(tmp_path, pcs_text):
     from jams_pyg.data.edin import load_edin_dataset
     from jams_pyg.data.synthetic import generate_synthetic_corpus, load_concepts
+    from jams_pyg.train.experiment import ExperimentConfig, load_data
 
     golden = json.loads((ROOT / "tests/golden/bundle/codes.json").read_text())
     corpora = {}
     for links in (False, True):
         folder = generate_synthetic_corpus(tmp_path / str(links), seed=0, size=0.05,
                                            procedure_links=links)
+        if links:  # a synthetic run with procedure links writes this corpus
+            config = ExperimentConfig(procedure_links=True, synthetic_size=0.05,
+                                      synthetic_dir=str(tmp_path / "run"))
+            load_data(config)
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                assert path.read_bytes() == (
+                    tmp_path / "run" / path.relative_to(folder)).read_bytes(), path
         meta = json.loads((folder / "synthetic_concepts.json").read_text())
         assert meta.get("procedure_links", False) is links  # said only when on
         corpora[links] = (load_concepts(folder),

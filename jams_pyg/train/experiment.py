@@ -102,9 +102,10 @@ class ExperimentConfig:
             <jams_pyg.graph.gem_graph.GEMGraph.from_cms_2018>`): Edin et al.'s MIMIC-IV
             targets hold procedure codes, and the official code's link counts point to
             its graph linking them.  ``None`` (default): on for real data
-            (``data_dir``), off for the synthetic corpus (its procedure codes are
-            paired by title, not by the GEM, and its committed results were run
-            without).  Off, an extra GEM file that links procedure codes is an error.
+            (``data_dir``), off for the synthetic corpus (its committed results were
+            run without); on, the synthetic corpus draws its procedure codes through
+            the same GEM (``generate_synthetic_corpus(procedure_links=True)``).  Off,
+            an extra GEM file that links procedure codes is an error.
             The variant ``no_proc_links`` turns them off for its MAT only; the
             linked/unlinked buckets keep this graph, as for every variant.
         procedure_gem: A backward procedure GEM (``gem_pcsi9.txt``, not shipped) whose
@@ -244,7 +245,8 @@ def load_data(config: ExperimentConfig, generate: bool = True
             log.info("generating the synthetic corpus (size %s, seed %d) in %s",
                      config.synthetic_size, config.data_seed, directory)
             generate_synthetic_corpus(directory, seed=config.data_seed,
-                                      size=config.synthetic_size)
+                                      size=config.synthetic_size,
+                                      procedure_links=bool(config.procedure_links))
         # The corpus records the bucket edges that match its size (e.g. 10/100
         # for 1-100/101-1000 at the default size).
         meta = json.loads((directory / "synthetic_concepts.json").read_text())
