@@ -14,7 +14,7 @@ def test_run_estimate_is_measured_and_states_its_assumption(tmp_path, monkeypatc
     clock = [1000.0]
     monkeypatch.setattr(cli_train.time, "perf_counter", lambda: clock[0])
 
-    def fake_run(config, save_model=None):
+    def fake_run(config, save_model=None, **kwargs):
         clock[0] += 150.0 if config.variant == "backbone" else 90.0  # seconds per run
         return {"label": config.label}
 
