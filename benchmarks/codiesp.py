@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="prepared data and checkpoints")
     parser.add_argument("--results-dir", default="benchmarks/results/codiesp")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override a TrainConfig setting of SETTINGS for a pilot (e.g. "
+                             "lr=1e-3 epochs=60 patience=8); recorded with each result")
     parser.add_argument("--frequency-baseline", action="store_true",
                         help="only write the training-frequency ranking's MAP")
     return parser
@@ -122,7 +125,24 @@ def test_probabilities(model_dir: Path, frame: Any) -> Any:
         list(predictor.codes["icd10"])
 
 
-def train_config(model: str, seed: int) -> Any:
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs of ``--set`` as settings (values read as JSON: numbers, true/false,
+    null; anything else an error naming the pair)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in SETTINGS:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(sorted(SETTINGS))}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--set {pair!r}: {value!r} is no number, true, false "
+                             "or null") from None
+    return out
+
+
+def train_config(model: str, seed: int, overrides: dict[str, Any] | None = None) -> Any:
     """SETTINGS as a TrainConfig; fields the library adds later keep their defaults (the
     full config is recorded with every result), except a fixed warm-up (``warmup_steps``),
     which gives way to our ``warmup_ratio``."""
@@ -131,7 +151,8 @@ def train_config(model: str, seed: int) -> Any:
     from jams_pyg.train.config import TrainConfig
 
     names = {f.name for f in fields(TrainConfig)}
-    settings = {**SETTINGS, **SETTINGS_BY_MODEL.get(model, {}), "seed": seed}
+    settings = {**SETTINGS, **SETTINGS_BY_MODEL.get(model, {}), **(overrides or {}),
+                "seed": seed}
     if "warmup_steps" in names:
         settings["warmup_steps"] = None
     return TrainConfig(**{k: v for k, v in settings.items() if k in names})
@@ -156,7 +177,7 @@ def run_one(args: argparse.Namespace, language: str, model: str, seed: int,
 
     key = f"{language}_{model}_seed{seed}"
     out = Path(args.work_dir) / key
-    train = train_config(model, seed)
+    train = train_config(model, seed, parse_overrides(args.set))
     config = ExperimentConfig(
         model=model, variant="backbone", data_dir=str(data_dir), systems=("icd10",),
         output_dir=str(out), seed=seed, device=args.device, train=train,
