@@ -254,13 +254,35 @@ def test_bad_bipartite_input_raises_clear_error(call, error, match):
 
 
 def test_call_forms_say_which_layer_they_need():
-    x_src, x_dst, edge_index, _ = bipartite_graph()
+    x_src, x_dst, edge_index, weight = bipartite_graph()
     two_tables = MATConv(5).to(DT)
-    with pytest.raises(TypeError, match="bipartite=True"):
+    # one table is PyG's call: the two-table layer names the option that takes it ...
+    with pytest.raises(TypeError) as one_table:
         two_tables(x_src, edge_index)
+    assert str(one_table.value) == (
+        "MATConv expects x = (x_icd9, x_icd10), a pair of tensors; got Tensor (for PyG's "
+        "call conv((x_src, x_dst), edge_index) -> x_dst', build the layer with bipartite=True)")
+    # ... and only then: what is neither a pair nor a tensor gets no hint
+    with pytest.raises(TypeError) as not_tables:
+        two_tables(x_src.numpy(), edge_index)
+    assert str(not_tables.value) == (
+        "MATConv expects x = (x_icd9, x_icd10), a pair of tensors; got ndarray")
     with pytest.raises(TypeError, match="size is for the bipartite call"):
         two_tables((x_src, x_dst), edge_index, size=(7, 9))
-    assert repr(make_conv(2)) == "MATConv(5, heads=2, bipartite=True)"
+    # the two-table layer takes the same tables and links without the size
+    assert len(two_tables((x_src, x_dst), edge_index)) == 2
+    # a pair of link sets is the two-table call: the bipartite layer names it
+    bipartite = make_conv(2)
+    with pytest.raises(TypeError) as pair:
+        bipartite((x_src, x_dst), (edge_index, edge_index), (weight, weight))
+    assert str(pair.value).endswith(
+        "got tuple (a pair (edge_index_icd9, edge_index_icd10) is the two-table call: build "
+        "the layer without bipartite=True)")
+    with pytest.raises(TypeError) as listed:
+        bipartite((x_src, x_dst), edge_index.tolist(), weight)
+    assert str(listed.value).endswith("for the bipartite call; got list")
+    assert repr(bipartite) == "MATConv(5, heads=2, bipartite=True)"
+    assert repr(two_tables) == "MATConv(5, heads=1)"
 
 
 # -------------------------------------------------- HeteroConv / to_hetero

@@ -692,9 +692,13 @@ class MATConv(MessagePassing):
             if edge_weight is None and values.is_floating_point():
                 edge_weight = values
         elif not isinstance(edge_index, Tensor):
+            hint = (" (a pair (edge_index_icd9, edge_index_icd10) is the two-table call: "
+                    "build the layer without bipartite=True)"
+                    if isinstance(edge_index, (tuple, list)) and len(edge_index) == 2
+                    and all(isinstance(t, Tensor) for t in edge_index) else "")
             raise TypeError(
                 "edge_index must be a Tensor [2, E], an EdgeIndex or a torch.sparse "
-                f"adjacency for the bipartite call; got {type(edge_index).__name__}"
+                f"adjacency for the bipartite call; got {type(edge_index).__name__}{hint}"
             )
         self._check_edge_shape(links, "edge_index")
         if links.device != x_src.device:
