@@ -25,6 +25,11 @@ Methods (``--methods``):
   tensors and PyTorch's own autograd (the variant the custom backward replaces);
 * ``gat``: ``GATConv(d, d, heads=1)`` on the same codes as one homogeneous
   graph (ICD-10 nodes shifted by n, both directions, ``add_self_loops=True``);
+* ``mat_before`` / ``mat_propagate_before`` (``--before REV``): ``mat`` /
+  ``mat_propagate`` with MATConv and its CSR kernels as they were at commit REV
+  (``git show REV:jams_pyg/nn/mat_conv.py`` and ``sparse_aggr.py``, imported from a
+  temporary package), each timed right after its HEAD counterpart in the same
+  round-robin: a change of MATConv side by side with the layer before it;
 * ``mat_compile`` / ``gat_compile``: ``mat`` / ``gat`` wrapped in
   ``torch.compile`` (``--compile CASES``): each case's compiled methods run in
   their own subprocess with a time limit (``--compile-timeout``), after all
@@ -71,6 +76,8 @@ half-way leaves the cases done.
 Example::
 
     python benchmarks/mat_vs_gat.py --device cpu --threads 1 2 --repeats 5
+    python benchmarks/mat_vs_gat.py --threads 1 --methods mat mat_propagate gat \
+        --before d160cdd --out-dir benchmarks/results/mat_vs_gat_before_after
     python benchmarks/mat_vs_gat.py --device cuda --sizes gem64 gem512 pyg64 pyg512 \
         --repeats 20 --warmup 3 --budget 3 --compile gem512 pyg64 --out-dir /tmp/cuda
 """
@@ -117,7 +124,44 @@ COMPILED = {
     "mat_compile": "torch.compile(MATConv (fused CSR))",
     "gat_compile": "torch.compile(GATConv(d, d, heads=1))",
 }
+BEFORE = {"mat": "mat_before", "mat_propagate": "mat_propagate_before"}
 LABELS = {**METHODS, **COMPILED}
+#: the package name of MATConv as it was at ``--before REV``
+BEFORE_PACKAGE = "mat_conv_before"
+
+
+def label(method: str, args: dict) -> str:
+    """The table's name of ``method`` (a ``*_before`` method names the commit)."""
+    if method.endswith("_before"):
+        return f"{LABELS[method.removesuffix('_before')]} at {args['before_rev']}"
+    return LABELS[method]
+
+
+def with_before(methods: list[str]) -> list[str]:
+    """``methods`` with each MATConv method followed by its ``--before`` twin."""
+    return [m for method in methods for m in (method, BEFORE.get(method)) if m]
+
+
+def write_before_package(rev: str, folder: Path) -> str:
+    """MATConv and its CSR kernels as they were at commit ``rev``, written as the package
+    :data:`BEFORE_PACKAGE` under ``folder`` (its one import of the package rewritten to
+    the package's own copy); returns ``rev``'s short hash."""
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *argv], check=True,
+                              capture_output=True, text=True).stdout
+
+    short = git("rev-parse", "--short", f"{rev}^{{commit}}").strip()
+    package = folder / BEFORE_PACKAGE
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for name in ("sparse_aggr", "mat_conv"):
+        source = git("show", f"{short}:jams_pyg/nn/{name}.py").replace(
+            "from jams_pyg.nn.sparse_aggr import", f"from {BEFORE_PACKAGE}.sparse_aggr import")
+        if re.search(r"^\s*(from|import) jams_pyg", source, re.MULTILINE):
+            raise ValueError(f"jams_pyg/nn/{name}.py at {short} imports more of jams_pyg "
+                             "than sparse_aggr: --before cannot load it on its own")
+        (package / f"{name}.py").write_text(source)
+    return short
 NO_SCATTER = " [no torch-scatter]"
 
 
@@ -227,6 +271,11 @@ def make_method(
     weight = _to(graph["edge_weight"], device)
     compiled = name.endswith("_compile")
     name = name.removesuffix("_compile")
+    if name.endswith("_before"):  # the layer at --before REV (the worker's sys.path has it)
+        import importlib
+
+        MATConv = importlib.import_module(f"{BEFORE_PACKAGE}.mat_conv").MATConv
+        name = name.removesuffix("_before")
 
     if name in ("mat", "mat_propagate", "mat_coo"):
         if name == "mat_coo":
@@ -429,6 +478,8 @@ def run_subprocess(job: dict, timeout: float | None = None) -> Any:
 
 
 def _worker_main(job: dict) -> Any:
+    if job["args"].get("before_dir"):
+        sys.path.insert(0, job["args"]["before_dir"])
     if job["args"].get("threads"):
         torch.set_num_threads(job["args"]["threads"])
     if job["args"].get("no_torch_scatter"):
@@ -499,7 +550,7 @@ def run_case(
             {
                 "case": case,
                 "method": method,
-                "label": LABELS[method] + (NO_SCATTER if no_scatter else ""),
+                "label": label(method, args) + (NO_SCATTER if no_scatter else ""),
                 "num_icd9": graph["num_icd9"],
                 "num_icd10": graph["num_icd10"],
                 "num_edges": int(graph["num_edges"]),
@@ -598,6 +649,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, choices=list(CASES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="also time mat / mat_propagate as they were at this commit of the repository "
+        "(git show), each beside its HEAD counterpart: a change's speed, before and after",
+    )
+    parser.add_argument(
         "--compile",
         nargs="*",
         default=[],
@@ -691,6 +748,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
+        methods = args.methods
+        if args.before:
+            worker_args["before_rev"] = meta["before_rev"] = write_before_package(
+                args.before, Path(tmp) / "before")
+            worker_args["before_dir"] = str(Path(tmp) / "before")
+            methods = with_before(args.methods)
         graph_files: dict[str, str] = {}
 
         def graph_file(case: str) -> str:
@@ -700,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
                 torch.save(build_graph(kind), graph_files[kind])
             return graph_files[kind]
 
-        jobs = [(case, args.methods, args.timeout) for case in args.sizes]
+        jobs = [(case, methods, args.timeout) for case in args.sizes]
         jobs += [(case, list(COMPILED), args.compile_timeout) for case in args.compile]
         for case, methods, timeout in jobs:
             for threads in args.threads:
