@@ -29,6 +29,10 @@ records). The metrics cover the model's own codes: codes of the data that the mo
 not know are left out of the targets, and their share of the code occurrences is printed
 and recorded (unknown_code_share). On the data a bundle was trained on there are none, and
 this (or --tune-on val) gives the numbers of its training run.
+
+The GEM reading and the output layer are the bundle's (its weights were trained with them:
+`jams-pyg train --variants union` / `tied` chooses them); the first line names them and
+--output records them (model_choices).
 """
 
 
@@ -61,9 +65,26 @@ def _score(predictor: Any, dataset: Any, split: str, batch_size: int
     return probs, *_targets(documents["target"], predictor.codes[dataset.system])
 
 
+def model_choices(config: Any) -> dict[str, Any]:
+    """What a bundle's :class:`~jams_pyg.models.ModelConfig` chose among the readings a run
+    compares: the backbone, MAT on or off, the GEM reading MAT runs on (``None`` without
+    MAT) and the output layer."""
+    return {"model": config.model, "use_mat": config.use_mat,
+            "gem_direction": config.gem_direction if config.use_mat else None,
+            "output_layer": config.output_layer}
+
+
+def describe_choices(choices: dict[str, Any]) -> str:
+    """``MAT over the directional GEM reading, separate output layer`` (or ``no MAT``)."""
+    mat = (f"MAT over the {choices['gem_direction']} GEM reading" if choices["use_mat"]
+           else "no MAT")
+    return f"{mat}, {choices['output_layer']} output layer"
+
+
 def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
-    """Per system: threshold, metrics, threshold protocol, number of documents and of
-    unknown codes; the evaluation protocol of training (:func:`jams_pyg.eval.evaluate`)."""
+    """``{"model_choices": model_choices(...), "systems": {system: ...}}``, per system:
+    threshold, metrics, threshold protocol, number of documents and of unknown codes; the
+    evaluation protocol of training (:func:`jams_pyg.eval.evaluate`)."""
     from jams_pyg.data.edin import load_edin_dataset
     from jams_pyg.eval.thresholds import evaluate
     from jams_pyg.inference.predictor import JAMSPredictor
@@ -98,7 +119,7 @@ def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
             print(f"jams-pyg evaluate: {system}: {unknown} of {total} code occurrences of the "
                   f"{args.split} split are not among the model's {len(codes)} codes "
                   "(left out of the targets)", file=sys.stderr)
-    return results
+    return {"model_choices": model_choices(predictor.bundle.model_config), "systems": results}
 
 
 def _percent(value: float | None) -> str:
@@ -129,9 +150,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.output:  # checked first: a missing folder fails before the scoring
             check_output_folder(args.output, "--output")
-        results = evaluate_bundle(args)
+        evaluated = evaluate_bundle(args)
+        results = evaluated["systems"]
         payload = {"model": str(args.model), "data": str(args.data), "split": args.split,
-                   "threshold_split": args.tune_on or "bundle", "systems": results}
+                   "threshold_split": args.tune_on or "bundle",
+                   "model_choices": evaluated["model_choices"], "systems": results}
         if args.output:
             from jams_pyg.atomic import atomic_write_text
 
@@ -142,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     threshold = (f"threshold tuned on {args.tune_on} ({results[next(iter(results))]['protocol']})"
                  if args.tune_on else "the bundle's threshold")
     print(f"{args.model} on the {args.split} split of {args.data} (x100; {threshold}; "
+          f"{describe_choices(evaluated['model_choices'])}; "
           "Unknown %: the share of the split's code occurrences that are not among the "
           "model's codes, left out of the targets)\n")
     print(results_table(results))
