@@ -145,6 +145,16 @@ class JAMS(nn.Module):
             self.encoder = nn.ModuleDict(dict(encoder))
             width = widths[self.systems[0]]
         self.heads = nn.ModuleDict(dict(heads))
+        # one choice, one home: the heads' output projections follow output_layer
+        for s, head in self.heads.items():
+            has_proj = getattr(head, "output_proj", None) is not None
+            if has_proj != (output_layer == "code_table"):
+                raise ValueError(
+                    f"output_layer={output_layer!r} but the {s} head was built with "
+                    f"output_proj={has_proj}: 'separate' gives every code its own output "
+                    "vector (heads with output_proj=False), 'code_table' derives them from "
+                    "the code table (output_proj=True)"
+                )
         self.num_codes = {s: int(num_codes[s]) for s in self.systems}
         self.code_dim = code_dim
         self.output_layer = output_layer
