@@ -39,7 +39,9 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 TRAIN_ARGS = ["--size", "0.05", "--epochs", "2", "--no-progress"]
-PREDICT_ARGS = ["--top-k", "5", "--evidence"]
+#: ``--ood off``: the golden predictions predate the out-of-distribution signal (issue #22),
+#: which would withhold the codes of these plain notes for the re-trained, calibrated bundle.
+PREDICT_ARGS = ["--top-k", "5", "--evidence", "--ood", "off"]
 # Wall-clock times and where a run happened to be written differ by nature.
 VOLATILE = {"seconds"}
 #: Predictions of a re-trained bundle: probabilities and attention weights within this
@@ -82,7 +84,10 @@ def _assert_same(actual: Any, expected: Any, where: str = "", *, rel: float = 1e
 def _predict(bundle: Path, out: Path) -> list[Any]:
     _run("-m", "jams_pyg", "predict", str(GOLDEN / "notes.txt"), "--model", str(bundle),
          *PREDICT_ARGS, "--output", str(out))
-    return [json.loads(line) for line in out.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    for record in records:  # written since the golden files: null, nothing checked
+        assert record.pop("ood") is None
+    return records
 
 
 def _golden_predictions() -> list[Any]:

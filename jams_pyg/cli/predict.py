@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from jams_pyg.cli.common import add_command, bundle_folder_hint, fail, positive_int
 
@@ -25,10 +26,25 @@ becomes an error record {"id": ..., "line": 7, "error": "..."} (--on-error skip)
 Output (stdout, or --output FILE), one line per note in input order:
   {"id": ..., "index": 0, "codes": {"icd10": [{"code": "I10.", "title": "...",
    "probability": 0.93, "predicted": true, ...}, ...], "icd9": [...]},
-   "thresholds": {"icd10": 0.31, ...}, "num_tokens": 812, "truncated": false}
+   "thresholds": {"icd10": 0.31, ...}, "num_tokens": 812, "truncated": false,
+   "unknown_words": 0.02, "ood": {"statistic": "unknown_words", "value": 0.02,
+   "threshold": 0.012, "quantile": 0.99, "out_of_distribution": true, "withheld": true,
+   "reason": "..."}}
 The output is strict JSON (UTF-8, no NaN). Codes are sorted by probability; "predicted"
 is probability > the system's tuned threshold.
 Without --top-k only the predicted codes are listed; with --top-k K the K most probable.
+
+Out of distribution: "unknown_words" is the share of the words read that the model's
+vocabulary does not know. A bundle calibrated when it was saved flags a note whose share
+is above its "threshold", the "quantile" (0.99) of its validation notes: the model cannot
+read it. A flagged note's codes are withheld (--ood withhold, the default): no code is
+"predicted", the list is empty without --top-k and the ranking with it, and "reason"
+says why; --ood mark flags it and keeps its codes; --ood off checks nothing. "ood" is null
+when nothing was checked (--ood off, or a bundle saved before the calibration). A code
+that fired on more than half of its validation notes has "fires_on_most_notes": true; in
+a run of 3 notes or more, one above its threshold on more than half of them (withheld
+notes included) has "fires_on_most_call_notes": true, and a warning names it. The tuned
+thresholds and `jams-pyg evaluate` are untouched.
 With --evidence every listed code also has "tokens" (the note's words with the highest
 label-attention weight: {"word", "position", "weight"}) and "linked" (its GEM neighbours in
 the other system: {"code", "system", "title", "gem_weight", "attention"}; "attention" is
@@ -40,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from jams_pyg.atomic import AtomicFile
     from jams_pyg.inference.bundle import BundleError
     from jams_pyg.inference.notes import dumps_strict, load_notes, prediction_records
+    from jams_pyg.inference.ood import OODWarning
     from jams_pyg.inference.predictor import JAMSPredictor
 
     output = None
@@ -49,14 +66,17 @@ def run(args: argparse.Namespace) -> int:
             if args.output else None
         notes = load_notes(args.input, args.format, args.on_error)
         predictor = JAMSPredictor.load(args.model, device=args.device)
-        results = predictor.predict(
-            notes.texts,
-            system=args.system,
-            top_k=args.top_k,
-            evidence=args.evidence,
-            batch_size=args.batch_size,
-            ids=notes.ids,
-        ) if notes.texts else []
+        with warnings.catch_warnings(record=True) as caught:  # ours: one line each, below
+            warnings.simplefilter("always", OODWarning)
+            results = predictor.predict(
+                notes.texts,
+                system=args.system,
+                top_k=args.top_k,
+                evidence=args.evidence,
+                batch_size=args.batch_size,
+                ids=notes.ids,
+                ood=args.ood,
+            ) if notes.texts else []
         text = "".join(dumps_strict(r) + "\n" for r in prediction_records(notes, results))
         if output is not None:
             output.write(text)
@@ -70,6 +90,17 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if output is not None:
             output.discard()
+    for warning in caught:
+        if issubclass(warning.category, OODWarning):
+            print(f"jams-pyg predict: warning: {warning.message}", file=sys.stderr)
+        else:  # anyone else's, as Python shows it
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
+    if results and args.ood != "off" and predictor.ood is None:
+        print("jams-pyg predict: warning: the bundle has no out-of-distribution calibration "
+              "(saved before it existed): notes the model cannot read are not flagged "
+              "(\"ood\": null); calibrate it on its validation notes with "
+              "jams_pyg.inference.ood.calibrate_bundle", file=sys.stderr)
     if notes.errors:
         print(f"jams-pyg predict: {len(notes.errors)} bad line(s) skipped, "
               f"written as error records (first: line {notes.errors[0].line}: "
@@ -94,6 +125,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                          "above the tuned threshold)")
     predict.add_argument("--evidence", action="store_true",
                          help="add attention evidence (top words, GEM-linked codes)")
+    predict.add_argument("--ood", default="withhold", choices=["withhold", "mark", "off"],
+                         help="a note the bundle's calibration flags as out of distribution "
+                         "(more unknown words than 99%% of its validation notes): withhold "
+                         "its codes, mark it and keep them, or check nothing")
     predict.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                          help="notes per forward pass")
     predict.add_argument("--device", default=None,

@@ -166,12 +166,19 @@ def experiment_config(args: argparse.Namespace, variant: str, output_dir: Path):
 def save_run_bundle(trained: Any) -> Path:
     """Write a trained run's prediction bundle (``jams_pyg.inference.save_bundle``) where the
     run puts it; the ``save_model`` of :func:`~jams_pyg.train.experiment.run_experiment`,
-    which gives ``trained`` (a :class:`~jams_pyg.train.experiment.TrainedModel`)."""
+    which gives ``trained`` (a :class:`~jams_pyg.train.experiment.TrainedModel`), with the
+    out-of-distribution signal calibrated on the run's validation notes
+    (:func:`jams_pyg.inference.ood.calibrate`)."""
     from jams_pyg.inference.bundle import save_bundle
+    from jams_pyg.inference.ood import calibrate
 
+    ood = None
+    if trained.validation_texts and trained.validation_probs:
+        ood = calibrate(trained.tokenizer, trained.validation_texts, trained.validation_probs,
+                        trained.thresholds, trained.max_length)
     return save_bundle(trained.directory, trained.model, trained.model_config,
                        trained.tokenizer, trained.codes, trained.thresholds, trained.graph,
-                       trained.max_length, extra=trained.extra)
+                       trained.max_length, extra=trained.extra, ood=ood)
 
 
 def _holds_a_run(folder: Path) -> bool:

@@ -16,6 +16,11 @@ from the bundle)::
                          graph adds icd10_edge_index [2, E'], icd10_edge_weight [E'])  [optional]
     graph_codes.json     GEM graph node codes {"icd9_codes": [...], "icd10_codes": [...]}
 
+``config.json``'s ``"ood"`` holds the out-of-distribution calibration on held-out notes
+(:mod:`jams_pyg.inference.ood`), or ``null``; a bundle saved before it has no such entry
+and loads with ``Bundle.ood = None`` (same format version: the entry is optional, and an
+older jams_pyg reads a calibrated bundle, ignoring it).
+
 :func:`load_bundle` refuses (with :class:`BundleError`) a bundle with a missing file, a file
 whose checksum differs from ``config.json`` (modified or truncated), a ``config.json``
 whose content differs from its ``config_sha256`` (an edited threshold or ``max_length``),
@@ -73,6 +78,7 @@ from jams_pyg.inference.bundle_format import (
     write_graph,
     write_tokenizer,
 )
+from jams_pyg.inference.ood import check_calibration
 from jams_pyg.models import ModelConfig, build_model
 from jams_pyg.models.runtime import unwrap_model
 
@@ -106,6 +112,9 @@ class Bundle:
     max_length: int
     extra: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    #: the out-of-distribution calibration (:mod:`jams_pyg.inference.ood`); ``None`` for a
+    #: bundle saved without one (before it existed)
+    ood: dict[str, Any] | None = None
 
     @property
     def systems(self) -> tuple[str, ...]:
@@ -120,6 +129,7 @@ class Bundle:
         thresholds: Mapping[str, float],
         graph: GEMGraph | None = None,
         max_length: int = 4000,
+        ood: dict[str, Any] | None = None,
     ) -> Bundle:
         """A bundle of an in-memory model (no folder), its arguments checked as
         :func:`save_bundle` checks them; DDP / compiled wrappers are unwrapped."""
@@ -129,9 +139,10 @@ class Bundle:
                                          bool(getattr(model, "use_mat", False)),
                                          getattr(model, "num_codes", None))
         _check_links(model, graph)
+        ood = check_calibration(ood, codes)
         return cls(path=None, model=model, model_config=getattr(model, "config", None),
                    tokenizer=tokenizer, codes=codes, thresholds=thresholds, graph=graph,
-                   max_length=max_length)
+                   max_length=max_length, ood=ood)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -255,6 +266,7 @@ def save_bundle(
     graph: GEMGraph | None,
     max_length: int,
     extra: dict | None = None,
+    ood: dict[str, Any] | None = None,
 ) -> Path:
     """Write a trained model as a bundle folder that :func:`load_bundle` (and
     :meth:`jams_pyg.inference.predictor.JAMSPredictor.load`) read back.
@@ -278,6 +290,9 @@ def save_bundle(
             GEM-neighbour evidence).
         max_length (int): Maximum number of tokens per note (as in training).
         extra (dict, optional): JSON-serialisable information (metrics, data, run name).
+        ood (dict, optional): The out-of-distribution calibration on held-out notes
+            (:func:`jams_pyg.inference.ood.calibrate`), stored in ``config.json`` as
+            ``"ood"``; ``None``: the bundle predicts without the signal.
 
     Returns:
         The bundle folder as a :class:`~pathlib.Path`.
@@ -293,6 +308,7 @@ def save_bundle(
     codes, thresholds = _check_parts(systems, codes, thresholds, max_length, graph,
                                      model_config.use_mat, getattr(model, "num_codes", None))
     _check_links(model, graph)
+    ood = check_calibration(ood, codes)
     extra = dict(extra or {})
     try:
         json.dumps(extra)
@@ -351,6 +367,7 @@ def save_bundle(
             "graph": graph_info,
             "files": {name: file_sha256(staged / name) for name in files},
             "extra": extra,
+            "ood": ood,
         }
         config[CONFIG_CHECKSUM_KEY] = config_checksum(config)
         atomic_write_json(staged / CONFIG_FILE, config)
@@ -428,6 +445,10 @@ def _load_bundle(directory: Path, device: torch.device, verify: bool) -> Bundle:
                                          graph, model_config.use_mat)
     except (TypeError, ValueError) as err:
         raise BundleError(f"{directory}: {err}") from err
+    try:
+        ood = check_calibration(config.get("ood"), codes)
+    except ValueError as err:
+        raise BundleError(f"{cfg_path}: bad out-of-distribution calibration ({err})") from err
     tokenizer = read_tokenizer(directory, config["tokenizer"])
     if config["tokenizer"]["kind"] == "word" and len(tokenizer) != model_config.vocab_size:
         raise BundleError(
@@ -490,4 +511,5 @@ def _load_bundle(directory: Path, device: torch.device, verify: bool) -> Bundle:
         max_length=max_length,
         extra=dict(config.get("extra") or {}),
         config=config,
+        ood=ood,
     )

@@ -68,6 +68,12 @@ class CodePrediction:
     tokens: list[TokenEvidence] | None = None
     linked: list[LinkedCode] | None = None
     self_attention: float | None = None  #: MATConv :math:`\alpha_{ii}` (with MAT)
+    #: the code fired on more than half of its system's validation notes
+    #: (:mod:`jams_pyg.inference.ood`; ``None``: the bundle has no calibration)
+    fires_on_most_notes: bool | None = None
+    #: above its threshold on more than half the notes of this call, withheld ones included
+    #: (a call of at least 3 notes; ``None``: fewer notes, or the signal is off)
+    fires_on_most_call_notes: bool | None = None
 
 
 @dataclass
@@ -83,7 +89,16 @@ class NotePrediction:
     #: share of the words read that the model's vocabulary does not know (word-level
     #: tokenizers; ``None`` for subword tokenizers, which know every word)
     unknown_words: float | None = None
+    #: the out-of-distribution check (:mod:`jams_pyg.inference.ood`): ``{"statistic",
+    #: "value", "threshold", "quantile", "out_of_distribution", "withheld", "reason"}``;
+    #: ``None`` when nothing was checked (a bundle without calibration, or ``ood="off"``)
+    ood: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def withheld(self) -> bool:
+        """Whether the note's codes were withheld as out of distribution."""
+        return bool(self.ood and self.ood.get("withheld"))
 
     def __getitem__(self, system: str) -> list[CodePrediction]:
         return self.codes[system]
@@ -93,11 +108,13 @@ class NotePrediction:
         return [c.code for c in self.codes[system] if c.predicted]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (evidence fields only where computed)."""
+        """JSON-friendly dict (evidence and code-frequency fields only where computed;
+        ``"ood"`` always, ``null`` when nothing was checked)."""
 
         def code_dict(c: CodePrediction) -> dict[str, Any]:
             out = asdict(c)
-            for key in ("tokens", "linked", "self_attention"):
+            for key in ("tokens", "linked", "self_attention", "fires_on_most_notes",
+                        "fires_on_most_call_notes"):
                 if out[key] is None:
                     del out[key]
             return out
@@ -110,6 +127,7 @@ class NotePrediction:
             "num_tokens": self.num_tokens,
             "truncated": self.truncated,
             "unknown_words": self.unknown_words,
+            "ood": None if self.ood is None else dict(self.ood),
         }
 
 

@@ -41,12 +41,15 @@ from jams_pyg.icd.codes import OTHER_SYSTEM, SYSTEMS
 from jams_pyg.inference.bundle import Bundle, load_bundle
 from jams_pyg.inference.evidence import EncodedNote, LinkEvidence, encode_note, token_evidence
 from jams_pyg.inference.notes import CodePrediction, NotePrediction
+from jams_pyg.inference.ood import CALL_MIN_NOTES, FIRES_ON_MOST, OOD_MODES, OODWarning
 
 __all__ = ["UNKNOWN_WORDS_WARN", "JAMSPredictor"]
 
 PathLike = str | os.PathLike[str]
 
-#: ``predict`` warns when a note has more than this share of words the model never saw.
+#: ``predict`` warns when a note has more than this share of words the model never saw, for
+#: a bundle without an out-of-distribution calibration (:mod:`jams_pyg.inference.ood`; a
+#: calibrated bundle flags notes at its own threshold instead).
 UNKNOWN_WORDS_WARN = 0.5
 
 #: Per system: MAT's α per GEM link (in :meth:`LinkEvidence.grouped` order) and per code.
@@ -89,6 +92,8 @@ class JAMSPredictor:
         self.thresholds = dict(bundle.thresholds)
         self.graph = bundle.graph
         self.max_length = bundle.max_length
+        #: the out-of-distribution calibration (``None``: the bundle has none)
+        self.ood = bundle.ood
         pad = getattr(self.tokenizer, "pad_token_id", PAD_ID)
         self.pad_id = PAD_ID if pad is None else int(pad)
         self._titles = {s: _titles(c, s) for s, c in self.codes.items()}
@@ -130,12 +135,13 @@ class JAMSPredictor:
         graph: Any = None,
         max_length: int = 4000,
         device: str | torch.device | None = None,
+        ood: dict[str, Any] | None = None,
     ) -> JAMSPredictor:
         """A predictor over an in-memory model (same arguments as
         :func:`jams_pyg.inference.bundle.save_bundle`, checked as there by
         :meth:`Bundle.from_model <jams_pyg.inference.bundle.Bundle.from_model>`); the model is
         put in ``eval()`` mode."""
-        bundle = Bundle.from_model(model, tokenizer, codes, thresholds, graph, max_length)
+        bundle = Bundle.from_model(model, tokenizer, codes, thresholds, graph, max_length, ood)
         return cls(bundle, device=device)
 
     # ----------------------------------------------------------------- properties
@@ -278,6 +284,7 @@ class JAMSPredictor:
         batch_size: int = 16,
         ids: Sequence[Any] | None = None,
         num_evidence_tokens: int = 5,
+        ood: str = "withhold",
     ) -> list[NotePrediction]:
         """Code raw notes.
 
@@ -293,9 +300,15 @@ class JAMSPredictor:
             batch_size (int, optional): Notes per forward pass. (default: :obj:`16`)
             ids (list, optional): An id per note, copied to :attr:`NotePrediction.id`.
             num_evidence_tokens (int, optional): Words per code. (default: :obj:`5`)
+            ood (str, optional): What a note the bundle's calibration flags as out of
+                distribution gets (:mod:`jams_pyg.inference.ood`): ``"withhold"`` (the
+                default): no code ``predicted``, an empty list without ``top_k``;
+                ``"mark"``: flagged, codes kept; ``"off"``: no check (and no code
+                frequency flags). A bundle without calibration checks nothing.
 
         Returns:
-            One :class:`NotePrediction` per note, in input order.
+            One :class:`NotePrediction` per note, in input order; ``NotePrediction.ood``
+            holds the check.
         """
         systems = self.resolve_systems(system)
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
@@ -303,7 +316,15 @@ class JAMSPredictor:
             raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
         if num_evidence_tokens < 1:
             raise ValueError(f"num_evidence_tokens must be >= 1, got {num_evidence_tokens}")
+        if ood not in OOD_MODES:
+            raise ValueError(f"ood must be one of {OOD_MODES}, got {ood!r}")
         encoded = self._encode(texts)
+        checks = [self._ood_check(note, ood) for note in encoded]
+        # the note-independent code flags: from the calibration (validation notes) and
+        # from this call (a code above its threshold on every note of it)
+        common = self._fires_on_most(systems) if ood != "off" else {}
+        call_rule = ood != "off" and len(encoded) >= CALL_MIN_NOTES
+        above = {s: torch.zeros(len(self.codes[s]), dtype=torch.long) for s in systems}
         if ids is not None:
             ids = list(ids)
             if len(ids) != len(encoded):
@@ -315,7 +336,9 @@ class JAMSPredictor:
             per_system: dict[str, list[list[CodePrediction]]] = {}
             for s in systems:
                 h, mask, probs = scored[s]
-                per_system[s] = self._select(s, probs, top_k)
+                above[s] += (probs > self.thresholds[s]).sum(0).cpu()
+                withheld = [bool(checks[i] and checks[i]["withheld"]) for i in rows]
+                per_system[s] = self._select(s, probs, top_k, withheld, common.get(s))
                 if evidence:
                     self._attach_evidence(s, h, mask, [encoded[i] for i in rows],
                                           per_system[s], num_evidence_tokens, tables,
@@ -329,18 +352,74 @@ class JAMSPredictor:
                     num_tokens=len(encoded[i].ids),
                     truncated=encoded[i].truncated,
                     unknown_words=encoded[i].unknown_words,
+                    ood=checks[i],
                 )
+        frequent: list[str] = []
+        if call_rule:
+            for s in systems:
+                most = above[s] > FIRES_ON_MOST * len(encoded)
+                names = {self.codes[s][j] for j in torch.nonzero(most).flatten().tolist()}
+                frequent += [self.codes[s][j] for j in torch.argsort(
+                    -above[s], stable=True).tolist() if self.codes[s][j] in names]
+                for r in results:
+                    for c in r.codes[s]:  # type: ignore[union-attr]
+                        c.fires_on_most_call_notes = c.code in names
+        flagged = [r.index for r in results if r.ood and r.ood["out_of_distribution"]]  # type: ignore[union-attr]
         unfamiliar = [r.index for r in results  # type: ignore[union-attr]
                       if r.unknown_words is not None and r.unknown_words > UNKNOWN_WORDS_WARN]
-        if unfamiliar:
+        if flagged:
+            first = results[flagged[0]].ood  # type: ignore[union-attr]
+            warnings.warn(
+                f"{len(flagged)} of {len(results)} notes (first: index {flagged[0]}) are out "
+                f"of distribution: more than {first['threshold']:.1%} of their words are "
+                f"unknown to the model (the bundle's {first['quantile']:.0%} quantile of its "
+                "validation notes); their codes are "
+                + ("withheld" if ood == "withhold" else "kept, marked"),
+                OODWarning, stacklevel=2)
+        if frequent:
+            shown = ", ".join(frequent[:6]) + (", ..." if len(frequent) > 6 else "")
+            warnings.warn(
+                f"{len(frequent)} codes are above their threshold on more than half of the "
+                f"{len(results)} notes (out-of-distribution ones included): {shown}; such a "
+                "code does not depend on the note (\"fires_on_most_call_notes\")", OODWarning,
+                stacklevel=2)
+        elif unfamiliar and (self.ood is None or self.ood["threshold"] is None or ood == "off"):
             warnings.warn(
                 f"{len(unfamiliar)} of {len(results)} notes (first: index {unfamiliar[0]}) "
                 f"have more than {UNKNOWN_WORDS_WARN:.0%} words the model never saw in "
                 "training: its codes for them say little (a bundle trained on the synthetic "
-                "corpus knows only its title words and filler)", UserWarning, stacklevel=2)
+                "corpus knows only its title words and filler)", OODWarning, stacklevel=2)
         return results  # type: ignore[return-value]
 
-    def _select(self, system: str, probs: Tensor, top_k: int | None) -> list[list[CodePrediction]]:
+    def _ood_check(self, note: EncodedNote, mode: str) -> dict[str, Any] | None:
+        """The out-of-distribution record of one note (``None``: nothing checked)."""
+        if mode == "off" or self.ood is None or self.ood["threshold"] is None \
+                or note.unknown_words is None:
+            return None
+        threshold, value = float(self.ood["threshold"]), float(note.unknown_words)
+        flagged = value > threshold
+        withheld = flagged and mode == "withhold"
+        reason = None
+        if flagged:
+            reason = (f"{value:.0%} of its words are unknown to the model, more than "
+                      f"{threshold:.1%} (the {self.ood['quantile']:.0%} quantile of "
+                      f"{self.ood['num_notes']} validation notes): the model cannot read it; "
+                      + ("its codes are withheld" if withheld else "its codes say little"))
+        return {"statistic": self.ood["statistic"], "value": value, "threshold": threshold,
+                "quantile": float(self.ood["quantile"]), "out_of_distribution": flagged,
+                "withheld": withheld, "reason": reason}
+
+    def _fires_on_most(self, systems: Sequence[str]) -> dict[str, list[bool]]:
+        """Per system and code (label order): fired on more than the calibration's share
+        (one half) of its validation notes; empty without calibration."""
+        if self.ood is None:
+            return {}
+        share = float(self.ood["fires_on_most"])
+        return {s: [rate > share for rate in self.ood["fire_rate"][s]] for s in systems}
+
+    def _select(self, system: str, probs: Tensor, top_k: int | None,
+                withheld: Sequence[bool] | None = None,
+                common: Sequence[bool] | None = None) -> list[list[CodePrediction]]:
         threshold = self.thresholds[system]
         codes, titles = self.codes[system], self._titles[system]
         num = probs.size(1)
@@ -348,13 +427,19 @@ class JAMSPredictor:
         values, index = torch.sort(probs, dim=1, descending=True, stable=True)
         values, index = values[:, :k].cpu().numpy(), index[:, :k].cpu().numpy()
         out = []
-        for row_p, row_i in zip(values, index, strict=True):
+        for b, (row_p, row_i) in enumerate(zip(values, index, strict=True)):
             chosen = []
+            hold = bool(withheld and withheld[b])
+            if hold and top_k is None:  # a withheld note lists no code
+                out.append(chosen)
+                continue
             for p, j in zip(row_p.tolist(), row_i.tolist(), strict=True):
                 above = p > threshold
                 if top_k is None and not above:
                     break
-                chosen.append(CodePrediction(codes[j], titles[j], float(p), bool(above)))
+                chosen.append(CodePrediction(
+                    codes[j], titles[j], float(p), bool(above) and not hold,
+                    fires_on_most_notes=None if common is None else common[j]))
             out.append(chosen)
         return out
 

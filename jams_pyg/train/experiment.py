@@ -198,6 +198,10 @@ class TrainedModel:
         graph: The GEM graph of its MAT (``None`` without MAT).
         max_length: Maximum tokens per document.
         extra: The run's label, seed and evaluation protocol.
+        validation_texts: The validation notes of every system (preprocessed text), on
+            which the bundle's out-of-distribution signal is calibrated
+            (:func:`jams_pyg.inference.ood.calibrate`).
+        validation_probs: Per system, the model's probabilities on its validation notes.
     """
 
     directory: Path
@@ -209,6 +213,8 @@ class TrainedModel:
     graph: GEMGraph | None
     max_length: int
     extra: dict[str, Any]
+    validation_texts: list[str] = field(default_factory=list)
+    validation_probs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 #: What :func:`run_experiment` calls with each model it trained, e.g. the bundle writer of
@@ -414,7 +420,8 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
         )
     summary = trainer.fit()
     linked = {s: joint_graph.linked(s).numpy() for s in systems} if joint_graph else {}
-    results = _evaluate(trainer.predict(val), trainer.predict(test),
+    val_predictions = trainer.predict(val)
+    results = _evaluate(val_predictions, trainer.predict(test),
                         {s: selected[s].code_frequencies("train") for s in systems},
                         linked, scale, config.protocol)
     if info.is_main and save_model is not None:
@@ -425,7 +432,9 @@ def _train_one(config: ExperimentConfig, datasets: dict[str, CodingDataset],
             {s: results[s]["threshold"] for s in systems}, graph, config.max_length,
             extra={"label": config.label, "seed": config.seed,
                    "protocol": protocol_record(config.protocol),
-                   "gem_graph": graph_record(graph, procedures)}))
+                   "gem_graph": graph_record(graph, procedures)},
+            validation_texts=[t for s in systems for t in selected[s].val["text"].tolist()],
+            validation_probs={s: val_predictions.probs[s] for s in systems}))
     return results, {"training": summary, "model_config": model_config.to_dict(),
                      "train_config": asdict(config.train)}, graph
 
