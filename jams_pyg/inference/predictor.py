@@ -375,20 +375,20 @@ class JAMSPredictor:
                 f"unknown to the model (the bundle's {first['quantile']:.0%} quantile of its "
                 "validation notes); their codes are "
                 + ("withheld" if ood == "withhold" else "kept, marked"),
-                OODWarning, stacklevel=2)
+                OODWarning, stacklevel=3)
         if frequent:
             shown = ", ".join(frequent[:6]) + (", ..." if len(frequent) > 6 else "")
             warnings.warn(
                 f"{len(frequent)} codes are above their threshold on more than half of the "
                 f"{len(results)} notes (out-of-distribution ones included): {shown}; such a "
-                "code does not depend on the note (\"fires_on_most_call_notes\")", OODWarning,
-                stacklevel=2)
+                "code may not depend on the note (\"fires_on_most_call_notes\")", OODWarning,
+                stacklevel=3)
         elif unfamiliar and (self.ood is None or self.ood["threshold"] is None or ood == "off"):
             warnings.warn(
                 f"{len(unfamiliar)} of {len(results)} notes (first: index {unfamiliar[0]}) "
                 f"have more than {UNKNOWN_WORDS_WARN:.0%} words the model never saw in "
                 "training: its codes for them say little (a bundle trained on the synthetic "
-                "corpus knows only its title words and filler)", OODWarning, stacklevel=2)
+                "corpus knows only its title words and filler)", OODWarning, stacklevel=3)
         return results  # type: ignore[return-value]
 
     def _ood_check(self, note: EncodedNote, mode: str) -> dict[str, Any] | None:
