@@ -42,7 +42,7 @@ read it. A flagged note's codes are withheld (--ood withhold, the default): no c
 says why; --ood mark flags it and keeps its codes; --ood off checks nothing. "ood" is null
 when nothing was checked (--ood off, or a bundle saved before the calibration). A code
 that fired on more than half of its validation notes has "fires_on_most_notes": true; in
-a run of 3 notes or more, one above its threshold on more than half of them (withheld
+a run of 3 notes or more, one above its threshold on more than half of them (flagged
 notes included) has "fires_on_most_call_notes": true, and a warning names it. The tuned
 thresholds and `jams-pyg evaluate` are untouched.
 With --evidence every listed code also has "tokens" (the note's words with the highest

@@ -7,6 +7,10 @@ the decision at the tuned threshold (``probability > threshold``, as
 :func:`jams_pyg.eval.metrics.compute_metrics`), optionally with evidence
 (:mod:`jams_pyg.inference.evidence`): the words its label attention weighs most and its GEM
 neighbours in the other system with their :math:`\omega` and MAT attention :math:`\alpha`.
+A note the bundle's out-of-distribution calibration flags (more unknown words than 99 % of
+its validation notes, :mod:`jams_pyg.inference.ood`) has its codes withheld and says why in
+:attr:`NotePrediction.ood <jams_pyg.inference.notes.NotePrediction.ood>`; probabilities
+(:meth:`JAMSPredictor.predict_proba`) are never changed.
 
 The predictor runs the model through its own API only: :meth:`JAMS.code_embeddings
 <jams_pyg.models.jams.JAMS.code_embeddings>` once per call (MAT and its attention),
