@@ -4,7 +4,8 @@ on first use: :mod:`jams_pyg.models.config` alone does not import torch)."""
 from jams_pyg.lazy import lazy_exports
 
 _EXPORTS = {
-    ".config": ("BACKBONES", "ModelConfig"),
+    ".config": ("BACKBONES", "BACKBONE_CONFIGS", "CAMLConfig", "LAATConfig", "ModelConfig",
+                "MultiResCNNConfig", "PLMICDConfig"),
     ".encoders": ("CAMLEncoder", "LSTMEncoder", "MaskedBatchNorm1d", "MultiResCNNEncoder",
                   "ResidualBlock", "TextEncoder", "make_word_embedding"),
     ".plm_encoder": ("PLMEncoder",),

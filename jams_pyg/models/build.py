@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from jams_pyg.models.config import ModelConfig
+from jams_pyg.models.config import CAMLConfig, ModelConfig, MultiResCNNConfig, PLMICDConfig
 from jams_pyg.models.encoders import (
     CAMLEncoder,
     LSTMEncoder,
@@ -26,20 +26,20 @@ __all__ = ["build_model"]
 
 def _build_encoder(config: ModelConfig, vocab: int, emb_dim: int | None,
                    embeddings: Tensor | np.ndarray | None) -> TextEncoder:
-    """A fresh text encoder of ``config``'s backbone."""
-    m = config.model
+    """A fresh text encoder of ``config``'s backbone (``config.backbone``'s settings)."""
+    b = config.backbone
+    if isinstance(b, PLMICDConfig):
+        if b.plm_path_or_config is None:
+            raise ValueError("model 'plm_icd' needs plm_path_or_config (a local model dir)")
+        return PLMEncoder(b.plm_path_or_config, b.chunk_size)
     # the word-level encoders end in (dropout, pretrained vectors, freeze them)
-    word = (config.embed_dropout, embeddings, config.freeze_embeddings)
-    if m == "caml":
-        return CAMLEncoder(vocab, emb_dim, config.num_filters, config.kernel_size, *word)
-    if m == "multirescnn":
-        return MultiResCNNEncoder(vocab, emb_dim, config.num_filters, config.kernel_sizes, *word)
-    if m == "laat":
-        return LSTMEncoder(vocab, emb_dim, config.rnn_hidden_size, config.rnn_num_layers,
-                           config.rnn_dropout, *word)
-    if config.plm_path_or_config is None:
-        raise ValueError("model 'plm_icd' needs plm_path_or_config (a local model dir)")
-    return PLMEncoder(config.plm_path_or_config, config.chunk_size)
+    word = (b.embed_dropout, embeddings, config.freeze_embeddings)
+    if isinstance(b, CAMLConfig):
+        return CAMLEncoder(vocab, emb_dim, b.num_filters, b.kernel_size, *word)
+    if isinstance(b, MultiResCNNConfig):
+        return MultiResCNNEncoder(vocab, emb_dim, b.num_filters, b.kernel_sizes, *word)
+    return LSTMEncoder(vocab, emb_dim, b.rnn_hidden_size, b.rnn_num_layers, b.rnn_dropout,
+                       *word)
 
 
 def build_model(
@@ -84,7 +84,7 @@ def build_model(
                       for s in config.systems}
         encoder, h = per_system, per_system[config.systems[0]].out_channels
     if m in ("laat", "plm_icd"):
-        d = config.code_dim or config.projection_size or h
+        d = config.code_dim or config.backbone.projection_size or h
     else:
         d = config.code_dim or h
     separate = config.output_layer == "separate"
