@@ -1,9 +1,11 @@
 import ast
 import gzip
 import hashlib
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -20,6 +22,19 @@ def modules_loaded_by(code: str, modules: tuple[str, ...] = HEAVY_MODULES) -> li
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     return ast.literal_eval(result.stdout.strip().splitlines()[-1])
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str, module_name: str | None = None) -> Any:
+    """``benchmarks/<name>.py`` imported as a module (``_bench_<name>`` unless named): the
+    scripts are no package."""
+    spec = importlib.util.spec_from_file_location(module_name or f"_bench_{name}",
+                                                  BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

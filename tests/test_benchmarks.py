@@ -4,27 +4,17 @@ inputs (no training). The deltas they show are tested from the package in test_d
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 from test_deltas import RUNS
 
 from jams_pyg.eval.deltas import summarize_deltas
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-jvb = _load("jams_vs_backbone")
-overhead = _load("overhead")
+jvb = load_benchmark("jams_vs_backbone")
+overhead = load_benchmark("overhead")
 
 
 # ------------------------------------------------------------------------------------------
@@ -141,7 +131,7 @@ def test_overhead_summary_and_markdown():
 
 
 def test_readme_delta_table_puts_the_papers_gain_beside_ours():
-    tables = _load("readme_tables")
+    tables = load_benchmark("readme_tables")
     text = tables.paper_delta_table(summarize_deltas(RUNS), {"laat": "LAAT"})
     lines = text.splitlines()
     assert lines[0].startswith("| Backbone | System | n | macro-F1 ours | paper |")
@@ -153,7 +143,7 @@ def test_readme_delta_table_puts_the_papers_gain_beside_ours():
 
 
 def test_readme_ablation_table_lists_every_reference():
-    tables = _load("readme_tables")
+    tables = load_benchmark("readme_tables")
     payload = {"deltas": summarize_deltas(RUNS),
                "deltas_vs_jams": summarize_deltas(RUNS, reference="jams")}
     lines = tables.ablation_table(payload).splitlines()
@@ -164,7 +154,7 @@ def test_readme_ablation_table_lists_every_reference():
 
 
 def test_import_cost_counts_top_level_imports_only():
-    import_cost = _load("import_cost")
+    import_cost = load_benchmark("import_cost")
     sample = ("import time: self [us] | cumulative | imported package\n"
               "import time:       100 |        100 | encodings\n"
               "import time:        30 |         30 |   torch._C\n"

@@ -5,13 +5,13 @@ and speed must not move across the PyG refactor, d160cdd -> HEAD)."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_benchmark
 
 import jams_pyg.nn
 
@@ -19,15 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "d160cdd"  # the last commit before MATConv became a bipartite PyG conv (692100a)
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("_bench_mat_vs_gat",
-                                                  ROOT / "benchmarks" / "mat_vs_gat.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mvg = _load()
+mvg = load_benchmark("mat_vs_gat")
 
 
 def _has_commit(rev: str) -> bool:

@@ -5,11 +5,11 @@ setting of another backbone an error naming both, and the flat layout of every e
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from jams_pyg.models import ModelConfig
 from jams_pyg.models.config import (
@@ -111,11 +111,7 @@ def test_experiment_model_overrides_are_checked(tmp_path):
 
 
 def _codiesp_model_sizes() -> dict:
-    spec = importlib.util.spec_from_file_location("_bench_codiesp_sizes",
-                                                  ROOT / "benchmarks" / "codiesp.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.MODEL
+    return load_benchmark("codiesp", "_bench_codiesp_sizes").MODEL
 
 
 def test_preset_and_benchmark_overrides_keep_working():

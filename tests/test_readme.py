@@ -84,13 +84,9 @@ def test_corpus_table_is_what_the_synthetic_command_prints(tmp_path):
 
 
 def _readme_tables():
-    import importlib.util
+    from conftest import load_benchmark
 
-    spec = importlib.util.spec_from_file_location("_readme_tables",
-                                                  ROOT / "benchmarks" / "readme_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("readme_tables", "_readme_tables")
 
 
 #: README tables that are not results (the command list, the recipe's settings, the layout).
