@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", default="benchmarks/runs",
                         help="runs and the shared corpus (gitignored)")
     parser.add_argument("--results-dir", default="benchmarks/results/jams_vs_backbone")
+    parser.add_argument("--procedure-links", action="store_true",
+                        help="link procedure codes through the shipped forward procedure "
+                             "GEM, and draw the corpus' procedure codes through it "
+                             "(ExperimentConfig.procedure_links; issue #19's synthetic "
+                             "default to come). Use its own --output-dir")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-reuse", dest="reuse", action="store_false",
                         help="fail instead of reusing a finished run found in --output-dir")
@@ -145,6 +150,7 @@ def make_config(args: argparse.Namespace, model: str, variant: str, seed: int):
         model=model, variant=variant, seed=seed, synthetic_size=args.synthetic_size,
         data_seed=args.data_seed, synthetic_dir=str(corpus_dir(args)),
         output_dir=str(run_dir(args, model, variant, seed)), device=args.device,
+        procedure_links=args.procedure_links or None,
         train=TrainConfig(**train_settings(args, model, seed)),
     )
 
@@ -231,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     settings = {
         "models": args.models, "variants": args.variants, "seeds": args.model_seeds,
         "synthetic_size": args.synthetic_size, "data_seed": args.data_seed,
+        "procedure_links": args.procedure_links,
         "train": {m: train_settings(args, m, seed=-1) | {"seed": "per run"}
                   for m in args.models},
         "synthetic_model": {m: SYNTHETIC_MODEL[m] for m in args.models},
@@ -239,11 +246,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                       else sys.argv[1:])]),
         "environment": environment(),
     }
+    links = ", procedure codes linked" if args.procedure_links else ""
     header = (
         f"# JAMS vs backbone on the synthetic corpus\n\n"
         f"Models {', '.join(args.models)}; variants {', '.join(args.variants)}; seeds "
         f"{json.dumps(args.model_seeds)}; corpus size {args.synthetic_size} "
-        f"(data seed {args.data_seed}); training {json.dumps(settings['train'])}.\n"
+        f"(data seed {args.data_seed}{links}); training {json.dumps(settings['train'])}.\n"
         f"Command: `python benchmarks/{settings['command']}`\n\n"
     )
     epochs = convergence_rows(runs)

@@ -69,6 +69,14 @@ def test_jvb_configs_share_one_corpus(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing trained or written
 
 
+def test_jvb_procedure_links_reach_the_run_config(tmp_path):
+    # Issue #19's regeneration: the synthetic corpus and MAT both link procedure codes.
+    default = jvb.make_config(jvb.parse_args(["--output-dir", str(tmp_path)]), "laat", "jams", 0)
+    assert default.procedure_links is False  # the synthetic default the tables were run with
+    args = jvb.parse_args(["--output-dir", str(tmp_path), "--procedure-links"])
+    assert jvb.make_config(args, "laat", "jams", 0).procedure_links is True
+
+
 # ------------------------------------------------------------------------------------------
 # overhead
 # ------------------------------------------------------------------------------------------
