@@ -138,8 +138,9 @@ def _epochs(run: Mapping[str, Any]) -> list[int]:
 def default_run_table(runs: Sequence[Mapping[str, Any]], spread_dir: Path | None,
                       labels: Sequence[str] = ("LAAT", "LAAT+JAMS")) -> str:
     """One draw and the spread to expect: per model, the seed-0 run (this CPU), the seed-0
-    run under each other kernel found in ``spread_dir/<kernel>/metrics.json``, and
-    mean ± std [min–max] over every seed (×100)."""
+    run under each other kernel found in ``spread_dir/<kernel>/metrics.json``,
+    mean ± std [min–max] over every seed, and (with other kernels) the range over the
+    seeds and the other kernels' seed-0 runs: what a user's run is expected inside (×100)."""
     header = ["Model", "run"] + [f"{SYSTEM_LABELS[s]} {name}" for s, _, name in
                                  DEFAULT_RUN_COLUMNS] + ["epochs"]
     lines = ["| " + " | ".join(header) + " |",
@@ -151,13 +152,16 @@ def default_run_table(runs: Sequence[Mapping[str, Any]], spread_dir: Path | None
             if kernel != "native" and path.exists():
                 kernels[kernel] = json.loads(path.read_text())
 
-    def row(label: str, what: str, picked: Sequence[Mapping[str, Any]]) -> str:
+    def row(label: str, what: str, picked: Sequence[Mapping[str, Any]],
+            range_only: bool = False) -> str:
         cells = []
         for system, key, _ in DEFAULT_RUN_COLUMNS:
             values = [100 * v for r in picked
                       if (v := _scores(r, system).get(key)) is not None]
             if not values:
                 cells.append(MISSING)
+            elif range_only:
+                cells.append(f"{min(values):.1f}–{max(values):.1f}")
             elif len(values) == 1:
                 cells.append(f"{values[0]:.1f}")
             else:
@@ -180,6 +184,13 @@ def default_run_table(runs: Sequence[Mapping[str, Any]], spread_dir: Path | None
                 lines.append(row(label, f"seed 0, {KERNEL_LABELS[kernel]}", same))
         seeds = ",".join(str(r["seed"]) for r in seeded)
         lines.append(row(label, f"seeds {seeds}: mean ± std [min–max]", seeded))
+        # What a user should expect: a seed-0 run lands on one kernel, so the range spans
+        # every seed on this CPU and seed 0 under each other kernel.
+        other = [r for runs_ in kernels.values() for r in runs_
+                 if r["label"] == label and r["seed"] == 0]
+        if other:
+            lines.append(row(label, "expect: seeds and kernels [min–max]", seeded + other,
+                             range_only=True))
     return "\n".join(lines)
 
 

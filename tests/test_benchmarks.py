@@ -169,3 +169,32 @@ def test_import_cost_counts_top_level_imports_only():
               "import time:        50 |        400 | torch\n"
               "other stderr line\n")
     assert import_cost.top_level_import_us(sample) == {"encodings": 100, "torch": 400}
+
+
+def test_default_run_table_expect_row_spans_seeds_and_other_kernels(tmp_path):
+    import json
+
+    from test_deltas import _run
+
+    tables = load_benchmark("readme_tables")
+
+    def run(seed, icd10_micro, epochs):
+        r = _run("LAAT", seed, (0.30, 0.90, 0.60, 0.10, 0.7, 0.2, 0.05),
+                 (0.20, icd10_micro, 0.50, 0.05, 0.6, 0.1, 0.02))
+        return r | {"training": {"icd9": {"training": {"epochs_run": epochs}}}}
+
+    seeds = [run(0, 0.880, 42), run(1, 0.870, 30)]
+    (tmp_path / "default").mkdir()  # the scalar kernels: above every seed (the README's case)
+    (tmp_path / "default" / "metrics.json").write_text(json.dumps([run(0, 0.895, 27)]))
+    lines = tables.default_run_table(seeds, tmp_path, labels=("LAAT",)).splitlines()
+    assert [line.split(" | ")[1] for line in lines[2:]] == [
+        "seed 0, AVX-512 kernels (what this machine picks)", "seed 0, scalar kernels",
+        "seeds 0,1: mean ± std [min–max]", "expect: seeds and kernels [min–max]"]
+    icd10_micro = 6  # cells: "| Model", run, four ICD-9 columns, then ICD-10 micro-F1
+    # mean 87.5, sample std sqrt(2) * 0.5 = 0.7
+    assert lines[4].split(" | ")[icd10_micro] == "87.5 ± 0.7 [87.0–88.0]"
+    assert lines[5].split(" | ")[icd10_micro] == "87.0–89.5"  # the kernel widens it
+    assert lines[5].split(" | ")[2] == "90.0–90.0"  # ICD-9 micro-F1: one value everywhere
+    assert lines[5].endswith("| 27–42 |")
+    # without other kernels there is nothing to add beyond the seed range
+    assert len(tables.default_run_table(seeds, None, labels=("LAAT",)).splitlines()) == 4
