@@ -88,12 +88,19 @@ def test_threshold_is_the_quantile_of_the_validation_notes(setup):
         np.testing.assert_allclose(ood["fire_rate"][s], expected_rate, atol=1e-6)
 
 
-@pytest.mark.parametrize("n", [1, 7, 99, 100, 101, 400])
-def test_order_statistic_matches_numpy(n):
-    values = list(np.random.default_rng(n).random(n))
-    for q in (0.5, 0.9, 0.99, 1.0):
-        assert order_statistic(values, q) == float(
-            np.quantile(values, q, method="inverted_cdf"))
+def test_order_statistic_is_a_value_that_occurred():
+    # hand-counted: the ceil(q * n)-th smallest value
+    tenths = [i / 10 for i in range(10, 0, -1)]  # 1.0, 0.9, ..., 0.1
+    assert [order_statistic(tenths, q) for q in (0.1, 0.5, 0.9, 0.95, 0.99, 1.0)] == [
+        0.1, 0.5, 0.9, 1.0, 1.0, 1.0]
+    hundred = [(37 * i % 100) / 100 for i in range(100)]  # 0.00 .. 0.99, shuffled
+    assert order_statistic(hundred, 0.99) == 0.98  # the 99th smallest, not interpolated
+    assert order_statistic([0.3], 0.99) == 0.3
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="quantile"):
+            order_statistic(tenths, bad)
+    with pytest.raises(ValueError, match="no values"):
+        order_statistic([], 0.99)
 
 
 def test_bundle_stores_the_calibration_under_its_checksum(setup):
@@ -173,6 +180,21 @@ def test_codes_firing_on_most_notes_are_reported(setup, predictor):
     [b, *_] = predictor.predict(notes, system="icd9", top_k=3, ood="off")
     assert all(c.fires_on_most_notes is None and c.fires_on_most_call_notes is None
                for c in b.codes["icd9"])
+
+
+def test_uncalibrated_bundle_warns_of_unread_notes_beside_frequent_codes(setup):
+    # The two warnings are independent facts: a code above threshold on most notes of the
+    # call does not silence the unknown-words warning of a bundle without calibration.
+    vocab = setup["tok"].vocab
+    notes = [t for t in setup["val"]["icd9"] if unknown_share(vocab, t) == 0][:4]
+    old = JAMSPredictor.load(setup["old"], device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = old.predict([*notes, GIBBERISH], system="icd9")
+    messages = [str(w.message) for w in caught]
+    assert any(c.fires_on_most_call_notes for r in result for c in r.codes["icd9"])
+    assert any("above their threshold on more than half" in m for m in messages)
+    assert any("1 of 5 notes (first: index 4) have more than 50%" in m for m in messages)
 
 
 def test_bundle_saved_before_the_signal_loads_and_says_so(setup, tmp_path, capsys):

@@ -45,7 +45,6 @@ record (:func:`calibrate_bundle` adds it to such a bundle).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -90,13 +89,14 @@ class OODWarning(UserWarning):
 
 def order_statistic(values: Sequence[float], quantile: float) -> float:
     """The smallest of ``values`` that at least ``quantile`` of them do not exceed
-    (``sorted(values)[ceil(quantile * n) - 1]``, numpy's ``inverted_cdf``)."""
-    if not values:
+    (``sorted(values)[ceil(quantile * n) - 1]``: numpy's ``inverted_cdf`` quantile, a value
+    that occurred, never an interpolation between two notes)."""
+    if not len(values):
         raise ValueError("no values to calibrate on")
     if not 0.0 < quantile <= 1.0:
         raise ValueError(f"quantile must be in (0, 1], got {quantile}")
-    ordered = sorted(float(v) for v in values)
-    return ordered[max(math.ceil(quantile * len(ordered) - 1e-9), 1) - 1]
+    return float(np.quantile(np.asarray(values, dtype=np.float64), quantile,
+                             method="inverted_cdf"))
 
 
 def calibrate(

@@ -361,10 +361,11 @@ class JAMSPredictor:
         frequent: list[str] = []
         if call_rule:
             for s in systems:
-                most = above[s] > FIRES_ON_MOST * len(encoded)
-                names = {self.codes[s][j] for j in torch.nonzero(most).flatten().tolist()}
-                frequent += [self.codes[s][j] for j in torch.argsort(
-                    -above[s], stable=True).tolist() if self.codes[s][j] in names]
+                most = (above[s] > FIRES_ON_MOST * len(encoded)).tolist()
+                ranked = [self.codes[s][j] for j in torch.argsort(-above[s], stable=True)
+                          .tolist() if most[j]]  # most often above first
+                names = set(ranked)
+                frequent += ranked
                 for r in results:
                     for c in r.codes[s]:  # type: ignore[union-attr]
                         c.fires_on_most_call_notes = c.code in names
@@ -387,7 +388,8 @@ class JAMSPredictor:
                 f"{len(results)} notes (out-of-distribution ones included): {shown}; such a "
                 "code may not depend on the note (\"fires_on_most_call_notes\")", OODWarning,
                 stacklevel=3)
-        elif unfamiliar and (self.ood is None or self.ood["threshold"] is None or ood == "off"):
+        # independent of the call rule: a bundle without calibration still says so
+        if unfamiliar and (self.ood is None or self.ood["threshold"] is None or ood == "off"):
             warnings.warn(
                 f"{len(unfamiliar)} of {len(results)} notes (first: index {unfamiliar[0]}) "
                 f"have more than {UNKNOWN_WORDS_WARN:.0%} words the model never saw in "
