@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ("native", "avx2", "default")
 
 
-def run_kernel(kernel: str, results_dir: Path, work_dir: Path) -> None:
+def run_kernel(kernel: str, results_dir: Path, work_dir: Path,
+               extra: tuple[str, ...] = ()) -> None:
     out = results_dir / kernel
     if (out / "metrics.json").exists():
         print(f"{kernel}: done before, skipped")
@@ -45,7 +46,7 @@ def run_kernel(kernel: str, results_dir: Path, work_dir: Path) -> None:
     start = time.perf_counter()
     with open(out / "run.log", "w") as log:
         subprocess.run([sys.executable, str(ROOT / "examples/train_laat.py"), "--no-progress",
-                        "--output-dir", str(run_dir)], env=env, stdout=log,
+                        "--output-dir", str(run_dir), *extra], env=env, stdout=log,
                        stderr=subprocess.STDOUT, check=True)
     shutil.copy(run_dir / "metrics.json", out / "metrics.json")
     shutil.copy(run_dir / "report.md", out / "report.md")
@@ -59,9 +60,15 @@ def main(argv: list[str] | None = None) -> int:
                         default=ROOT / "benchmarks/results/default_run_spread")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "outputs/default_run_spread",
                         help="where the runs write their checkpoints and bundles")
+    parser.add_argument("--procedure-links", action="store_true",
+                        help="link procedure codes through the shipped forward procedure "
+                             "GEM, and draw the corpus' procedure codes through it (issue "
+                             "#19's synthetic default to come); use its own output and "
+                             "results folders")
     args = parser.parse_args(argv)
+    extra = ("--procedure-links",) if args.procedure_links else ()
     for kernel in args.kernels:
-        run_kernel(kernel, args.results_dir, args.work_dir)
+        run_kernel(kernel, args.results_dir, args.work_dir, extra)
     return 0
 
 

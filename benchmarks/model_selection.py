@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="runs and the shared corpus (not committed)")
     parser.add_argument("--results-dir", default="benchmarks/results/model_selection")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--procedure-links", action="store_true",
+                        help="link procedure codes through the shipped forward procedure "
+                             "GEM, and draw the corpus' procedure codes through it (issue "
+                             "#19's synthetic default to come); use its own output and "
+                             "results folders")
     return parser
 
 
@@ -58,7 +63,8 @@ def make_config(args: argparse.Namespace, variant: str, monitor: str, seed: int)
     return ExperimentConfig(
         model=args.model, variant=variant, seed=seed, synthetic_size=args.size,
         synthetic_dir=str(Path(args.output_dir) / "data"), output_dir=str(out),
-        device=args.device, train=TrainConfig(**settings))
+        device=args.device, procedure_links=args.procedure_links or None,
+        train=TrainConfig(**settings))
 
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -130,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     settings = {"model": args.model, "seeds": args.seeds, "synthetic_size": args.size,
+                "procedure_links": args.procedure_links,
                 "train": train_settings(args.model, synthetic=True), "monitors": MONITORS,
                 "command": " ".join(["model_selection.py",
                                      *(argv if argv is not None else sys.argv[1:])])}

@@ -198,3 +198,28 @@ def test_default_run_table_expect_row_spans_seeds_and_other_kernels(tmp_path):
     assert lines[5].endswith("| 27–42 |")
     # without other kernels there is nothing to add beyond the seed range
     assert len(tables.default_run_table(seeds, None, labels=("LAAT",)).splitlines()) == 4
+
+
+def test_procedure_links_reach_model_selection_and_default_run_spread(tmp_path, monkeypatch):
+    selection = load_benchmark("model_selection")
+    args = selection.build_parser().parse_args(["--output-dir", str(tmp_path)])
+    assert selection.make_config(args, "jams", "map", 0).procedure_links is False
+    args = selection.build_parser().parse_args(["--output-dir", str(tmp_path),
+                                                "--procedure-links"])
+    assert selection.make_config(args, "jams", "map", 0).procedure_links is True
+
+    spread = load_benchmark("default_run_spread")
+    commands = []
+
+    def fake_run(command, **kwargs):  # the train command, as the driver would start it
+        commands.append(command)
+        run_dir = Path(command[command.index("--output-dir") + 1])
+        run_dir.mkdir(parents=True)
+        for name in ("metrics.json", "report.md"):
+            (run_dir / name).write_text("{}")
+
+    monkeypatch.setattr(spread.subprocess, "run", fake_run)
+    assert spread.main(["--kernels", "avx2", "--results-dir", str(tmp_path / "r"),
+                        "--work-dir", str(tmp_path / "w"), "--procedure-links"]) == 0
+    assert commands[0][-1] == "--procedure-links"
+    assert (tmp_path / "r" / "avx2" / "metrics.json").exists()
