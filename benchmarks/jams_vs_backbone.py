@@ -48,9 +48,10 @@ from typing import Any
 ABLATIONS = ("no_mat", "unweighted", "mat_only", "union", "tied", "tied_backbone")
 #: Reference variant -> (variants compared with it, what the paired delta measures).
 ABLATION_REFERENCES = {
-    "no_mat": (("jams", "unweighted", "union"), "what MAT adds on top of the shared encoder"),
+    "no_mat": (("jams", "unweighted", "union", "no_proc_links"),
+               "what MAT adds on top of the shared encoder"),
     "mat_only": (("jams",), "what sharing the encoder adds on top of MAT"),
-    "jams": (("unweighted", "union"), "the change against the faithful JAMS"),
+    "jams": (("unweighted", "union", "no_proc_links"), "the change against the faithful JAMS"),
     "tied_backbone": (("tied",), "what JAMS adds to the tied layout (our extension)"),
 }
 
