@@ -195,7 +195,7 @@ def oracle(args: argparse.Namespace, seed: int, real: Path, results: Path) -> No
     missing), recorded under this experiment's results."""
     source = Path(args.codiesp_results) / f"en_laat_seed{seed}.json"
     if not source.is_file():
-        ns = argparse.Namespace(work_dir=args.work_dir, device=args.device)
+        ns = argparse.Namespace(work_dir=args.work_dir, device=args.device, set=[])
         bench.run_one(ns, "en", "laat", seed, real, Path(args.codiesp_results))
     record = json.loads(source.read_text())
     record = {"key": f"oracle_seed{seed}", "variant": "oracle", "seed": seed,
