@@ -51,7 +51,8 @@ def _ms(values: list[float], scale: float = 100.0) -> str:
 
 
 # -------------------------------------------------------------------------------- backbones
-def backbone_table(results: Path) -> str:
+def backbone_results_table(results: Path) -> str:
+    """Our runs: mean ± std over seeds per language × backbone, and the frequency ranking."""
     runs = [json.loads(p.read_text()) for p in sorted(results.glob("*_seed*.json"))]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
@@ -82,11 +83,21 @@ def backbone_table(results: Path) -> str:
         lines.append(f"| codes ranked by training frequency (no text) | en | – | "
                      f"{100 * b['map_d']:.1f} | {100 * b['map_p']:.1f} | "
                      f"{100 * b['map_p_full_codes']:.1f} | | | | | |")
-    lines += ["", "Published (CodiEsp test set, official MAP ×100):", "",
-              "| System | MAP-D | MAP-P |", "|:--|--:|--:|"]
+    return "\n".join(lines)
+
+
+def published_table() -> str:
+    """The published CodiEsp test-set MAP (:data:`PUBLISHED`)."""
+    lines = ["| System | MAP-D | MAP-P |", "|:--|--:|--:|"]
     for name, d, p in PUBLISHED:
         lines.append(f"| {name} | {100 * d:.1f} | {'–' if p is None else f'{100 * p:.1f}'} |")
     return "\n".join(lines)
+
+
+def backbone_table(results: Path) -> str:
+    """Our runs, then the published results."""
+    return (backbone_results_table(results) + "\n\nPublished (CodiEsp test set, official "
+            "MAP ×100):\n\n" + published_table())
 
 
 # ------------------------------------------------------------------------------- transition
@@ -103,9 +114,20 @@ def _threshold(record: dict[str, Any]) -> float:
     return record["metrics"]["systems"]["icd10"]["threshold"]
 
 
+def stored_runs(results: Path) -> list[dict[str, Any]]:
+    """The re-scored runs of ``results``/summary.json (none without the file)."""
+    path = results / "summary.json"
+    return json.loads(path.read_text())["runs"] if path.is_file() else []
+
+
 def transition_runs(results: Path, work: Path) -> list[dict[str, Any]]:
     """Every finished run re-scored in its seed's common label space (a ``metrics.json``-like
-    payload per run, for :func:`~jams_pyg.eval.deltas.summarize_deltas`)."""
+    payload per run, for :func:`~jams_pyg.eval.deltas.summarize_deltas`).
+
+    A seed whose saved models are not all under ``work`` (its runs were made on another
+    machine, or the run folders were cleaned) keeps its runs as summary.json last recorded
+    them, provided they are all there and carry the official MAP of the run JSONs; otherwise
+    this fails naming the missing model."""
     from jams_pyg.data.edin import load_joint_datasets
     from jams_pyg.eval.buckets import bucket_macro_f1
     from jams_pyg.eval.metrics import compute_metrics, per_code_f1
@@ -114,9 +136,16 @@ def transition_runs(results: Path, work: Path) -> list[dict[str, Any]]:
     from jams_pyg.inference import JAMSPredictor
 
     runs = []
+    stored = {(r["variant"], r["seed"]): r for r in stored_runs(results)}
     seeds = sorted({int(p.stem.split("seed")[1]) for p in results.glob("*_seed*.json")
                     if not p.stem.startswith("conversion")})
     for seed in seeds:
+        records = [json.loads(p.read_text()) for p in sorted(results.glob(f"*_seed{seed}.json"))
+                   if not p.stem.startswith("conversion")]
+        missing = [d for r in records if not (d := _bundle_dir(r, results)).is_dir()]
+        if missing:
+            runs += _stored_seed(records, stored, missing[0])
+            continue
         data = work / "transition" / f"data_seed{seed}"
         ds9, ds10 = load_joint_datasets(data)
         forward, backward = cms_2018_gem_paths()
@@ -131,10 +160,7 @@ def transition_runs(results: Path, work: Path) -> list[dict[str, Any]]:
         for row, codes in enumerate(test["target"]):
             for code in codes:
                 targets[row, index[code]] = 1
-        for path in sorted(results.glob(f"*_seed{seed}.json")):
-            if path.stem.startswith("conversion"):
-                continue
-            record = json.loads(path.read_text())
+        for record in records:
             predictor = JAMSPredictor.load(_bundle_dir(record, results), device="cpu")
             probs = predictor.predict_proba(test["text"].tolist(), system="icd10")["icd10"]
             columns = [predictor.codes["icd10"].index(c) for c in ds10.codes]
@@ -156,8 +182,28 @@ def transition_runs(results: Path, work: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def transition_table(runs: list[dict[str, Any]], results: Path) -> str:
-    from jams_pyg.eval.deltas import format_delta, group_scores, summarize_deltas
+def _stored_seed(records: list[dict[str, Any]], stored: dict[tuple[str, int], Any],
+                 missing: Path) -> list[dict[str, Any]]:
+    """One seed's runs from summary.json, checked against the run JSONs."""
+    out = []
+    for record in records:
+        run = stored.get((record["variant"], record["seed"]))
+        official = record["official"]
+        systems = run["systems"] if run else {}
+        if (run is None or systems["codiesp_d"]["metrics"]["map"] != official["map_d"]
+                or systems["codiesp_p"]["metrics"]["map"] != official["map_p"]):
+            raise FileNotFoundError(
+                f"{missing} is missing and summary.json holds no re-scored run of "
+                f"{record['key']} with its official MAP: re-run that seed")
+        out.append(run)
+    return out
+
+
+def _transition_scores(runs: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any],
+                                                            list[str]]:
+    """(variants present, in table order; {variant: {score: per-run values}}; the rare
+    bucket's link keys)."""
+    from jams_pyg.eval.deltas import group_scores
 
     variants = [v for v in VARIANT_NAMES if any(r["variant"] == v for r in runs)]
     scores: dict[str, dict[str, list[float]]] = {}
@@ -169,6 +215,12 @@ def transition_table(runs: list[dict[str, Any]], results: Path) -> str:
         entry.setdefault("MAP-D", []).append(run["systems"]["codiesp_d"]["metrics"]["map"])
         entry.setdefault("MAP-P", []).append(run["systems"]["codiesp_p"]["metrics"]["map"])
     link_keys = [k for k in next(iter(scores.values())) if "link" in k]
+    return variants, scores, link_keys
+
+
+def transition_scores_table(runs: list[dict[str, Any]]) -> str:
+    """Per variant: seeds, official MAP-D/-P, Edin's metrics, rare-code macro-F1 (mean ± std)."""
+    variants, scores, link_keys = _transition_scores(runs)
     columns = ["MAP-D", "MAP-P", "f1_micro", "f1_macro", "map", "bucket 1-10", *link_keys]
     headers = ["MAP-D", "MAP-P", "micro-F1", "macro-F1", "Edin MAP", "macro-F1 1-10",
                *[f"macro-F1 {k}" for k in link_keys]]
@@ -178,12 +230,25 @@ def transition_table(runs: list[dict[str, Any]], results: Path) -> str:
         n = sum(r["variant"] == variant for r in runs)
         cells = [_ms(scores[variant].get(c, [])) for c in columns]
         lines.append(f"| {VARIANT_NAMES[variant]} | {n} | " + " | ".join(cells) + " |")
-    deltas = summarize_deltas(runs, reference="backbone").get("laat", {})
-    lines += ["", "Paired deltas against LAAT on A (×100, mean ± half-width of the 95 % "
-              "t-interval over seeds):", "",
-              "| Variant | MAP-D | MAP-P | micro-F1 | macro-F1 | Edin MAP | macro-F1 1-10 | "
-              + " | ".join(f"macro-F1 {k}" for k in link_keys) + " |",
-              "|:--|" + "--:|" * (6 + len(link_keys))]
+    return "\n".join(lines)
+
+
+def transition_deltas(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Paired deltas of every variant against ``backbone`` over seeds."""
+    from jams_pyg.eval.deltas import summarize_deltas
+
+    return summarize_deltas(runs, reference="backbone").get("laat", {})
+
+
+def transition_delta_table(runs: list[dict[str, Any]]) -> str:
+    """Paired deltas against ``backbone`` (mean ± half-width of the 95 % t-interval)."""
+    from jams_pyg.eval.deltas import format_delta
+
+    variants, _, link_keys = _transition_scores(runs)
+    deltas = transition_deltas(runs)
+    lines = ["| Variant | MAP-D | MAP-P | micro-F1 | macro-F1 | Edin MAP | macro-F1 1-10 | "
+             + " | ".join(f"macro-F1 {k}" for k in link_keys) + " |",
+             "|:--|" + "--:|" * (6 + len(link_keys))]
     for variant in variants:
         if variant == "backbone" or variant not in deltas:
             continue
@@ -193,9 +258,17 @@ def transition_table(runs: list[dict[str, Any]], results: Path) -> str:
                  *[format_delta(d["icd10"].get(c)) for c in ("f1_micro", "f1_macro", "map",
                                                              "bucket 1-10", *link_keys)]]
         lines.append(f"| {VARIANT_NAMES[variant]} | " + " | ".join(cells) + " |")
-    (results / "summary.json").write_text(json.dumps(
-        {"runs": runs, "deltas_vs_backbone": deltas}, indent=2, default=float) + "\n")
     return "\n".join(lines)
+
+
+def transition_table(runs: list[dict[str, Any]], results: Path) -> str:
+    """Both transition tables; writes ``results``/summary.json (runs and deltas)."""
+    (results / "summary.json").write_text(json.dumps(
+        {"runs": runs, "deltas_vs_backbone": transition_deltas(runs)}, indent=2,
+        default=float) + "\n")
+    return (transition_scores_table(runs) + "\n\nPaired deltas against LAAT on A (×100, "
+            "mean ± half-width of the 95 % t-interval over seeds):\n\n"
+            + transition_delta_table(runs))
 
 
 def conversion_table(results: Path) -> str:
