@@ -91,6 +91,24 @@ def test_prepare_command_prints_the_summary(tmp_path, capsys):
     assert "CodiEsp folder not found" in capsys.readouterr().err
 
 
+def test_train_accepts_a_prepared_codiesp_folder(tmp_path, capsys):
+    """`jams-pyg train --data` on what `prepare codiesp` writes (ICD-10 only): the plain
+    backbone on ICD-10, with its bundle; JAMS asked for is a one-line error."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    prepare_codiesp(FIXTURE, data)
+    args = ["train", "--data", str(data), "--model", "caml", "--epochs", "1",
+            "--batch-size", "2", "--no-word2vec", "--no-progress", "--output-dir"]
+    assert main([*args, str(out)]) == 0
+    metrics = json.loads((out / "backbone" / "metrics.json").read_text())
+    assert list(metrics["systems"]) == ["icd10"] and metrics["variant"] == "backbone"
+    assert (out / "backbone" / "model").is_dir() and not (out / "jams").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*args, str(tmp_path / "jams"), "--jams-only"])
+    assert "holds ICD-10 data only, and jams trains ICD-9 and ICD-10 jointly" in \
+        capsys.readouterr().err
+
+
 # Counts from ../shared/data/README.md: documents, D rows, distinct D, P rows, distinct P.
 README_COUNTS = {"train": (500, 5639, 1767, 1550, 563), "dev": (250, 2677, 1158, 817, 375),
                  "test": (250, 2842, 1143, 879, 371)}

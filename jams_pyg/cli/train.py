@@ -21,12 +21,12 @@ from jams_pyg.cli.synthetic import size_type
 from jams_pyg.data.defaults import SIZES
 from jams_pyg.eval.names import MONITORS
 from jams_pyg.eval.protocol import THRESHOLD_PROTOCOLS
-from jams_pyg.icd.codes import SYSTEM_LABELS
+from jams_pyg.icd.codes import SYSTEM_LABELS, SYSTEMS
 from jams_pyg.models.config import BACKBONES
 from jams_pyg.train.config import AMP_DTYPES, TrainConfig, train_setting_type
 from jams_pyg.train.presets import train_settings
 from jams_pyg.train.progress import format_duration
-from jams_pyg.train.variants import VARIANTS
+from jams_pyg.train.variants import SEPARATE_VARIANTS, VARIANTS
 
 log = logging.getLogger("jams_pyg.train")
 
@@ -37,7 +37,9 @@ frequency and GEM link.
 
 Without --data: the embedded synthetic corpus (written to OUTPUT_DIR/data), a few
 minutes on a CPU. With --data: Edin et al.'s preprocessed MIMIC-IV files (see
-`jams-pyg prepare`). Torchrun starts the same command on several GPUs.
+`jams-pyg prepare`); a folder with one system's files (`jams-pyg prepare codiesp` writes
+ICD-10 only) trains the plain backbone on that system. Torchrun starts the same command
+on several GPUs.
 
 Writes OUTPUT_DIR/report.md, metrics.json and buckets.png, and one folder per variant
 (backbone/icd9/, backbone/icd10/, jams/) with metrics.json, config.json, checkpoints and
@@ -141,7 +143,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars (they show only on a terminal anyway)")
 
 
-def experiment_config(args: argparse.Namespace, variant: str, output_dir: Path):
+def data_systems(data_dir: str | Path) -> tuple[str, ...]:
+    """The coding systems whose Edin-format files ``data_dir`` holds (in it or in its
+    ``mimiciv_<system>/`` subfolder), in :data:`SYSTEMS` order."""
+    from jams_pyg.data.edin import resolve_dataset_dir
+
+    found = []
+    for system in SYSTEMS:
+        try:
+            resolve_dataset_dir(data_dir, system)
+        except FileNotFoundError:
+            continue
+        found.append(system)
+    return tuple(found)
+
+
+def experiment_config(args: argparse.Namespace, variant: str, output_dir: Path,
+                      systems: tuple[str, ...] = SYSTEMS):
     """The :class:`~jams_pyg.train.experiment.ExperimentConfig` of one variant."""
     from jams_pyg.train.experiment import ExperimentConfig
 
@@ -152,7 +170,7 @@ def experiment_config(args: argparse.Namespace, variant: str, output_dir: Path):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     return ExperimentConfig(
-        model=args.model, variant=variant, data_dir=args.data_dir,
+        model=args.model, variant=variant, data_dir=args.data_dir, systems=systems,
         synthetic_size=args.size, output_dir=str(output_dir), seed=args.seed,
         max_length=args.max_length, word2vec=args.word2vec, plm_path=args.plm_path,
         icd9_gems=tuple(args.icd9_gem), icd10_gems=tuple(args.icd10_gem),
@@ -252,8 +270,24 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         parser.error(f"--data {args.data_dir}: no such folder (Edin et al.'s files, e.g. "
                      "written by `jams-pyg prepare mimiciv`)")
+    systems = SYSTEMS if args.data_dir is None else data_systems(args.data_dir)
+    if not systems:
+        parser.error(f"--data {args.data_dir}: no mimiciv_icd9.feather or "
+                     "mimiciv_icd10.feather in it or in its mimiciv_<system>/ subfolders")
+    if len(systems) == 1:  # e.g. `jams-pyg prepare codiesp`: ICD-10 only
+        label = SYSTEM_LABELS[systems[0]]
+        joint = [v for v in variants if v not in SEPARATE_VARIANTS]
+        if args.variants is None:
+            variants = ["backbone"]
+            log.info("--data %s holds %s data only: training the plain backbone (JAMS "
+                     "needs ICD-9 and ICD-10 data)", args.data_dir, label)
+        elif joint:
+            parser.error(f"--data {args.data_dir} holds {label} data only, and "
+                         f"{', '.join(joint)} {'trains' if len(joint) == 1 else 'train'} ICD-9 and "
+                         "ICD-10 jointly: train the "
+                         "plain backbone (--no-jams)")
     try:  # settings that fail only together (batch size and accumulation) fail now
-        configs = [experiment_config(args, v, base / v) for v in variants]
+        configs = [experiment_config(args, v, base / v, systems) for v in variants]
     except ValueError as err:
         parser.error(str(err))
     main_rank = int(os.environ.get("RANK", "0")) == 0
