@@ -323,6 +323,30 @@ def default_run_section() -> str:
                              RESULTS / "default_run_spread")
 
 
+def _codiesp() -> Any:
+    """``benchmarks/codiesp_table.py`` (the scripts are no package: imported by path)."""
+    import importlib.util
+    import sys
+
+    name = "_codiesp_table"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).resolve().with_name("codiesp_table.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+def codiesp_transition_runs() -> list[dict[str, Any]]:
+    """The transition experiment's re-scored runs, as its summary.json records them."""
+    runs = _codiesp().stored_runs(RESULTS / "codiesp_transition")
+    if not runs:
+        raise FileNotFoundError("benchmarks/results/codiesp_transition/summary.json: run "
+                                "benchmarks/codiesp_table.py")
+    return runs
+
+
 #: Every generated README table: marker name -> renderer.
 SECTIONS: dict[str, Any] = {
     "default-run": default_run_section,
@@ -338,6 +362,12 @@ SECTIONS: dict[str, Any] = {
     "ablation-metrics": lambda: _ablation_tables()[0],
     "ablation-deltas": lambda: _ablation_tables()[1],
     "import-cost": import_cost_table,
+    "codiesp-backbones": lambda: _codiesp().backbone_results_table(RESULTS / "codiesp"),
+    "codiesp-published": lambda: _codiesp().published_table(),
+    "codiesp-transition": lambda: _codiesp().transition_scores_table(
+        codiesp_transition_runs()),
+    "codiesp-transition-deltas": lambda: _codiesp().transition_delta_table(
+        codiesp_transition_runs()),
 }
 
 
