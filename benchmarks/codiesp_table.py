@@ -288,6 +288,14 @@ def conversion_table(results: Path) -> str:
     return "\n".join(lines)
 
 
+def _written_sections(readme: Path) -> str:
+    """The hand-written sections of an existing README (from its first ``## `` heading on),
+    kept below the regenerated tables; empty without any."""
+    text = readme.read_text() if readme.is_file() else ""
+    start = text.find("\n## ")
+    return "" if start < 0 else text[start:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="benchmarks/results/codiesp")
@@ -300,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "# CodiEsp: the backbones on real text (test set, ×100)\n\n"
         "Written by `benchmarks/codiesp_table.py` from the per-run JSON files here (each "
         "holds its full config). CodiEsp: Miranda-Escalada et al., CLEF eHealth 2020, "
-        "CC BY 4.0.\n\n" + text + "\n")
+        "CC BY 4.0.\n\n" + text + "\n" + _written_sections(results / "README.md"))
     print(text)
     if any(transition.glob("*_seed*.json")):
         runs = transition_runs(transition, Path(args.work_dir))
@@ -311,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             "Written by `benchmarks/codiesp_table.py`; setup in "
             "`benchmarks/codiesp_transition.py`. B's ICD-9 codes come from the GEMs, not "
             "from coders. CodiEsp: Miranda-Escalada et al., CLEF eHealth 2020, CC BY 4.0.\n\n"
-            + table + "\n")
+            + table + "\n" + _written_sections(transition / "README.md"))
         print(table)
     return 0
 
