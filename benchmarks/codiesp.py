@@ -54,6 +54,11 @@ SETTINGS: dict[str, Any] = {
     "epochs": 12, "batch_size": 8, "lr": 2e-2, "weight_decay": 1e-3, "warmup_ratio": 0.05,
     "grad_accumulation": 1, "max_grad_norm": 1.0, "amp": False, "patience": 2,
     "monitor": "map", "eval_batch_size": 16, "progress": False, "tensorboard": False,
+    # The batching of the first committed runs (made before TrainConfig had these fields):
+    # pools of 50 batches sorted by length, no batch dropped. The library's later real-data
+    # default (Edin's fixed length buckets, each bucket's incomplete batch dropped) changed
+    # the results; runs made under it are kept apart in the results' edin_batching/.
+    "bucket_boundaries": None, "drop_last": False,
 }
 #: Per backbone changes to SETTINGS (PLM-ICD from scratch: the library's synthetic preset).
 SETTINGS_BY_MODEL: dict[str, dict[str, Any]] = {"plm_icd": {"lr": 1e-3}}
