@@ -258,3 +258,33 @@ def test_transition_converts_icd10_to_icd9_by_every_backward_gem_target():
     # C34.9 is a category header: no GEM line, so it is lost and counted.
     assert counts["dx_no_map"] == 1 and counts["dx_mapped"] == 3
     assert counts["proc_mapped"] + counts["proc_no_map"] == 2
+
+
+def _table_module():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        import codiesp_table
+    finally:
+        sys.path.pop(0)
+    return codiesp_table
+
+
+def test_transition_table_keeps_stored_runs_of_a_seed_whose_models_are_gone(tmp_path):
+    """codiesp_table.transition_runs re-scores saved models; a seed without them keeps the
+    runs summary.json recorded, only when they match the run JSONs' official MAP."""
+    t = _table_module()
+    official = {"map_d": 0.1, "map_p": 0.2, "map_p_full_codes": 0.3}
+    record = {"key": "jams_seed7", "variant": "jams", "seed": 7, "official": official,
+              "config": {"output_dir": str(tmp_path / "gone")}}
+    (tmp_path / "jams_seed7.json").write_text(json.dumps(record))
+    run = {"model": "laat", "variant": "jams", "seed": 7, "systems": {
+        "icd10": {"metrics": {}, "buckets": {}},
+        "codiesp_d": {"metrics": {"map": 0.1}}, "codiesp_p": {"metrics": {"map": 0.2}}}}
+    (tmp_path / "summary.json").write_text(json.dumps({"runs": [run]}))
+    assert t.transition_runs(tmp_path, tmp_path / "work") == [run]
+    run["systems"]["codiesp_d"]["metrics"]["map"] = 0.11
+    (tmp_path / "summary.json").write_text(json.dumps({"runs": [run]}))
+    with pytest.raises(FileNotFoundError, match="jams_seed7"):
+        t.transition_runs(tmp_path, tmp_path / "work")
