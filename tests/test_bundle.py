@@ -257,7 +257,7 @@ def test_edited_config_is_refused(copy, change):
 
 def test_config_checksum_covers_the_whole_content(saved):
     cfg = json.loads((saved[0] / "config.json").read_text())
-    assert cfg["format_version"] == BUNDLE_VERSION == 2
+    assert cfg["format_version"] == BUNDLE_VERSION == 3
     content = {k: v for k, v in cfg.items() if k != "config_sha256"}
     reference = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"))
                                .encode()).hexdigest()

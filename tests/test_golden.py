@@ -114,10 +114,18 @@ def test_default_command_metrics_unchanged(tiny_run):
 def test_saved_bundle_predicts_as_the_golden_one(tiny_run, tmp_path):
     """The bundle the run saved (not its raw weights, which move across CPUs) codes the
     golden notes as the golden bundle did: same codes, order and evidence."""
+    from jams_pyg.models.jams import EDGE_BUFFERS
+
     expected = load_file(GOLDEN / "bundle" / "weights.safetensors")
     actual = load_file(tiny_run / "jams" / "model" / "weights.safetensors")
+    # the golden bundle (format 2) also holds the GEM links, which format 3 keeps only in
+    # graph.safetensors: that file must be the golden one's
     assert {k: (v.dtype, v.shape) for k, v in actual.items()} == {
-        k: (v.dtype, v.shape) for k, v in expected.items()}
+        k: (v.dtype, v.shape) for k, v in expected.items() if k not in EDGE_BUFFERS}
+    golden_graph = load_file(GOLDEN / "bundle" / "graph.safetensors")
+    graph = load_file(tiny_run / "jams" / "model" / "graph.safetensors")
+    assert graph.keys() == golden_graph.keys()
+    assert all(graph[k].equal(golden_graph[k]) for k in graph)
     predictions = _predict(tiny_run / "jams" / "model", tmp_path / "predictions.jsonl")
     _assert_same(predictions, _golden_predictions(), rel=0.0, abs_=PREDICTION_ATOL)
 

@@ -8,12 +8,13 @@ from the bundle)::
                          tokenizer kind, the sha256 of every other file, user extras, and
                          config_sha256: the sha256 of config.json's own content (its
                          canonical JSON without that entry)
-    weights.safetensors  the model's state dict
+    weights.safetensors  the model's state dict (without the GEM links: see below)
     codes.json           label vocabularies {"icd9": [...], "icd10": [...]} (label order)
     vocab.json           word tokenizer (WordTokenizer.save) -- or --
     tokenizer/           a Hugging Face tokenizer folder (save_pretrained), for PLM-ICD
     graph.safetensors    GEM graph edges (edge_index [2, E], edge_weight [E]; a directional
-                         graph adds icd10_edge_index [2, E'], icd10_edge_weight [E'])  [optional]
+                         graph adds icd10_edge_index [2, E'], icd10_edge_weight [E']), the
+                         one home of the links MAT runs on and of their direction  [optional]
     graph_codes.json     GEM graph node codes {"icd9_codes": [...], "icd10_codes": [...]}
 
 ``config.json``'s ``"ood"`` holds the out-of-distribution calibration on held-out notes
@@ -35,8 +36,19 @@ its place in one atomic exchange (:func:`jams_pyg.atomic.atomic_folder`): a cras
 leaves the previous bundle or the complete new one, never a mix (our own extension; the
 official code saves a checkpoint file in place).
 
-Format versions: 2 (written since ``config_sha256``); 1 (no ``config_sha256``) is still
-read, with a warning that its ``config.json`` is not protected: re-save it to upgrade.
+Format versions: 3 (written since the GEM links left the state dict); 2 (``config_sha256``)
+and 1 (no ``config_sha256``; read with a warning that its ``config.json`` is not protected:
+re-save it to upgrade) are still read.
+
+The graph is stored once. Up to version 2 ``weights.safetensors`` also held the model's MAT
+links (``edge_index``, ``edge_weight`` and, directional, ``edge_index_icd10``,
+``edge_weight_icd10``): a copy of ``graph.safetensors``. The model now derives them from the
+graph it is built with (buffers outside the state dict, :class:`~jams_pyg.models.JAMS`), so
+version 3 writes no such tensor; loading an older bundle checks that they equal the graph's
+links (a :class:`BundleError` naming ``weights.safetensors`` if not) and drops them. An older
+jams_pyg would refuse a version-3 MAT bundle as weights missing tensors, hence the new
+version: it refuses it as a format version it does not read (re-save with a matching
+jams_pyg, or upgrade).
 """
 
 from __future__ import annotations
@@ -226,17 +238,15 @@ def _check_parts(
 
 
 def _check_links(model: nn.Module, graph: GEMGraph | None) -> None:
-    """MAT of a model in memory runs on the graph's links (its attention is reported per
-    link of ``graph.edges(system)``)."""
-    if getattr(model, "use_mat", False) and graph is not None:
-        mine, theirs = model.mat_edges()[0], graph.mat_edges()[0]
-        mine = mine if isinstance(mine, tuple) else (mine,)
-        theirs = theirs if isinstance(theirs, tuple) else (theirs,)
-        if len(mine) != len(theirs) or not all(
-            torch.equal(a.cpu(), b.cpu()) for a, b in zip(mine, theirs, strict=False)
-        ):
-            raise ValueError("the GEM graph's links differ from the ones the model's MAT runs "
-                             "on: pass the graph the model was built with")
+    """MAT of a model in memory runs on the links of the graph it was built with (its
+    attention is reported per link of ``graph.edges(system)``): ``graph`` must have them."""
+    mine = getattr(model, "graph", None)
+    if mine is None or graph is None or mine is graph:
+        return
+    if mine.direction != graph.direction or not all(
+            torch.equal(mine.edges(s)[0].cpu(), graph.edges(s)[0].cpu()) for s in SYSTEMS):
+        raise ValueError("the GEM graph's links differ from the ones the model's MAT runs "
+                         "on: pass the graph the model was built with")
 
 
 def _check_folder(directory: Path) -> None:
@@ -470,6 +480,10 @@ def _load_bundle(directory: Path, device: torch.device, verify: bool) -> Bundle:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as err:
         raise BundleError(f"{weights_path}: cannot read weights ({err})") from err
+    try:  # bundle format <= 2 also saved the graph's links with the weights
+        state = model.drop_saved_edges(state, source=str(weights_path))
+    except ValueError as err:
+        raise BundleError(f"{err} (the graph is {directory / GRAPH_FILE})") from err
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

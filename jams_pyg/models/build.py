@@ -112,7 +112,7 @@ def build_model(
             dropout=config.mat_dropout,
             att_gain=config.mat_att_gain,
         )
-    return JAMS(
+    model = JAMS(
         encoder,
         heads,
         {s: int(num_codes[s]) for s in config.systems},
@@ -126,5 +126,6 @@ def build_model(
         # outputs Xavier (official CAMLAttention), code tables Xavier without MAT (Edin et al.)
         output_init="normal" if m in ("laat", "plm_icd") else "xavier",
         table_init="normal" if m in ("laat", "plm_icd") or config.use_mat else "xavier",
-        config=config,
     )
+    model.config = config  # what rebuilds it (a bundle stores it)
+    return model

@@ -44,7 +44,7 @@ from jams_pyg.models.config import OUTPUT_LAYERS, ModelConfig, check_choice
 from jams_pyg.models.encoders import TextEncoder
 from jams_pyg.models.heads import LabelAttentionHead
 
-__all__ = ["JAMS", "JointCodingModel"]
+__all__ = ["EDGE_BUFFERS", "JAMS", "JointCodingModel"]
 
 
 def _system_ids(system: Tensor | Sequence[Any] | str | None, batch: int, device) -> Tensor:
@@ -68,6 +68,30 @@ def _system_ids(system: Tensor | Sequence[Any] | str | None, batch: int, device)
     return system
 
 
+#: Names of the GEM edge buffers (:meth:`JAMS.graph_buffers`): the links updating ICD-9
+#: codes and, for a directional graph, ICD-10 codes. jams_pyg before bundle format 3 saved
+#: them in state dicts; loading checks and drops them.
+EDGE_BUFFERS = ("edge_index", "edge_weight", "edge_index_icd10", "edge_weight_icd10")
+
+
+def _pop_saved_edges(model: JAMS, state: Any, prefix: str, source: str) -> None:
+    saved = {name: state[prefix + name] for name in EDGE_BUFFERS if prefix + name in state}
+    if not saved:
+        return
+    mine = model.graph_buffers()
+    differ = sorted(name for name in saved.keys() | mine.keys() if not (
+        name in saved and name in mine and isinstance(saved[name], Tensor)
+        and saved[name].shape == mine[name].shape
+        and torch.equal(saved[name].to(mine[name]), mine[name])))
+    if differ:
+        raise ValueError(
+            f"{source}: its GEM edge tensors differ from the links of the GEM graph the "
+            f"model is built with ({', '.join(differ)}); the graph is the links' one home: "
+            "load the weights with the graph they were trained on")
+    for name in saved:
+        del state[prefix + name]
+
+
 class JAMS(nn.Module):
     r"""Joint learning across medical coding systems (Jeong et al., JAMS).
 
@@ -83,7 +107,9 @@ class JAMS(nn.Module):
         code_dim (int): Code embedding width ``d``.
         mat (nn.Module, optional): A :class:`jams_pyg.nn.MATConv` refining ``(U, V)``;
             needs ``graph``.
-        graph (GEMGraph, optional): GEM graph; ``edge_index``/``edge_weight`` become buffers.
+        graph (GEMGraph, optional): GEM graph MAT runs on, the one home of its links and
+            of their direction: the model keeps it (:attr:`graph`) and holds its links as
+            buffers that move with the model but are not part of the state dict.
         edge_weighting (bool, optional): Use the GEM edge weights; all ones if
             :obj:`False`. (default: :obj:`True`)
         output_layer (str, optional): ``"separate"`` or ``"code_table"`` (see
@@ -96,7 +122,10 @@ class JAMS(nn.Module):
             (default: :obj:`"normal"`)
         table_init (str, optional): Initialisation of the code tables, ``"normal"``
             (:math:`\mathcal{N}(0, 0.03)`) or ``"xavier"``. (default: :obj:`"normal"`)
-        config (ModelConfig, optional): Kept for checkpoints.
+
+    These arguments are the model's one home of each setting; :func:`build_model` derives
+    them from a :class:`ModelConfig` and records that config as :attr:`config` (``None``
+    for a model assembled by hand), which a bundle stores to rebuild the model.
 
     Shapes:
         - **input:** ``input_ids [B, L]``, ``attention_mask [B, L]`` bool, ``system [B]``
@@ -118,7 +147,6 @@ class JAMS(nn.Module):
         key_proj: nn.Linear | None = None,
         output_init: str = "normal",
         table_init: str = "normal",
-        config: ModelConfig | None = None,
     ) -> None:
         super().__init__()
         self.systems = tuple(heads)
@@ -164,7 +192,8 @@ class JAMS(nn.Module):
                 raise ValueError(f"{name} must be 'normal' or 'xavier', got {value!r}")
         self.output_init, self.table_init = output_init, table_init
         self.key_proj = key_proj
-        self.config = config
+        #: the ModelConfig build_model built this model from (set there; a bundle stores it)
+        self.config: ModelConfig | None = None
         self.code_tables = nn.ParameterDict(
             {s: nn.Parameter(torch.empty(self.num_codes[s], code_dim)) for s in self.systems}
         )
@@ -191,22 +220,58 @@ class JAMS(nn.Module):
                         f"GEM graph has {n} {s} nodes but num_codes[{s!r}] = "
                         f"{self.num_codes[s]}: build the graph on the dataset's code lists"
                     )
-            # Links updating ICD-9 codes (edge_index) and, for a directional graph, the
-            # links updating ICD-10 codes (edge_index_icd10); see GEMGraph.
-            self.directional = graph.direction == "directional"
-            edges = [("", graph.icd9_edge_index, graph.icd9_edge_weight)]
-            if self.directional:
-                edges.append(("_icd10", graph.icd10_edge_index, graph.icd10_edge_weight))
-            for suffix, index, weight in edges:
-                weight = weight.detach().clone().float()
-                if not edge_weighting:
-                    weight = torch.ones_like(weight)
-                self.register_buffer("edge_index" + suffix, index.detach().clone().long())
-                self.register_buffer("edge_weight" + suffix, weight)
-        else:
-            self.directional = False
-            self.edge_index = None
-            self.edge_weight = None
+        #: the GEM graph MAT runs on (``None`` without MAT)
+        self.graph = graph if mat is not None else None
+        # The links MAT runs on, as buffers (they follow .to() / DDP) derived from the graph
+        # and not persistent: the graph is their one home (a bundle stores it once, in
+        # graph.safetensors). Their names are those of the tensors older state dicts hold
+        # (see drop_saved_edges).
+        for name, tensor in self._graph_edges(edge_weighting).items():
+            self.register_buffer(name, tensor, persistent=False)
+        self.reset_parameters()
+
+    def _graph_edges(self, edge_weighting: bool) -> dict[str, Tensor]:
+        """The buffers of the graph's links: those updating ICD-9 codes (``edge_index``,
+        ``edge_weight``) and, for a directional graph, ICD-10 codes (``..._icd10``)."""
+        if self.graph is None:
+            return {}
+        out: dict[str, Tensor] = {}
+        systems = ("icd9", "icd10") if self.directional else ("icd9",)
+        for s in systems:
+            index, weight = self.graph.edges(s)
+            weight = weight.detach().clone().float()
+            suffix = "" if s == "icd9" else "_icd10"
+            out["edge_index" + suffix] = index.detach().clone().long()
+            out["edge_weight" + suffix] = weight if edge_weighting else torch.ones_like(weight)
+        return out
+
+    @property
+    def directional(self) -> bool:
+        """Whether MAT reads the GEMs directionally: asked of :attr:`graph`."""
+        return self.graph is not None and self.graph.direction == "directional"
+
+    def graph_buffers(self) -> dict[str, Tensor]:
+        """The buffers of the graph's links, by name (not in the state dict)."""
+        return {name: buf for name, buf in self.named_buffers(recurse=False)
+                if name in EDGE_BUFFERS}
+
+    def drop_saved_edges(self, state: Mapping[str, Any], source: str = "the state dict",
+                         ) -> dict[str, Any]:
+        """``state`` without the GEM edge tensors an earlier jams_pyg saved in its state
+        dicts (bundle format <= 2, checkpoints), after checking they equal this model's
+        (the graph's) links.
+
+        Raises:
+            ValueError: naming ``source``, when they differ.
+        """
+        state = dict(state)
+        _pop_saved_edges(self, state, "", source)
+        return state
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # an older state dict holds the graph's links: checked, then dropped
+        _pop_saved_edges(self, state_dict, prefix, "the state dict")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

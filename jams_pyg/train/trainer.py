@@ -193,8 +193,11 @@ class Trainer:
         ``run_fingerprint``)."""
         settings = {k: v for k, v in asdict(self.config).items()
                     if k not in RESUMABLE_SETTINGS}
-        shapes = {name: list(t.shape)
-                  for name, t in unwrap_model(self.model).state_dict().items()}
+        model = unwrap_model(self.model)
+        # the GEM links count as when they were saved with the weights: an earlier
+        # jams_pyg's checkpoint resumes
+        tensors = {**model.state_dict(), **getattr(model, "graph_buffers", dict)()}
+        shapes = {name: list(t.shape) for name, t in tensors.items()}
         return json_like({
             "run": self.run_fingerprint,
             "train": settings,
@@ -473,7 +476,10 @@ class Trainer:
         barrier(self.dist)
         state = load_best_checkpoint(self.best_path, self.fingerprint, self.best_epoch,
                                      self.best_score, map_location=self.device)
-        unwrap_model(self.model).load_state_dict(state["model"])
+        try:
+            unwrap_model(self.model).load_state_dict(state["model"])
+        except ValueError as err:  # e.g. saved GEM links that are not the graph's
+            raise CheckpointError(f"{self.best_path}: {err}") from err
 
     # ---------------------------------------------------------------- logging
     def _log_scalar(self, tag: str, value: float, step: int) -> None:

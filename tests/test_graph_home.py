@@ -1,0 +1,174 @@
+"""Issue #21, one home per choice: the GEM graph holds the MAT links and their direction
+(the model derives its edge buffers from it, outside the state dict, so a bundle stores the
+links once); bundles and checkpoints of an earlier jams_pyg that hold the links still load,
+checked against the graph."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from test_bundle import CODES, TEXTS, THRESHOLDS, make_model
+
+from jams_pyg.graph.gem_graph import GEMGraph
+from jams_pyg.inference.bundle import BundleError, load_bundle, save_bundle
+from jams_pyg.inference.bundle_format import config_checksum, file_sha256
+from jams_pyg.inference.predictor import JAMSPredictor
+from jams_pyg.models import ModelConfig, build_model
+from jams_pyg.models.jams import EDGE_BUFFERS
+
+ROOT = Path(__file__).resolve().parents[1]
+#: committed bundles written with bundle format 2 (the links also in weights.safetensors)
+COMMITTED = [ROOT / "tests" / "golden" / "bundle", ROOT / "examples" / "demo_bundle",
+             ROOT / "benchmarks" / "results" / "codiesp_transition" / "bundle"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_the_model_asks_the_graph_and_keeps_no_links_in_its_state_dict():
+    model, _config, _tok, graph = make_model()
+    assert model.graph is graph and model.directional
+    assert not set(EDGE_BUFFERS) & set(model.state_dict())
+    buffers = model.graph_buffers()
+    assert sorted(buffers) == sorted(EDGE_BUFFERS)
+    for s, suffix in (("icd9", ""), ("icd10", "_icd10")):
+        assert torch.equal(buffers["edge_index" + suffix], graph.edges(s)[0])
+        assert torch.equal(buffers["edge_weight" + suffix], graph.edges(s)[1])
+    union_graph = GEMGraph.from_cms_2018(CODES["icd9"], CODES["icd10"], direction="union")
+    config = ModelConfig.for_backbone("caml", vocab_size=30, embedding_dim=8, num_filters=8,
+                                      kernel_size=3, gem_direction="union")
+    union = build_model(config, union_graph, {s: len(c) for s, c in CODES.items()})
+    assert not union.directional and sorted(union.graph_buffers()) == ["edge_index",
+                                                                       "edge_weight"]
+    assert isinstance(union.mat_edges()[0], torch.Tensor)
+    assert isinstance(model.mat_edges()[0], tuple)
+    # the buffers follow the model (what DDP and .to() need)
+    assert model.to(torch.float64).edge_index.dtype == torch.long
+
+
+def test_a_saved_bundle_stores_the_links_once(tmp_path):
+    model, config, tok, graph = make_model()
+    path = save_bundle(tmp_path / "b", model, config, tok, CODES, THRESHOLDS, graph, 32)
+    assert json.loads((path / "config.json").read_text())["format_version"] == 3
+    assert not set(EDGE_BUFFERS) & set(load_file(str(path / "weights.safetensors")))
+    loaded = load_bundle(path)
+    for name, buf in model.graph_buffers().items():
+        assert torch.equal(loaded.model.graph_buffers()[name], buf)
+    a = JAMSPredictor(loaded).predict_proba(TEXTS)
+    b = JAMSPredictor.from_model(model, tok, CODES, THRESHOLDS, graph, 32).predict_proba(TEXTS)
+    for s in CODES:
+        torch.testing.assert_close(torch.as_tensor(a[s]), torch.as_tensor(b[s]))
+
+
+@pytest.mark.parametrize("bundle", COMMITTED, ids=lambda p: p.parent.name + "/" + p.name)
+def test_committed_format_2_bundles_load_their_links_checked_and_dropped(bundle):
+    saved = load_file(str(bundle / "weights.safetensors"))
+    assert set(EDGE_BUFFERS) <= set(saved)  # written before format 3
+    loaded = load_bundle(bundle)
+    assert json.loads((bundle / "config.json").read_text())["format_version"] == 2
+    assert not set(EDGE_BUFFERS) & set(loaded.model.state_dict())
+    for name, buf in loaded.model.graph_buffers().items():
+        assert torch.equal(saved[name].to(buf), buf)
+
+
+def _resign(bundle: Path) -> None:
+    """Record every file's new sha256 (a deliberate edit, to reach the check behind)."""
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["files"] = {name: file_sha256(bundle / name) for name in cfg["files"]}
+    cfg["config_sha256"] = config_checksum(cfg)
+    (bundle / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("name", ["edge_weight", "edge_index_icd10"])
+def test_a_format_2_bundle_with_other_links_is_refused_naming_the_file(tmp_path, name):
+    bundle = shutil.copytree(COMMITTED[0], tmp_path / "b")
+    weights = load_file(str(bundle / "weights.safetensors"))
+    tensor = weights[name].clone()
+    if tensor.is_floating_point():
+        tensor[0] = 0.25
+    else:
+        tensor = tensor[:, 1:].contiguous()
+    weights[name] = tensor
+    save_file(weights, str(bundle / "weights.safetensors"))
+    _resign(bundle)
+    with pytest.raises(BundleError, match=rf"weights\.safetensors: its GEM edge tensors "
+                       rf"differ .*\({name}\).*graph\.safetensors"):
+        load_bundle(bundle)
+    # a partial set of links is refused as well
+    del weights[name]
+    save_file(weights, str(bundle / "weights.safetensors"))
+    _resign(bundle)
+    with pytest.raises(BundleError, match=rf"weights\.safetensors: .*\({name}\)"):
+        load_bundle(bundle)
+
+
+def test_load_state_dict_of_an_earlier_jams_pyg():
+    model, _config, _tok, _graph = make_model()
+    old = {**model.state_dict(), **model.graph_buffers()}
+    fresh = make_model()[0]
+    fresh.load_state_dict(old)  # strict: the links are checked, then dropped
+    bad = dict(old, edge_weight=torch.zeros_like(old["edge_weight"]))
+    with pytest.raises(ValueError, match=r"GEM edge tensors differ .*\(edge_weight\)"):
+        fresh.load_state_dict(bad)
+
+
+def _with_links(path: Path) -> None:
+    """Rewrite a checkpoint as an earlier jams_pyg wrote it: the links in its weights."""
+    from jams_pyg.train.checkpoint import atomic_save, load_checkpoint
+
+    state = load_checkpoint(path)
+    graph = GEMGraph.from_cms_2018(*_training_codes())
+    state["model"]["edge_index"] = graph.icd9_edge_index
+    state["model"]["edge_weight"] = graph.icd9_edge_weight.float()
+    state["model"]["edge_index_icd10"] = graph.icd10_edge_index
+    state["model"]["edge_weight_icd10"] = graph.icd10_edge_weight.float()
+    atomic_save(state, path)
+
+
+def _training_codes():
+    from test_training import CODES as TRAIN_CODES
+
+    return TRAIN_CODES["icd9"], TRAIN_CODES["icd10"]
+
+
+def test_resume_from_a_checkpoint_that_holds_the_links(tmp_path):
+    from test_training import config, make_trainer
+
+    from jams_pyg.train.errors import CheckpointError
+
+    stopped = make_trainer(tmp_path, config(epochs=3))
+    assert stopped.model.use_mat
+    stopped.fit(stop_after=1)
+    for name in ("last.pt", "best.pt"):
+        _with_links(tmp_path / name)
+    # the fingerprint still counts the links' shapes: it matches the stored one
+    resumed = make_trainer(tmp_path, config(epochs=3))
+    assert resumed.resume() and resumed.epoch == 1
+    resumed.load_best()
+    for key, value in stopped.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    # links that are not the graph's: refused, naming the file
+    from jams_pyg.train.checkpoint import atomic_save, load_checkpoint
+
+    state = load_checkpoint(tmp_path / "last.pt")
+    state["model"]["edge_weight"] = torch.zeros_like(state["model"]["edge_weight"])
+    atomic_save(state, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match=r"last\.pt cannot be resumed.*GEM edge tensors"):
+        make_trainer(tmp_path, config(epochs=3)).resume()
+
+
+def test_jams_takes_its_settings_once():
+    """The module's arguments are the one home of its settings; build_model derives them
+    from a ModelConfig and records that config (what a bundle stores), nothing more."""
+    from jams_pyg.models.jams import JAMS
+
+    model, config, _tok, _graph = make_model()
+    assert model.config is config
+    assert (model.output_layer, model.edge_weighting) == (config.output_layer,
+                                                          config.edge_weighting)
+    parts = (model.encoder, dict(model.heads), model.num_codes, model.code_dim)
+    assert JAMS(*parts).config is None  # assembled by hand: no config to record
+    with pytest.raises(TypeError, match="config"):
+        JAMS(*parts, config=config)
