@@ -270,10 +270,9 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         parser.error(f"--data {args.data_dir}: no such folder (Edin et al.'s files, e.g. "
                      "written by `jams-pyg prepare mimiciv`)")
-    systems = SYSTEMS if args.data_dir is None else data_systems(args.data_dir)
-    if not systems:
-        parser.error(f"--data {args.data_dir}: no mimiciv_icd9.feather or "
-                     "mimiciv_icd10.feather in it or in its mimiciv_<system>/ subfolders")
+    # A folder holding neither system keeps both: loading it then fails with the one-line
+    # error that names the missing file, after the settings' own contradictions.
+    systems = (SYSTEMS if args.data_dir is None else data_systems(args.data_dir)) or SYSTEMS
     if len(systems) == 1:  # e.g. `jams-pyg prepare codiesp`: ICD-10 only
         label = SYSTEM_LABELS[systems[0]]
         joint = [v for v in variants if v not in SEPARATE_VARIANTS]
