@@ -207,15 +207,17 @@ def test_official_map_agrees_with_trectools(tmp_path, seed, depth):
 
 
 # ---------------------------------------------------- transition: the GEM conversion
-def _transition_module():
+def _benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module, the benchmarks folder on the path while it
+    imports (codiesp_transition imports its sibling codiesp by name)."""
+    import importlib
     import sys
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     try:
-        import codiesp_transition
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
-    return codiesp_transition
 
 
 def _raw_gem_targets(path: Path, source: str, reverse: bool = False) -> set[str]:
@@ -240,7 +242,7 @@ def test_transition_converts_icd10_to_icd9_by_every_backward_gem_target():
 
     from jams_pyg.icd.codes import format_code
 
-    t = _transition_module()
+    t = _benchmark("codiesp_transition")
     maps = t.backward_maps()
     gems = SHARED_DATA / "gems"
     codes = ["I50.9", "J44.1", "R52.", "C34.9", "0DTJ4ZZ", "BW03ZZZ"]
@@ -260,21 +262,10 @@ def test_transition_converts_icd10_to_icd9_by_every_backward_gem_target():
     assert counts["proc_mapped"] + counts["proc_no_map"] == 2
 
 
-def _table_module():
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-    try:
-        import codiesp_table
-    finally:
-        sys.path.pop(0)
-    return codiesp_table
-
-
 def test_transition_table_keeps_stored_runs_of_a_seed_whose_models_are_gone(tmp_path):
     """codiesp_table.transition_runs re-scores saved models; a seed without them keeps the
     runs summary.json recorded, only when they match the run JSONs' official MAP."""
-    t = _table_module()
+    t = _benchmark("codiesp_table")
     official = {"map_d": 0.1, "map_p": 0.2, "map_p_full_codes": 0.3}
     record = {"key": "jams_seed7", "variant": "jams", "seed": 7, "official": official,
               "config": {"output_dir": str(tmp_path / "gone")}}
