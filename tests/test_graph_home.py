@@ -108,7 +108,14 @@ def test_load_state_dict_of_an_earlier_jams_pyg():
     model, _config, _tok, _graph = make_model()
     old = {**model.state_dict(), **model.graph_buffers()}
     fresh = make_model()[0]
+    torch.manual_seed(0)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(0)
     fresh.load_state_dict(old)  # strict: the links are checked, then dropped
+    # loading draws no random numbers (no re-initialisation) and keeps every saved value
+    assert torch.equal(torch.rand(3), expected_draw)
+    for name, tensor in fresh.state_dict().items():
+        assert torch.equal(tensor, old[name]), name
     bad = dict(old, edge_weight=torch.zeros_like(old["edge_weight"]))
     with pytest.raises(ValueError, match=r"GEM edge tensors differ .*\(edge_weight\)"):
         fresh.load_state_dict(bad)

@@ -272,7 +272,6 @@ class JAMS(nn.Module):
         # an older state dict holds the graph's links: checked, then dropped
         _pop_saved_edges(self, state_dict, prefix, "the state dict")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         std = 0.03  # the official code's _init_weights(mean=0.0, std=0.03)
