@@ -48,6 +48,39 @@ def test_the_model_asks_the_graph_and_keeps_no_links_in_its_state_dict():
     assert model.to(torch.float64).edge_index.dtype == torch.long
 
 
+def test_mat_gets_edge_index_views_and_compares_no_links_per_call(monkeypatch):
+    """The links reach MATConv as EdgeIndex views, one per buffer state: its cached CSR
+    structures are found by identity, with no O(E) content comparison per forward pass
+    (there was one on every call), and the numbers are those of the plain tensors."""
+    from torch_geometric import EdgeIndex
+
+    model, _config, _tok, _graph = make_model()
+    x = (model.code_tables["icd9"].detach(), model.code_tables["icd10"].detach())
+    plain = tuple(model.graph_buffers()[n] for n in ("edge_index", "edge_index_icd10"))
+    weights = (model.edge_weight, model.edge_weight_icd10)
+    expected = model.mat(x, plain, weights)
+    with torch.inference_mode():  # predict's mode: the view must serve training later
+        first = model.mat_edges()[0]
+    assert all(isinstance(e, EdgeIndex) and not e.is_inference() for e in first)
+    assert model.mat_edges()[0][0] is first[0]  # one view while the buffer is unchanged
+    model.mat(x, first, weights)
+    compared = []
+    real_equal = torch.equal
+    monkeypatch.setattr(torch, "equal", lambda a, b: compared.append(1) or real_equal(a, b))
+    out = model.mat(x, model.mat_edges()[0], weights)
+    assert compared == []
+    for a, b in zip(out, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # an in-place change of a buffer gives a new view, and MATConv sees the new links
+    with torch.no_grad():
+        model.edge_index_icd10[0, 0] = (model.edge_index_icd10[0, 0] + 1) % model.num_codes[
+            "icd10"]
+    changed = model.mat_edges()[0]
+    assert changed[1] is not first[1] and changed[0] is first[0]
+    moved = model.mat(x, changed, weights)
+    assert not torch.equal(moved[1], out[1])
+
+
 def test_a_saved_bundle_stores_the_links_once(tmp_path):
     model, config, tok, graph = make_model()
     path = save_bundle(tmp_path / "b", model, config, tok, CODES, THRESHOLDS, graph, 32)

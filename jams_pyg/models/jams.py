@@ -38,11 +38,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch_geometric import EdgeIndex
 
 from jams_pyg.icd.codes import SYSTEM_IDS
 from jams_pyg.models.config import OUTPUT_LAYERS, ModelConfig, check_choice
 from jams_pyg.models.encoders import TextEncoder
 from jams_pyg.models.heads import LabelAttentionHead
+from jams_pyg.nn.mat_conv import tensor_version
 
 __all__ = ["EDGE_BUFFERS", "JAMS", "JointCodingModel"]
 
@@ -297,12 +299,32 @@ class JAMS(nn.Module):
             nn.init.normal_(self.key_proj.weight, 0.0, std)
 
     def mat_edges(self) -> tuple[Any, Any]:
-        """``(edge_index, edge_weight)`` as :class:`~jams_pyg.nn.MATConv` takes them: tensors
-        for the union graph, pairs ``(ICD-9 updates, ICD-10 updates)`` for a directional one."""
+        r"""``(edge_index, edge_weight)`` as :class:`~jams_pyg.nn.MATConv` takes them: tensors
+        for the union graph, pairs ``(ICD-9 updates, ICD-10 updates)`` for a directional one.
+
+        The link sets come as :class:`torch_geometric.EdgeIndex` views of the buffers, one
+        view per buffer state: MATConv finds the CSR structures it cached for an
+        ``EdgeIndex`` by identity, where a plain tensor costs an :math:`O(|\mathcal{E}|)`
+        content comparison on every forward pass."""
         if self.directional:
-            return ((self.edge_index, self.edge_index_icd10),
+            return ((self._edge_view("edge_index"), self._edge_view("edge_index_icd10")),
                     (self.edge_weight, self.edge_weight_icd10))
-        return self.edge_index, self.edge_weight
+        return self._edge_view("edge_index"), self.edge_weight
+
+    def _edge_view(self, name: str) -> EdgeIndex:
+        buffer = getattr(self, name)
+        views = self.__dict__.setdefault("_edge_views", {})
+        kept = views.get(name)
+        # a new view when the buffer is a new tensor (.to(), a new graph) or was changed
+        # in place: MATConv then builds its structures afresh
+        version = tensor_version(buffer)
+        if kept is None or kept[0] is not buffer or kept[1] != version:
+            # outside inference mode even when called in it (predict), so that the view
+            # can serve training afterwards (inference tensors cannot be saved for backward)
+            with torch.inference_mode(False):
+                kept = (buffer, version, EdgeIndex(buffer))
+            views[name] = kept
+        return kept[2]
 
     def keys(self, system: str, h: Tensor) -> Tensor:
         r"""Token keys ``[B, L, d]`` the head of ``system`` attends with: the shared projection

@@ -55,6 +55,12 @@ def _plain(t: Tensor) -> Tensor:
     return t.as_tensor() if isinstance(t, EdgeIndex) else t
 
 
+def tensor_version(t: Tensor) -> int:
+    """``t``'s version counter (bumped by in-place changes); ``-1`` for an inference
+    tensor, which has none (and cannot be changed outside inference mode)."""
+    return -1 if t.is_inference() else t._version
+
+
 class MATConv(MessagePassing):
     r"""The medical code attention network (MAT) of JAMS, from the `"Bridging
     the Code Gap: A Joint Learning Framework Across Medical Coding Systems"`
@@ -476,7 +482,7 @@ class MATConv(MessagePassing):
                 # An EdgeIndex is its own cache key (its version counter sees in-place
                 # changes); a plain tensor is compared by content, which also sees
                 # changes made through .data (those leave the version counter alone).
-                (old is new and old._version == version)
+                (old is new and tensor_version(old) == version)
                 if isinstance(new, EdgeIndex)
                 else (not isinstance(old, EdgeIndex) and torch.equal(old, new))
                 for (old, version), new in zip(old_edges, edges, strict=True)
@@ -503,7 +509,7 @@ class MATConv(MessagePassing):
             structure = build_bipartite_csr(plain[0] if len(plain) == 1 else plain, n, m)
         if self.cached:
             kept = tuple(
-                (e, e._version) if isinstance(e, EdgeIndex) else (e.detach().clone(), 0)
+                (e, tensor_version(e)) if isinstance(e, EdgeIndex) else (e.detach().clone(), 0)
                 for e in edges
             )
             self._cache.insert(0, (key, kept, structure))
