@@ -37,7 +37,9 @@ DOCS = 8  # training documents per system: indices 0-7 are ICD-9, 8-15 ICD-10
 BATCHES = [[0, 1, 2, 3, 8, 9, 10, 11], [4, 12, 5, 13, 6, 14, 7, 15],
            [0, 8, 12, 1, 5, 3, 14, 9]]
 ACCUMULATION = 2
-WORKER_TIMEOUT_S = 180
+#: A hang guard, not a timing: spawning two workers that each import torch took over 180 s
+#: on a loaded 2-core machine, so the guard leaves room for that.
+WORKER_TIMEOUT_S = 600
 
 
 def _datasets() -> dict[str, CodingDataset]:
