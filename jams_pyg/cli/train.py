@@ -281,9 +281,9 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
             log.info("--data %s holds %s data only: training the plain backbone (JAMS "
                      "needs ICD-9 and ICD-10 data)", args.data_dir, label)
         elif joint:
+            verb = "trains" if len(joint) == 1 else "train"
             parser.error(f"--data {args.data_dir} holds {label} data only, and "
-                         f"{', '.join(joint)} {'trains' if len(joint) == 1 else 'train'} ICD-9 and "
-                         "ICD-10 jointly: train the "
+                         f"{', '.join(joint)} {verb} ICD-9 and ICD-10 jointly: train the "
                          "plain backbone (--no-jams)")
     try:  # settings that fail only together (batch size and accumulation) fail now
         configs = [experiment_config(args, v, base / v, systems) for v in variants]
