@@ -60,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
                         default=ROOT / "benchmarks/results/default_run_spread")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "outputs/default_run_spread",
                         help="where the runs write their checkpoints and bundles")
-    parser.add_argument("--procedure-links", action="store_true",
+    parser.add_argument("--procedure-links", action=argparse.BooleanOptionalAction,
+                        default=True,
                         help="link procedure codes through the shipped forward procedure "
-                             "GEM, and draw the corpus' procedure codes through it (issue "
-                             "#19's synthetic default to come); use its own output and "
-                             "results folders")
+                             "GEM, and draw the corpus' procedure codes through it (default: "
+                             "on, ExperimentConfig.procedure_links)")
     args = parser.parse_args(argv)
-    extra = ("--procedure-links",) if args.procedure_links else ()
+    extra = () if args.procedure_links else ("--no-procedure-links",)
     for kernel in args.kernels:
         run_kernel(kernel, args.results_dir, args.work_dir, extra)
     return 0

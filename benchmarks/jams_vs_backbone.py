@@ -86,11 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", default="benchmarks/runs",
                         help="runs and the shared corpus (gitignored)")
     parser.add_argument("--results-dir", default="benchmarks/results/jams_vs_backbone")
-    parser.add_argument("--procedure-links", action="store_true",
+    parser.add_argument("--procedure-links", action=argparse.BooleanOptionalAction,
+                        default=True,
                         help="link procedure codes through the shipped forward procedure "
-                             "GEM, and draw the corpus' procedure codes through it "
-                             "(ExperimentConfig.procedure_links; issue #19's synthetic "
-                             "default to come). Use its own --output-dir")
+                             "GEM, and draw the corpus' procedure codes through it (default: "
+                             "on, ExperimentConfig.procedure_links)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-reuse", dest="reuse", action="store_false",
                         help="fail instead of reusing a finished run found in --output-dir")
@@ -151,7 +151,7 @@ def make_config(args: argparse.Namespace, model: str, variant: str, seed: int):
         model=model, variant=variant, seed=seed, synthetic_size=args.synthetic_size,
         data_seed=args.data_seed, synthetic_dir=str(corpus_dir(args)),
         output_dir=str(run_dir(args, model, variant, seed)), device=args.device,
-        procedure_links=args.procedure_links or None,
+        procedure_links=args.procedure_links,
         train=TrainConfig(**train_settings(args, model, seed)),
     )
 
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                       else sys.argv[1:])]),
         "environment": environment(),
     }
-    links = ", procedure codes linked" if args.procedure_links else ""
+    links = "" if args.procedure_links else ", procedure codes not linked"
     header = (
         f"# JAMS vs backbone on the synthetic corpus\n\n"
         f"Models {', '.join(args.models)}; variants {', '.join(args.variants)}; seeds "

@@ -44,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="runs and the shared corpus (not committed)")
     parser.add_argument("--results-dir", default="benchmarks/results/model_selection")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--procedure-links", action="store_true",
+    parser.add_argument("--procedure-links", action=argparse.BooleanOptionalAction,
+                        default=True,
                         help="link procedure codes through the shipped forward procedure "
-                             "GEM, and draw the corpus' procedure codes through it (issue "
-                             "#19's synthetic default to come); use its own output and "
-                             "results folders")
+                             "GEM, and draw the corpus' procedure codes through it (default: "
+                             "on, ExperimentConfig.procedure_links)")
     return parser
 
 
@@ -63,7 +63,7 @@ def make_config(args: argparse.Namespace, variant: str, monitor: str, seed: int)
     return ExperimentConfig(
         model=args.model, variant=variant, seed=seed, synthetic_size=args.size,
         synthetic_dir=str(Path(args.output_dir) / "data"), output_dir=str(out),
-        device=args.device, procedure_links=args.procedure_links or None,
+        device=args.device, procedure_links=args.procedure_links,
         train=TrainConfig(**settings))
 
 

@@ -72,9 +72,9 @@ def test_jvb_configs_share_one_corpus(tmp_path):
 def test_jvb_procedure_links_reach_the_run_config(tmp_path):
     # Issue #19's regeneration: the synthetic corpus and MAT both link procedure codes.
     default = jvb.make_config(jvb.parse_args(["--output-dir", str(tmp_path)]), "laat", "jams", 0)
-    assert default.procedure_links is False  # the synthetic default the tables were run with
-    args = jvb.parse_args(["--output-dir", str(tmp_path), "--procedure-links"])
-    assert jvb.make_config(args, "laat", "jams", 0).procedure_links is True
+    assert default.procedure_links is True  # the synthetic default since issue #19
+    args = jvb.parse_args(["--output-dir", str(tmp_path), "--no-procedure-links"])
+    assert jvb.make_config(args, "laat", "jams", 0).procedure_links is False
 
 
 # ------------------------------------------------------------------------------------------
@@ -203,10 +203,10 @@ def test_default_run_table_expect_row_spans_seeds_and_other_kernels(tmp_path):
 def test_procedure_links_reach_model_selection_and_default_run_spread(tmp_path, monkeypatch):
     selection = load_benchmark("model_selection")
     args = selection.build_parser().parse_args(["--output-dir", str(tmp_path)])
-    assert selection.make_config(args, "jams", "map", 0).procedure_links is False
-    args = selection.build_parser().parse_args(["--output-dir", str(tmp_path),
-                                                "--procedure-links"])
     assert selection.make_config(args, "jams", "map", 0).procedure_links is True
+    args = selection.build_parser().parse_args(["--output-dir", str(tmp_path),
+                                                "--no-procedure-links"])
+    assert selection.make_config(args, "jams", "map", 0).procedure_links is False
 
     spread = load_benchmark("default_run_spread")
     commands = []
@@ -220,6 +220,6 @@ def test_procedure_links_reach_model_selection_and_default_run_spread(tmp_path, 
 
     monkeypatch.setattr(spread.subprocess, "run", fake_run)
     assert spread.main(["--kernels", "avx2", "--results-dir", str(tmp_path / "r"),
-                        "--work-dir", str(tmp_path / "w"), "--procedure-links"]) == 0
-    assert commands[0][-1] == "--procedure-links"
+                        "--work-dir", str(tmp_path / "w"), "--no-procedure-links"]) == 0
+    assert commands[0][-1] == "--no-procedure-links"
     assert (tmp_path / "r" / "avx2" / "metrics.json").exists()

@@ -160,18 +160,24 @@ def test_procedure_and_diagnosis_with_the_same_characters_are_two_nodes(pcs_text
     assert dx_only.neighbors("40.19", "icd9") == [] and dx_only.icd10_proc_source is None
 
 
-def test_default_graph_of_the_committed_vocabularies_is_unchanged():
-    # the golden bundle's corpus holds procedure codes paired by title, not by the GEM: the
-    # default keeps its graph, procedures=True adds the GEM's link 87.71 -> BT21ZZZ
+def test_golden_graph_links_procedure_codes_through_the_gem(pcs_text):
+    # the golden run (the default since issue #19) draws its procedure codes through the
+    # forward procedure GEM and links them: its saved graph is from_cms_2018(procedures=True),
+    # whose procedure links are the GEM's pairs among its codes (read here independently)
     codes = json.loads((ROOT / "tests/golden/bundle/graph_codes.json").read_text())
     golden = GEMGraph.load(ROOT / "tests/golden/bundle/graph.safetensors")
-    default = GEMGraph.from_cms_2018(codes["icd9_codes"], codes["icd10_codes"])
-    for name, tensor in golden.tensors().items():
-        assert torch.equal(default.tensors()[name], tensor), name
     linked = GEMGraph.from_cms_2018(codes["icd9_codes"], codes["icd10_codes"], procedures=True)
-    assert linked.link_counts()["icd9"]["proc"] == 1
-    assert linked.neighbors("87.71", "icd9") == [("BT21ZZZ", 0.5)]
-    assert linked.neighbors("BT21ZZZ", "icd10") == [("87.71", 0.5)]
+    for name, tensor in golden.tensors().items():
+        assert torch.equal(linked.tensors()[name], tensor), name
+    pairs = _procedure_pairs(pcs_text, codes["icd9_codes"], codes["icd10_codes"])
+    assert linked.link_counts()["icd9"]["proc"] == len(pairs) >= 5
+    for (icd9, icd10), _ in pairs.items():
+        dotted = f"{icd9[:2]}.{icd9[2:]}"
+        assert icd10 in {c for c, _ in linked.neighbors(dotted, "icd9")}, (icd9, icd10)
+    # procedures off: the diagnosis links alone
+    diagnoses = GEMGraph.from_cms_2018(codes["icd9_codes"], codes["icd10_codes"])
+    assert diagnoses.link_counts() == {s: {"dx": n["dx"], "proc": 0}
+                                       for s, n in linked.link_counts().items()}
 
 
 def _write(path: Path, text: str) -> Path:
@@ -258,13 +264,13 @@ def _procedure_pairs(pcs_text, icd9_codes, icd10_codes):
             if a in proc9 and b in proc10}
 
 
-def test_procedure_links_are_on_for_real_data_only(tmp_path):
+def test_procedure_links_are_on_by_default(tmp_path):
     from jams_pyg.train.experiment import ExperimentConfig
     from jams_pyg.train.variants import variant_label, variant_model_fields
 
     assert ExperimentConfig(data_dir=str(tmp_path)).procedure_links is True
-    assert ExperimentConfig().procedure_links is False  # the synthetic corpus, as committed
-    assert ExperimentConfig(procedure_links=True).procedure_links is True
+    assert ExperimentConfig().procedure_links is True  # the synthetic corpus too (#19)
+    assert ExperimentConfig(procedure_links=False).procedure_links is False
     assert ExperimentConfig(data_dir=str(tmp_path), procedure_links=False).procedure_links \
         is False
     # the ablation is JAMS in every model field; it changes the graph only
@@ -272,7 +278,7 @@ def test_procedure_links_are_on_for_real_data_only(tmp_path):
     assert variant_label("laat", "no_proc_links") == "LAAT+JAMS (no_proc_links)"
     with pytest.raises(ValueError, match="variant 'no_proc_links' drops the procedure links "
                        "of JAMS, but this run has none"):
-        ExperimentConfig(variant="no_proc_links")
+        ExperimentConfig(variant="no_proc_links", procedure_links=False)
     backward = _write(tmp_path / "gem_pcsi9.txt", "06L34ZZ 4019 00000\n")
     with pytest.raises(ValueError, match=f"procedure_gem {backward} needs procedure_links"):
         ExperimentConfig(data_dir=str(tmp_path), procedure_links=False,
@@ -294,14 +300,14 @@ def test_train_options_set_procedure_links(tmp_path, capsys):
 
     assert config("--data", str(tmp_path)).procedure_links is True
     assert config("--data", str(tmp_path), "--no-procedure-links").procedure_links is False
-    assert config().procedure_links is False
-    assert config("--procedure-links").procedure_links is True
+    assert config().procedure_links is True
+    assert config("--no-procedure-links").procedure_links is False
     given = config("--data", str(tmp_path), "--procedure-gem", str(backward))
     assert given.procedure_gem == str(backward) and given.procedure_links
     # contradictions are one-line argparse errors before any work
     for argv, message in (
-            (["--variants", "no_proc_links"], "drops the procedure links of JAMS, but this "
-             "run has none"),
+            (["--variants", "no_proc_links", "--no-procedure-links"], "drops the procedure "
+             "links of JAMS, but this run has none"),
             (["--data", str(tmp_path), "--no-procedure-links", "--procedure-gem",
               str(backward)], "needs procedure_links")):
         with pytest.raises(SystemExit) as stop:
@@ -353,7 +359,7 @@ def test_training_on_real_data_links_procedure_codes(tmp_path, pcs_text, cms_gem
     from jams_pyg.cli import main as cli_main
     from jams_pyg.data.synthetic import generate_synthetic_corpus
 
-    generate_synthetic_corpus(tmp_path / "data", seed=0, size=0.05)
+    generate_synthetic_corpus(tmp_path / "data", seed=0, size=0.05, procedure_links=False)
     out = tmp_path / "out"
     assert cli_main(["train", "--data", str(tmp_path / "data"), "--model", "caml",
                      "--variants", "jams", "no_proc_links", "--epochs", "1", "--batch-size",
@@ -403,7 +409,7 @@ def test_procedure_gem_path_is_exported_beside_the_diagnosis_paths():
 
 # --------------------------------------------------------------- synthetic corpus
 @pytest.mark.slow
-def test_synthetic_procedure_codes_through_the_gem_behind_an_option(tmp_path, pcs_text):
+def test_synthetic_procedure_codes_through_the_gem_by_default(tmp_path, pcs_text):
     from jams_pyg.data.edin import load_edin_dataset
     from jams_pyg.data.synthetic import generate_synthetic_corpus, load_concepts
     from jams_pyg.train.experiment import ExperimentConfig, load_data
@@ -413,19 +419,21 @@ def test_synthetic_procedure_codes_through_the_gem_behind_an_option(tmp_path, pc
     for links in (False, True):
         folder = generate_synthetic_corpus(tmp_path / str(links), seed=0, size=0.05,
                                            procedure_links=links)
-        if links:  # a synthetic run with procedure links writes this corpus
-            config = ExperimentConfig(procedure_links=True, synthetic_size=0.05,
-                                      synthetic_dir=str(tmp_path / "run"))
+        if links:  # a default synthetic run writes this corpus
+            config = ExperimentConfig(synthetic_size=0.05, synthetic_dir=str(tmp_path / "run"))
             load_data(config)
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
                 assert path.read_bytes() == (
                     tmp_path / "run" / path.relative_to(folder)).read_bytes(), path
         meta = json.loads((folder / "synthetic_concepts.json").read_text())
-        assert meta.get("procedure_links", False) is links  # said only when on
+        assert meta["procedure_links"] is links
         corpora[links] = (load_concepts(folder),
                           {s: load_edin_dataset(folder, s).codes for s in ("icd9", "icd10")})
     # the default is the corpus the golden run trained on (its label vocabularies)
-    assert corpora[False][1] == golden
+    assert corpora[True][1] == golden
+    assert generate_synthetic_corpus(tmp_path / "default", seed=0, size=0.05).joinpath(
+        "synthetic_concepts.json").read_bytes() == (tmp_path / "True" /
+                                                    "synthetic_concepts.json").read_bytes()
     # the option changes the procedure concepts only: each pairs an ICD-9 procedure with
     # targets of the forward procedure GEM (read here without the code under test)
     (default, _), (linked, codes) = corpora[False], corpora[True]
@@ -437,7 +445,7 @@ def test_synthetic_procedure_codes_through_the_gem_behind_an_option(tmp_path, pc
                                   for c in proc for v in c["icd10"])
     title_paired = [(c["icd9"].replace(".", ""), v) in pairs
                     for c in default if c["group"] == "proc" for v in c["icd10"]]
-    assert not all(title_paired)  # the default's are mostly no GEM pairs
+    assert not all(title_paired)  # drawn by title words, they are mostly no GEM pairs
     # so every ICD-10-PCS code of the corpus has a GEM partner among its ICD-9 codes
     pcs10 = [c for c in codes["icd10"] if "." not in c]
     partners = _procedure_pairs(pcs_text, codes["icd9"], codes["icd10"])

@@ -102,14 +102,14 @@ def test_gem_links_connect_the_two_systems(corpus):
                 if concept["icd9"] in codes9 and variant in codes10:
                     assert (concept["icd9"], variant) in pairs, (concept["icd9"], variant)
                     checked += 1
-        else:  # ICD-9-only, ICD-10-only and procedure concepts stay unlinked
+        else:  # ICD-9-only, ICD-10-only (and, by diagnosis GEMs, procedure) concepts
             for code in ([concept["icd9"]] if concept["icd9"] in codes9 else []):
                 assert not graph.icd9_linked[graph.index(code, "icd9")], code
             for code in (c for c in concept["icd10"] if c in codes10):
                 assert not graph.icd10_linked[graph.index(code, "icd10")], code
     assert checked >= 30
-    # corpus_statistics's graph (from_cms_2018: the once-parsed CMS graph, restricted)
-    # is the graph built from the GEM files.
+    # the diagnosis graph of from_cms_2018 (the once-parsed CMS graph, restricted) is the
+    # graph built from the GEM files.
     forward, backward = cms_2018_gem_paths()
     for direction in ("directional", "union"):
         cached = GEMGraph.from_cms_2018(ds9.codes, ds10.codes, direction=direction)
@@ -178,6 +178,18 @@ def test_deterministic_for_a_seed_and_cli(corpus, tmp_path, capsys):
     other = generate_synthetic_corpus(tmp_path / "c", seed=4, size="small")
     assert (other / "mimiciv_icd9/mimiciv_icd9.feather").read_bytes() != (
         out / "mimiciv_icd9/mimiciv_icd9.feather").read_bytes()
+    # --no-procedure-links: the corpus of the results before issue #19 (PCS codes by title)
+    assert main(["synthetic", str(tmp_path / "d"), "--seed", "3", "--size", "0.2",
+                 "--no-procedure-links"]) == 0
+    meta_d = json.loads((tmp_path / "d" / "synthetic_concepts.json").read_text())
+    assert (meta_a["procedure_links"], meta_d["procedure_links"]) == (True, False)
+    by_title = generate_synthetic_corpus(tmp_path / "e", seed=3, size="small",
+                                         procedure_links=False)
+    assert meta_d["concepts"] == json.loads(
+        (by_title / "synthetic_concepts.json").read_text())["concepts"]
+    procedures = {key: [(c["icd9"], c["icd10"]) for c in meta["concepts"] if c["group"] == "proc"]
+                  for key, meta in (("linked", meta_a), ("by_title", meta_d))}
+    assert procedures["linked"] != procedures["by_title"]
 
 
 def test_statistics_table(corpus):
@@ -190,7 +202,12 @@ def test_statistics_table(corpus):
     assert table.loc["documents", "ICD-9"] == len(ds9)
     assert table.loc["unique codes", "ICD-10"] == ds10.num_codes
     assert table.loc["patients", "ICD-10"] == _all(ds10)["subject_id"].nunique()
-    assert table.loc["codes with GEM link", "ICD-9"] == int(graph.icd9_linked.sum())
+    # the corpus records its procedure links: they count, as in the graph JAMS trains on
+    with_procedures = GEMGraph.from_cms_2018(ds9.codes, ds10.codes, procedures=True)
+    assert table.loc["codes with GEM link", "ICD-9"] == int(with_procedures.icd9_linked.sum())
+    assert int(with_procedures.icd9_linked.sum()) > int(graph.icd9_linked.sum())
+    diagnoses = corpus_statistics(out, procedures=False)
+    assert diagnoses.loc["codes with GEM link", "ICD-9"] == int(graph.icd9_linked.sum())
     # Bucket edges scale with the size: small (0.2) -> 1-2, 3-20, 21+.
     assert bucket_edges_for("small") == (2, 20) and bucket_edges_for("default") == (10, 100)
     freq = ds10.code_frequencies("train")

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        out = generate_synthetic_corpus(args.out_dir, seed=args.seed, size=args.size)
+        out = generate_synthetic_corpus(args.out_dir, seed=args.seed, size=args.size,
+                                        procedure_links=args.procedure_links)
     except OSError as err:
         return fail("synthetic", err)
     print(f"wrote {out} (seed {args.seed}, size {args.size}) in "
@@ -57,4 +58,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     synthetic.add_argument("--size", type=size_type, default="default",
                            help=f"{', '.join(SIZES)} (x{', x'.join(map(str, SIZES.values()))} "
                            "documents) or a scale factor")
+    synthetic.add_argument("--procedure-links", action=argparse.BooleanOptionalAction,
+                           default=True,
+                           help="draw the procedure codes through the shipped forward "
+                           "procedure GEM, so that they are GEM-linked (default: on, as "
+                           "jams-pyg train)")
     synthetic.set_defaults(handler=run)

@@ -120,10 +120,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local pretrained model folder for plm_icd (default: a small "
                         "RoBERTa trained from scratch)")
     parser.add_argument("--procedure-links", action=argparse.BooleanOptionalAction,
-                        default=None,
+                        default=True,
                         help="link procedure codes through the shipped forward procedure "
-                        "GEM gem_i9pcs.txt (default: on with --data, as the official graph; "
-                        "off on the synthetic corpus); recorded in metrics.json")
+                        "GEM gem_i9pcs.txt, as the official graph (default: on; the "
+                        "synthetic corpus then draws its procedure codes through it); "
+                        "recorded in metrics.json")
     parser.add_argument("--procedure-gem", metavar="FILE",
                         help="backward procedure GEM (gem_pcsi9.txt) for the ICD-10-PCS "
                         "codes' links (default: the forward procedure links reversed)")

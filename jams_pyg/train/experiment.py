@@ -101,11 +101,11 @@ class ExperimentConfig:
             (:meth:`GEMGraph.from_cms_2018(procedures=True)
             <jams_pyg.graph.gem_graph.GEMGraph.from_cms_2018>`): Edin et al.'s MIMIC-IV
             targets hold procedure codes, and the official code's link counts point to
-            its graph linking them.  ``None`` (default): on for real data
-            (``data_dir``), off for the synthetic corpus (its committed results were
-            run without); on, the synthetic corpus draws its procedure codes through
-            the same GEM (``generate_synthetic_corpus(procedure_links=True)``).  Off,
-            an extra GEM file that links procedure codes is an error.
+            its graph linking them.  On (default) for real and synthetic data alike; the
+            synthetic corpus then draws its procedure codes through the same GEM
+            (:func:`~jams_pyg.data.synthetic.generate_synthetic_corpus`).  Off
+            (``--no-procedure-links``), an extra GEM file that links procedure codes
+            is an error, and the synthetic corpus draws PCS codes by title words.
             The variant ``no_proc_links`` turns them off for its MAT only; the
             linked/unlinked buckets keep this graph, as for every variant.
         procedure_gem: A backward procedure GEM (``gem_pcsi9.txt``, not shipped) whose
@@ -140,7 +140,7 @@ class ExperimentConfig:
     plm_path: str | None = None
     icd9_gems: tuple[str, ...] = ()
     icd10_gems: tuple[str, ...] = ()
-    procedure_links: bool | None = None
+    procedure_links: bool = True
     procedure_gem: str | None = None
     bucket_scale: float | None = None
     device: str = "auto"
@@ -163,20 +163,16 @@ class ExperimentConfig:
         check_protocol(self.protocol)
         if self.word2vec is None:  # the official recipe on real data
             self.word2vec = self.data_dir is not None
-        if self.procedure_links is None:  # the official graph on real data
-            self.procedure_links = self.data_dir is not None
         if self.procedure_gem is not None and not Path(self.procedure_gem).is_file():
             raise ValueError(f"procedure_gem {self.procedure_gem}: no such file (a backward "
                              "procedure GEM, gem_pcsi9.txt)")
         if self.procedure_gem is not None and not self.procedure_links:
             raise ValueError(f"procedure_gem {self.procedure_gem} needs procedure_links "
-                             "(off: --no-procedure-links, or the synthetic corpus' default; "
-                             "--procedure-links turns them on)")
+                             "(off: --no-procedure-links)")
         if self.variant in DIAGNOSIS_LINK_VARIANTS and not self.procedure_links:
             raise ValueError(f"variant {self.variant!r} drops the procedure links of JAMS, "
                              "but this run has none (procedure_links off: "
-                             "--no-procedure-links, or the synthetic corpus' default; "
-                             "--procedure-links turns them on)")
+                             "--no-procedure-links)")
 
     @property
     def label(self) -> str:
@@ -293,8 +289,8 @@ def build_graph(config: ExperimentConfig, datasets: dict[str, CodingDataset],
     if not procedures and (counts["icd9"]["proc"] or counts["icd10"]["proc"]):
         files = ", ".join(map(str, (*config.icd9_gems, *config.icd10_gems)))
         raise ValueError(
-            f"procedure links are off (--no-procedure-links, the synthetic corpus' default "
-            f"or the variant no_proc_links) but the extra GEM files ({files}) link "
+            f"procedure links are off (--no-procedure-links or the variant no_proc_links) "
+            f"but the extra GEM files ({files}) link "
             f"{counts['icd9']['proc']} + {counts['icd10']['proc']} procedure links: turn "
             "them on (--procedure-links) or leave the procedure files out")
     return graph

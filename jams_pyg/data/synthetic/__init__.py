@@ -27,13 +27,14 @@ Generative story
   several). Every such (ICD-9, ICD-10) pair is a GEM edge.
 * **Unlinked codes.** *ICD-9-only* and *ICD-10-only* diagnosis concepts occur
   in one system only and are chosen so that none of their GEM neighbours is in
-  the other system's vocabulary; *procedure* concepts (an ICD-9 procedure and
-  1-2 ICD-10-PCS codes that share a body part and words) occur in both
-  systems but stay unlinked: the synthetic runs' graph leaves procedure codes
-  out (``ExperimentConfig.procedure_links``), and only some of these pairs are
-  GEM pairs. ``generate_synthetic_corpus(..., procedure_links=True)`` draws the
-  PCS codes from the ICD-9 procedure's targets in the shipped forward procedure
-  GEM instead (not the default: it changes every committed synthetic number).
+  the other system's vocabulary.
+* **Procedure codes.** A *procedure* concept (an ICD-9 procedure and 1-2
+  ICD-10-PCS codes among its targets in the shipped forward procedure GEM, the
+  titled ones sharing most of its words) occurs in both systems and is
+  GEM-linked, as JAMS links procedure codes on real data
+  (``ExperimentConfig.procedure_links``). ``procedure_links=False`` draws PCS
+  codes of the same body part whose titles share most words instead, only some
+  of them GEM pairs (the corpus of the results before issue #19).
 * **Text.** The same process for both systems: each coded concept is mentioned
   once (5 % of codes are not mentioned at all) by a positive cue ("diagnosed
   with", ...), its key words (head concepts only) and a random subset of its

@@ -151,14 +151,14 @@ def _in_ranges(code9: str) -> bool:
 
 
 
-def build_concepts(rng: np.random.Generator, scale: float, procedure_links: bool = False
+def build_concepts(rng: np.random.Generator, scale: float, procedure_links: bool = True
                    ) -> tuple[list[Concept], list[str]]:
     """The concepts and the background (filler) words from unrelated titles.
 
     ``procedure_links``: a procedure concept's ICD-10-PCS variants are targets of its ICD-9
     procedure in the shipped forward procedure GEM (the titled ones sharing most of its
-    words), so that procedure codes are GEM-linked; off (default, the committed corpus),
-    they are the PCS codes of the same body part whose titles share most of its words,
+    words), so that procedure codes are GEM-linked (default); off (the corpus before issue
+    #19), they are the PCS codes of the same body part whose titles share most of its words,
     whether or not the GEM maps them."""
     forward, n9, n10 = _gem_links()
     t9, t10 = load_titles("icd9", "dx"), load_titles("icd10", "dx")

@@ -45,7 +45,8 @@ def _bucket_labels(edges: tuple[int, int]) -> list[str]:
 
 
 def corpus_statistics(
-    directory: PathLike, bucket_edges: tuple[int, int] | None = None
+    directory: PathLike, bucket_edges: tuple[int, int] | None = None,
+    procedures: bool | None = None,
 ) -> pd.DataFrame:
     """A table like the JAMS paper's Table 1 for a dataset directory (synthetic
     or real), with GEM-link and training-frequency statistics.
@@ -63,17 +64,24 @@ def corpus_statistics(
         bucket_edges: ``(e0, e1)``; default: those recorded by the generator
             in ``synthetic_concepts.json`` (:func:`bucket_edges_for`), else the
             paper's ``(100, 1000)``.
+        procedures: Count GEM links of procedure codes too (the graph JAMS trains on,
+            ``ExperimentConfig.procedure_links``); default: as the generator recorded
+            in ``synthetic_concepts.json`` (off for a corpus that records nothing),
+            on for real data.
 
     Returns:
         A DataFrame indexed by statistic with columns ``"ICD-9"`` and
         ``"ICD-10"``.
     """
+    meta_path = Path(directory) / "synthetic_concepts.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     if bucket_edges is None:
-        meta = Path(directory) / "synthetic_concepts.json"
-        bucket_edges = (tuple(json.loads(meta.read_text())["bucket_edges"]) if meta.is_file()
-                        else PAPER_BUCKET_EDGES)
+        bucket_edges = tuple(meta["bucket_edges"]) if meta else PAPER_BUCKET_EDGES
+    if procedures is None:
+        procedures = bool(meta.get("procedure_links", False)) if meta else True
     ds = {s: load_edin_dataset(directory, s) for s in ("icd9", "icd10")}
-    graph = GEMGraph.from_cms_2018(ds["icd9"].codes, ds["icd10"].codes)
+    graph = GEMGraph.from_cms_2018(ds["icd9"].codes, ds["icd10"].codes,
+                                   procedures=procedures)
     labels = _bucket_labels(bucket_edges)
     out: dict[str, dict[str, object]] = {}
     for system, d in ds.items():
