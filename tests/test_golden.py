@@ -120,10 +120,11 @@ def test_saved_bundle_predicts_as_the_golden_one(tiny_run, tmp_path):
 
     expected = load_file(GOLDEN / "bundle" / "weights.safetensors")
     actual = load_file(tiny_run / "jams" / "model" / "weights.safetensors")
-    # the golden bundle (format 2) also holds the GEM links, which format 3 keeps only in
-    # graph.safetensors: that file must be the golden one's
+    # the GEM links live only in graph.safetensors (bundle format 3), which must be the
+    # golden one's
+    assert not set(EDGE_BUFFERS) & actual.keys()
     assert {k: (v.dtype, v.shape) for k, v in actual.items()} == {
-        k: (v.dtype, v.shape) for k, v in expected.items() if k not in EDGE_BUFFERS}
+        k: (v.dtype, v.shape) for k, v in expected.items()}
     golden_graph = load_file(GOLDEN / "bundle" / "graph.safetensors")
     graph = load_file(tiny_run / "jams" / "model" / "graph.safetensors")
     assert graph.keys() == golden_graph.keys()
