@@ -24,8 +24,9 @@ sizes, a few minutes)::
 
 Steps (``--steps``; always run in this order, most important first):
 
-1. ``equality``: MATConv on the full CMS 2018 GEM graph (``GEMGraph.from_cms_2018()``, its
-   MAT inputs: ``graph.mat_edges()`` where the graph has it) at (d, heads) = (64, 1),
+1. ``equality``: MATConv on the full CMS 2018 diagnosis GEM graph
+   (``GEMGraph.from_cms_2018(procedures=False)``, its MAT inputs: ``graph.mat_edges()``
+   where the graph has it) at (d, heads) = (64, 1),
    (512, 1), (64, 2): forward outputs and the gradients of both tables and of the attention
    vector, fused and unfused (``fused=False``), in float64, float32, bfloat16 (tables and
    parameters) and float32 under bf16 autocast (AMP), each compared with a CPU float64

@@ -3,7 +3,7 @@
 Cases (``--sizes``):
 
 * ``gem512`` / ``gem64``: the full CMS 2018 diagnosis GEM graph
-  (``GEMGraph.from_cms_2018()``: 14,567 ICD-9 and 71,704 ICD-10 codes, 85,566
+  (``GEMGraph.from_cms_2018(procedures=False)``: 14,567 ICD-9 and 71,704 ICD-10 codes, 85,566
   links) with d = 512 / 64;
 * ``pyg64``: the PyG standard size, 10k nodes split 5k / 5k into the two
   systems, 200k distinct random bipartite edges, 64 channels;
@@ -198,7 +198,7 @@ def gem_cut(num_icd9: int = 300):
     and all their ICD-10 neighbours."""
     from jams_pyg import GEMGraph
 
-    full = GEMGraph.from_cms_2018()
+    full = GEMGraph.from_cms_2018(procedures=False)
     nine = torch.unique(full.edge_index[0])[::40][:num_icd9]  # spread over the chapters
     ten = torch.unique(full.edge_index[1][torch.isin(full.edge_index[0], nine)])
     return GEMGraph.from_cms_2018(
@@ -210,7 +210,7 @@ def build_graph(kind: str) -> dict[str, Any]:
     if kind in ("gem", "gemcut"):
         from jams_pyg import GEMGraph
 
-        graph = GEMGraph.from_cms_2018() if kind == "gem" else gem_cut()
+        graph = GEMGraph.from_cms_2018(procedures=False) if kind == "gem" else gem_cut()
         edge_index, edge_weight = mat_inputs(graph)
         return {
             "edge_index": edge_index,

@@ -1,8 +1,9 @@
 """What JAMS costs per training step: LAAT + JAMS vs the plain LAAT backbone at the real
 MIMIC-IV label-set sizes (6,150 ICD-9 and 7,942 ICD-10 codes).
 
-Codes: from the real CMS 2018 diagnosis GEM graph (``GEMGraph.from_cms_2018()``), sample
-``--icd9-codes`` linked ICD-9 codes (seeded), then take the ICD-10 codes with the most links
+Codes: from the real CMS 2018 diagnosis GEM graph
+(``GEMGraph.from_cms_2018(procedures=False)``), sample ``--icd9-codes`` linked ICD-9 codes
+(seeded), then take the ICD-10 codes with the most links
 into that sample (ties broken at random) and fill up with other ICD-10 codes if too few are
 linked; the graph is ``GEMGraph.from_cms_2018(icd9_codes, icd10_codes)``. Preferring the
 best-linked ICD-10 codes gives many links, i.e. a conservative (large) MAT cost.
@@ -155,7 +156,7 @@ def choose_codes(icd9: Sequence[str], icd10: Sequence[str], edge_index: np.ndarr
 def build_graph(args: argparse.Namespace):
     from jams_pyg.graph.gem_graph import GEMGraph
 
-    full = GEMGraph.from_cms_2018()
+    full = GEMGraph.from_cms_2018(procedures=False)
     icd9, icd10 = choose_codes(full.icd9_codes, full.icd10_codes, full.edge_index.numpy(),
                                args.icd9_codes, args.icd10_codes, seed=args.seed)
     return GEMGraph.from_cms_2018(icd9, icd10)

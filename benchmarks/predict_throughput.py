@@ -47,7 +47,7 @@ def _graph(codes9: int, codes10: int, seed: int):
 
     from jams_pyg.graph.gem_graph import GEMGraph
 
-    full = GEMGraph.from_cms_2018()
+    full = GEMGraph.from_cms_2018(procedures=False)
     rng = np.random.default_rng(seed)
     linked9 = np.flatnonzero(full.icd9_linked.numpy())
     pick9 = np.sort(rng.choice(linked9, size=min(codes9, linked9.size), replace=False))

@@ -14,7 +14,7 @@ from jams_pyg.icd.gem import cms_2018_gem_paths
 
 @pytest.fixture(scope="module")
 def full_graph():
-    return GEMGraph.from_cms_2018()
+    return GEMGraph.from_cms_2018(procedures=False)
 
 
 def independent_pairs(cms_gem_text, files=("2018_I9gem.txt", "2018_I10gem.txt")):
@@ -80,7 +80,7 @@ def test_directional_graph_reads_each_file_for_its_own_direction(full_graph, cms
 
 
 def test_union_graph_and_the_union_of_a_directional_graph(full_graph, cms_gem_text):
-    union = GEMGraph.from_cms_2018(direction="union")
+    union = GEMGraph.from_cms_2018(direction="union", procedures=False)
     assert union.direction == "union" and union.edge_index is union.icd10_edge_index
     expected = {pair: 1.0 if ex else 0.5 for pair, ex in independent_pairs(cms_gem_text).items()}
     assert _pairs(union, union.edge_index, union.edge_weight) == expected
@@ -199,7 +199,9 @@ def test_save_writes_the_bundle_files_and_load_reads_them(tmp_path):
 def test_golden_bundle_graph_loads_and_saves_to_the_same_bytes(tmp_path):
     graph = GEMGraph.load(GOLDEN_BUNDLE / "graph.safetensors")
     codes = json.loads((GOLDEN_BUNDLE / "graph_codes.json").read_text())
-    assert graph.code_lists() == codes and graph.direction == "directional"
+    # the golden run links procedure codes (the default since issue #19)
+    assert {**graph.code_lists(), "icd10_proc_source": "reversed"} == codes
+    assert graph.direction == "directional" and graph.icd10_proc_source == "reversed"
     # the graph the bundle was saved with is the CMS graph over its codes
     rebuilt = GEMGraph.from_cms_2018(codes["icd9_codes"], codes["icd10_codes"])
     for name, tensor in rebuilt.tensors().items():
@@ -320,11 +322,12 @@ def test_cms_2018_files_are_parsed_once_per_process(monkeypatch):
 
     monkeypatch.setattr(gem_graph, "read_gem_files", counting)
     gem_graph._cms_2018_full.cache_clear()
-    first = GEMGraph.from_cms_2018()
+    first = GEMGraph.from_cms_2018(procedures=False)
     first.edge_weight.fill_(0.0)  # callers get copies: nothing leaks into the cache
-    second = GEMGraph.from_cms_2018()
-    union = GEMGraph.from_cms_2018(direction="union")
-    small = GEMGraph.from_cms_2018(["576.2"], ["K83.1"], direction="union")
+    second = GEMGraph.from_cms_2018(procedures=False)
+    union = GEMGraph.from_cms_2018(direction="union", procedures=False)
+    small = GEMGraph.from_cms_2018(["576.2"], ["K83.1"], direction="union",
+                                   procedures=False)
     assert len(calls) == 1
     # with the procedure GEM: one more parse, shared by both readings
     procedures = GEMGraph.from_cms_2018(["40.19"], ["07JK0ZZ"], procedures=True)

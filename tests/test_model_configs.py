@@ -26,6 +26,7 @@ from jams_pyg.train.variants import VARIANTS, variant_model_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
+FORMAT_2_BUNDLE = ROOT / "tests" / "fixtures" / "bundle_format2"  # the first golden bundle
 DISPLAY = {"laat": "LAAT", "caml": "CAML", "multirescnn": "MultiResCNN", "plm_icd": "PLM-ICD"}
 
 #: Non-default values of every backbone's own settings.
@@ -166,18 +167,20 @@ def test_golden_files_hold_the_flat_layout():
         assert ModelConfig.from_dict(flat).to_dict() == flat
     # the golden run's LAAT+JAMS config, written with the typed API, is the golden dict
     jams = next(f for f in metrics if f["use_mat"])
-    typed = ModelConfig(model="laat", vocab_size=424, mat_att_gain=1.0,
+    typed = ModelConfig(model="laat", vocab_size=446, mat_att_gain=1.0,
                         backbone=LAATConfig(embedding_dim=64, rnn_hidden_size=64,
                                             projection_size=64))
     assert typed.to_dict() == jams
-    preset = ModelConfig.for_backbone("laat", vocab_size=424, **variant_model_fields("jams"),
+    preset = ModelConfig.for_backbone("laat", vocab_size=446, **variant_model_fields("jams"),
                                       **SYNTHETIC_MODEL["laat"])
     assert preset == typed
-    # the golden bundle predates mat_att_gain: it reads as gain 1 and writes it
-    bundle = json.loads((GOLDEN / "bundle" / "config.json").read_text())["model_config"]
+    # the first golden bundle (kept as the format-2 fixture) predates mat_att_gain: it reads
+    # as gain 1 and writes it
+    bundle = json.loads((FORMAT_2_BUNDLE / "config.json").read_text())["model_config"]
     assert "mat_att_gain" not in bundle
     again = ModelConfig.from_dict(bundle).to_dict()
-    assert again == {**bundle, "mat_att_gain": 1.0} and again == jams
+    assert again == {**bundle, "mat_att_gain": 1.0}
+    assert again == dataclasses.replace(typed, vocab_size=424).to_dict()  # its corpus's words
 
 
 def test_committed_configs_read_and_write_unchanged():

@@ -120,7 +120,7 @@ def test_full_graph_with_procedures_matches_the_files(procedure_graph, pcs_text,
     assert unlinked == nopcs_only and len(unlinked) == 210
     assert graph.num_unlinked_icd10 == 731  # every PCS code of the file gets a link
     # the diagnosis part is the diagnosis-only graph
-    dx_only = GEMGraph.from_cms_2018()
+    dx_only = GEMGraph.from_cms_2018(procedures=False)
     assert _keyed(dx_only, *dx_only.edges("icd10")) == _expected(dx_backward, "dx")
     summary = graph.summary()
     assert "3882 procedures; 632 without a link" in summary
@@ -156,7 +156,7 @@ def test_procedure_and_diagnosis_with_the_same_characters_are_two_nodes(pcs_text
     assert graph.link_counts() == {"icd9": {"dx": 1, "proc": len(targets)},
                                    "icd10": {"dx": 1, "proc": len(targets)}}
     # without procedures, the same vocabularies have the diagnosis links only
-    dx_only = GEMGraph.from_cms_2018(["401.9", "40.19"], ["I10.", *targets])
+    dx_only = GEMGraph.from_cms_2018(["401.9", "40.19"], ["I10.", *targets], procedures=False)
     assert dx_only.neighbors("40.19", "icd9") == [] and dx_only.icd10_proc_source is None
 
 
@@ -175,7 +175,8 @@ def test_golden_graph_links_procedure_codes_through_the_gem(pcs_text):
         dotted = f"{icd9[:2]}.{icd9[2:]}"
         assert icd10 in {c for c, _ in linked.neighbors(dotted, "icd9")}, (icd9, icd10)
     # procedures off: the diagnosis links alone
-    diagnoses = GEMGraph.from_cms_2018(codes["icd9_codes"], codes["icd10_codes"])
+    diagnoses = GEMGraph.from_cms_2018(codes["icd9_codes"], codes["icd10_codes"],
+                                       procedures=False)
     assert diagnoses.link_counts() == {s: {"dx": n["dx"], "proc": 0}
                                        for s, n in linked.link_counts().items()}
 
@@ -249,6 +250,11 @@ def test_graph_command_links_procedures(procedure_graph, capsys):
     # in this process: the shipped files are parsed once (the fixture's graph)
     assert main(["graph", "--procedures"]) == 0
     assert capsys.readouterr().out == procedure_graph.summary() + "\n"
+    # the default, as the official graph: procedures linked; --no-procedures: diagnoses only
+    assert main(["graph"]) == 0
+    assert capsys.readouterr().out == procedure_graph.summary() + "\n"
+    assert main(["graph", "--no-procedures"]) == 0
+    assert capsys.readouterr().out == GEMGraph.from_cms_2018(procedures=False).summary() + "\n"
     assert main(["graph", "--procedures", "--icd9-gem", str(cms_procedure_gem_path())]) != 0
     assert "--procedures links the shipped GEMs" in capsys.readouterr().err
 

@@ -54,7 +54,7 @@ def printed_comments(snippet: str) -> list[str]:
 def test_api_tour_prints_what_the_readme_says(tmp_path):
     snippet = next(s for s in PYTHON if "GEMGraph.from_cms_2018()" in s)
     expected = printed_comments(snippet)
-    assert len(expected) == 2  # the diagnosis graph, then with procedure links
+    assert len(expected) == 2  # the graph with procedure links, then diagnoses only
     result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -38,7 +38,7 @@ _TOP_PAIRS = {
 def corpus(tmp_path_factory):
     out = generate_synthetic_corpus(tmp_path_factory.mktemp("syn") / "a", seed=3, size="small")
     ds9, ds10 = load_edin_dataset(out, "icd9"), load_edin_dataset(out, "icd10")
-    graph = GEMGraph.from_cms_2018(ds9.codes, ds10.codes)
+    graph = GEMGraph.from_cms_2018(ds9.codes, ds10.codes, procedures=False)  # diagnoses
     return out, ds9, ds10, graph, load_concepts(out)
 
 
@@ -112,7 +112,8 @@ def test_gem_links_connect_the_two_systems(corpus):
     # graph built from the GEM files.
     forward, backward = cms_2018_gem_paths()
     for direction in ("directional", "union"):
-        cached = GEMGraph.from_cms_2018(ds9.codes, ds10.codes, direction=direction)
+        cached = GEMGraph.from_cms_2018(ds9.codes, ds10.codes, direction=direction,
+                                        procedures=False)
         parsed = GEMGraph.from_gem_files(forward, backward, ds9.codes, ds10.codes, direction)
         assert cached.code_lists() == parsed.code_lists() == graph.code_lists()
         assert cached.direction == parsed.direction == direction

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from jams_pyg.graph.gem_graph import GEMGraph
 
     try:
-        if args.procedures and (args.icd9_gem or args.icd10_gem):
+        if args.procedures is True and (args.icd9_gem or args.icd10_gem):
             raise ValueError("--procedures links the shipped GEMs; with --icd9-gem/--icd10-gem "
                              "give the procedure GEM files themselves (gem_i9pcs.txt, "
                              "gem_pcsi9.txt)")
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
                                             direction=args.direction)
         else:
             graph = GEMGraph.from_cms_2018(direction=args.direction,
-                                           procedures=args.procedures)
+                                           procedures=args.procedures is not False)
         print(graph.summary())
         if args.save:
             print("wrote " + ", ".join(map(str, graph.save(args.save))))
@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     graph = add_command(
         commands, "graph", "build the ICD-9 <-> ICD-10 GEM graph and print its summary",
-        "Build the GEM graph (the shipped CMS 2018 diagnosis GEMs unless GEM "
-        "files are given) and print its size.")
+        "Build the GEM graph (the shipped CMS 2018 diagnosis and forward procedure "
+        "GEMs unless GEM files are given) and print its size.")
     graph.add_argument("--icd9-gem", action="append", default=[], metavar="FILE",
                        help="forward GEM file (ICD-9 -> ICD-10), repeatable; default: the "
                        "shipped CMS 2018 diagnosis GEMs")
@@ -47,9 +47,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="backward GEM file (ICD-10 -> ICD-9), repeatable; without a "
                        "backward procedure GEM, ICD-10-PCS codes take the forward procedure "
                        "links reversed")
-    graph.add_argument("--procedures", action="store_true",
+    graph.add_argument("--procedures", action=argparse.BooleanOptionalAction, default=None,
                        help="link procedure codes too, with the shipped forward procedure GEM "
-                       "(gem_i9pcs.txt; ICD-10-PCS codes along its links reversed)")
+                       "(gem_i9pcs.txt; ICD-10-PCS codes along its links reversed), as the "
+                       "official graph does; default: on with the shipped GEMs")
     graph.add_argument("--direction", default="directional", choices=DIRECTIONS,
                        help="'directional': forward-file links update ICD-9 codes, "
                        "backward-file links ICD-10 codes (the official JAMS code); 'union': "

@@ -107,7 +107,7 @@ def _gem_links() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, 
     """``(forward, n9, n10)`` over the shipped GEMs: ICD-9 diagnosis -> its ICD-10-CM
     targets in the forward GEM (``2018_I9gem.txt``), and ``icd9 -> [icd10]``,
     ``icd10 -> [icd9]`` over the pairs mapped by either file; dotted codes."""
-    directional = GEMGraph.from_cms_2018()
+    directional = GEMGraph.from_cms_2018(procedures=False)
     union = directional.to_union()
     return (_neighbour_codes(directional, "icd9"), _neighbour_codes(union, "icd9"),
             _neighbour_codes(union, "icd10"))
