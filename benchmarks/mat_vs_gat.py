@@ -202,7 +202,8 @@ def gem_cut(num_icd9: int = 300):
     nine = torch.unique(full.edge_index[0])[::40][:num_icd9]  # spread over the chapters
     ten = torch.unique(full.edge_index[1][torch.isin(full.edge_index[0], nine)])
     return GEMGraph.from_cms_2018(
-        [full.icd9_codes[i] for i in nine.tolist()], [full.icd10_codes[j] for j in ten.tolist()]
+        [full.icd9_codes[i] for i in nine.tolist()], [full.icd10_codes[j] for j in ten.tolist()],
+        procedures=False,
     )
 
 

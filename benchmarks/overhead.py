@@ -3,9 +3,9 @@ MIMIC-IV label-set sizes (6,150 ICD-9 and 7,942 ICD-10 codes).
 
 Codes: from the real CMS 2018 diagnosis GEM graph
 (``GEMGraph.from_cms_2018(procedures=False)``), sample ``--icd9-codes`` linked ICD-9 codes
-(seeded), then take the ICD-10 codes with the most links
-into that sample (ties broken at random) and fill up with other ICD-10 codes if too few are
-linked; the graph is ``GEMGraph.from_cms_2018(icd9_codes, icd10_codes)``. Preferring the
+(seeded), then take the ICD-10 codes with the most links into that sample (ties broken at
+random) and fill up with other ICD-10 codes if too few are linked; the graph is
+``GEMGraph.from_cms_2018(icd9_codes, icd10_codes, procedures=False)``. Preferring the
 best-linked ICD-10 codes gives many links, i.e. a conservative (large) MAT cost.
 
 Models (Edin et al.'s LAAT sizes: embedding 200, BiLSTM 512 per direction, projection 512):
@@ -159,7 +159,7 @@ def build_graph(args: argparse.Namespace):
     full = GEMGraph.from_cms_2018(procedures=False)
     icd9, icd10 = choose_codes(full.icd9_codes, full.icd10_codes, full.edge_index.numpy(),
                                args.icd9_codes, args.icd10_codes, seed=args.seed)
-    return GEMGraph.from_cms_2018(icd9, icd10)
+    return GEMGraph.from_cms_2018(icd9, icd10, procedures=False)
 
 
 def graph_stats(graph) -> dict[str, Any]:

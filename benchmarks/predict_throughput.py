@@ -60,7 +60,7 @@ def _graph(codes9: int, codes10: int, seed: int):
         extra = rng.choice(rest10, size=codes10 - near10.size, replace=False)
         pick10 = np.sort(np.concatenate([near10, extra]))
     return GEMGraph.from_cms_2018([full.icd9_codes[i] for i in pick9],
-                                  [full.icd10_codes[j] for j in pick10])
+                                  [full.icd10_codes[j] for j in pick10], procedures=False)
 
 
 def _notes(words: list[str], count: int, length: int, seed: int) -> list[str]:
