@@ -22,7 +22,7 @@ from jams_pyg.models.jams import EDGE_BUFFERS
 ROOT = Path(__file__).resolve().parents[1]
 #: committed bundles written with bundle format 2 (the links also in weights.safetensors);
 #: the first is the golden bundle as it was before issue #19 regenerated it
-COMMITTED = [ROOT / "tests" / "fixtures" / "bundle_format2", ROOT / "examples" / "demo_bundle",
+COMMITTED = [ROOT / "tests" / "fixtures" / "bundle_format2",
              ROOT / "benchmarks" / "results" / "codiesp_transition" / "bundle"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
