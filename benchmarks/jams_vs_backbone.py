@@ -45,7 +45,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-ABLATIONS = ("no_mat", "unweighted", "mat_only", "union", "tied", "tied_backbone")
+#: ``no_proc_links`` first: the order of the committed ablation run (issue #19), which
+#: reproduces with ``--models laat --ablations --seeds 0 1``
+ABLATIONS = ("no_proc_links", "no_mat", "unweighted", "mat_only", "union", "tied",
+             "tied_backbone")
 #: Reference variant -> (variants compared with it, what the paired delta measures).
 ABLATION_REFERENCES = {
     "no_mat": (("jams", "unweighted", "union", "no_proc_links"),
