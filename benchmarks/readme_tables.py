@@ -29,9 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # sibling scripts, when imported
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # by path (the tests)
 
 from jams_pyg.eval.deltas import format_delta, rarest_groups
 from jams_pyg.eval.tables import (
@@ -138,19 +142,27 @@ def _epochs(run: Mapping[str, Any]) -> list[int]:
 def default_run_table(runs: Sequence[Mapping[str, Any]], spread_dir: Path | None,
                       labels: Sequence[str] = ("LAAT", "LAAT+JAMS")) -> str:
     """One draw and the spread to expect: per model, the seed-0 run (this CPU), the seed-0
-    run under each other kernel found in ``spread_dir/<kernel>/metrics.json``,
-    mean ± std [min–max] over every seed, and (with other kernels) the range over the
-    seeds and the other kernels' seed-0 runs: what a user's run is expected inside (×100)."""
+    run under each other kernel or thread count found in ``spread_dir/<name>/metrics.json``
+    (``<kernel>`` or ``<kernel>-threads<N>``, default_run_spread.py's folders), mean ± std
+    [min–max] over every seed, and (with other runs) the range over the seeds and the other
+    seed-0 runs: what a user's run is expected inside (×100)."""
     header = ["Model", "run"] + [f"{SYSTEM_LABELS[s]} {name}" for s, _, name in
                                  DEFAULT_RUN_COLUMNS] + ["epochs"]
     lines = ["| " + " | ".join(header) + " |",
              "|:---|:---|" + "---:|" * (len(header) - 2)]
-    kernels: dict[str, list[Mapping[str, Any]]] = {}
+    kernels: dict[str, list[Mapping[str, Any]]] = {}  # row label -> that run's metrics
     if spread_dir is not None:
-        for kernel in KERNEL_LABELS:
-            path = spread_dir / kernel / "metrics.json"
-            if kernel != "native" and path.exists():
-                kernels[kernel] = json.loads(path.read_text())
+        from default_run_spread import parse_run_name
+
+        found = {parse_run_name(path.parent.name): path
+                 for path in spread_dir.glob("*/metrics.json")}
+        for kernel, threads in sorted(found, key=lambda k: (list(KERNEL_LABELS).index(k[0]),
+                                                            k[1] or 0)):
+            if (kernel, threads) == ("native", None):
+                continue  # that run is the seeds' seed 0
+            what = KERNEL_LABELS[kernel] if threads is None else (
+                f"{KERNEL_LABELS[kernel].split(' (')[0]}, {threads} threads")
+            kernels[what] = json.loads(found[kernel, threads].read_text())
 
     def row(label: str, what: str, picked: Sequence[Mapping[str, Any]],
             range_only: bool = False) -> str:
@@ -178,10 +190,10 @@ def default_run_table(runs: Sequence[Mapping[str, Any]], spread_dir: Path | None
             raise ValueError(f"no run labelled {label!r} in the results")
         first = [r for r in seeded if r["seed"] == 0]
         lines.append(row(label, f"seed 0, {KERNEL_LABELS['native']}", first))
-        for kernel, kernel_runs in kernels.items():
+        for what, kernel_runs in kernels.items():
             same = [r for r in kernel_runs if r["label"] == label and r["seed"] == 0]
             if same:
-                lines.append(row(label, f"seed 0, {KERNEL_LABELS[kernel]}", same))
+                lines.append(row(label, f"seed 0, {what}", same))
         seeds = ",".join(str(r["seed"]) for r in seeded)
         lines.append(row(label, f"seeds {seeds}: mean ± std [min–max]", seeded))
         # What a user should expect: a seed-0 run lands on one kernel, so the range spans

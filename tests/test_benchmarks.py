@@ -34,14 +34,15 @@ def test_jvb_train_settings_are_the_synthetic_presets():
     args = jvb.parse_args(["--models", "laat", "caml", "--ablations", "--seeds", "0",
                            "--size", "2.5", "--epochs", "1"])
     assert args.models == ["laat", "caml"]
-    assert args.variants == ["backbone", "jams", "no_mat", "unweighted", "mat_only", "union",
-                             "tied", "tied_backbone"]
+    # the order of the committed ablation run, which this command reproduces
+    assert args.variants == ["backbone", "jams", "no_proc_links", "no_mat", "unweighted",
+                             "mat_only", "union", "tied", "tied_backbone"]
     assert args.seeds == [0]
     assert args.model_seeds == {"laat": [0], "caml": [0]}
     assert args.synthetic_size == 2.5
     assert jvb.train_settings(args, "caml", 0)["epochs"] == 1
     assert jvb.parse_args(["--variants", "no_mat", "--ablations"]).variants == [
-        "no_mat", "unweighted", "mat_only", "union", "tied", "tied_backbone"]
+        "no_mat", "no_proc_links", "unweighted", "mat_only", "union", "tied", "tied_backbone"]
     args = jvb.parse_args(["--models", "laat", "caml", "--seeds-for", "laat:0,1,2,3,4"])
     assert args.model_seeds == {"laat": [0, 1, 2, 3, 4], "caml": [0, 1, 2]}
 
@@ -184,18 +185,27 @@ def test_default_run_table_expect_row_spans_seeds_and_other_kernels(tmp_path):
         return r | {"training": {"icd9": {"training": {"epochs_run": epochs}}}}
 
     seeds = [run(0, 0.880, 42), run(1, 0.870, 30)]
-    (tmp_path / "default").mkdir()  # the scalar kernels: above every seed (the README's case)
-    (tmp_path / "default" / "metrics.json").write_text(json.dumps([run(0, 0.895, 27)]))
+    for name, icd10_micro, epochs in (("default", 0.895, 27),  # the scalar kernels: above
+                                      ("native-threads2", 0.865, 44),  # every seed / below
+                                      ("native", 0.5, 1)):  # the seeds' seed 0: not read
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(
+            json.dumps([run(0, icd10_micro, epochs)]))
     lines = tables.default_run_table(seeds, tmp_path, labels=("LAAT",)).splitlines()
     assert [line.split(" | ")[1] for line in lines[2:]] == [
-        "seed 0, AVX-512 kernels (what this machine picks)", "seed 0, scalar kernels",
-        "seeds 0,1: mean ± std [min–max]", "expect: seeds and kernels [min–max]"]
+        "seed 0, AVX-512 kernels (what this machine picks)", "seed 0, AVX-512 kernels, 2 threads",
+        "seed 0, scalar kernels", "seeds 0,1: mean ± std [min–max]",
+        "expect: seeds and kernels [min–max]"]
     icd10_micro = 6  # cells: "| Model", run, four ICD-9 columns, then ICD-10 micro-F1
     # mean 87.5, sample std sqrt(2) * 0.5 = 0.7
-    assert lines[4].split(" | ")[icd10_micro] == "87.5 ± 0.7 [87.0–88.0]"
-    assert lines[5].split(" | ")[icd10_micro] == "87.0–89.5"  # the kernel widens it
-    assert lines[5].split(" | ")[2] == "90.0–90.0"  # ICD-9 micro-F1: one value everywhere
-    assert lines[5].endswith("| 27–42 |")
+    assert lines[5].split(" | ")[icd10_micro] == "87.5 ± 0.7 [87.0–88.0]"
+    assert lines[6].split(" | ")[icd10_micro] == "86.5–89.5"  # the other runs widen it
+    assert lines[6].split(" | ")[2] == "90.0–90.0"  # ICD-9 micro-F1: one value everywhere
+    assert lines[6].endswith("| 27–44 |")
+    (tmp_path / "avx2-threadsX").mkdir()
+    (tmp_path / "avx2-threadsX" / "metrics.json").write_text("[]")
+    with pytest.raises(ValueError, match="avx2-threadsX"):
+        tables.default_run_table(seeds, tmp_path, labels=("LAAT",))
     # without other kernels there is nothing to add beyond the seed range
     assert len(tables.default_run_table(seeds, None, labels=("LAAT",)).splitlines()) == 4
 
@@ -211,8 +221,11 @@ def test_procedure_links_reach_model_selection_and_default_run_spread(tmp_path, 
     spread = load_benchmark("default_run_spread")
     commands = []
 
+    envs = []
+
     def fake_run(command, **kwargs):  # the train command, as the driver would start it
         commands.append(command)
+        envs.append(kwargs["env"])
         run_dir = Path(command[command.index("--output-dir") + 1])
         run_dir.mkdir(parents=True)
         for name in ("metrics.json", "report.md"):
@@ -223,3 +236,11 @@ def test_procedure_links_reach_model_selection_and_default_run_spread(tmp_path, 
                         "--work-dir", str(tmp_path / "w"), "--no-procedure-links"]) == 0
     assert commands[0][-1] == "--no-procedure-links"
     assert (tmp_path / "r" / "avx2" / "metrics.json").exists()
+    assert envs[0]["ATEN_CPU_CAPABILITY"] == "avx2"
+    # --threads: the thread count set for the run, named in its folder
+    assert spread.main(["--kernels", "native", "--threads", "2", "--results-dir",
+                        str(tmp_path / "r"), "--work-dir", str(tmp_path / "w")]) == 0
+    assert envs[1]["OMP_NUM_THREADS"] == "2" and "ATEN_CPU_CAPABILITY" not in envs[1]
+    assert (tmp_path / "r" / "native-threads2" / "metrics.json").exists()
+    assert spread.parse_run_name("native-threads2") == ("native", 2)
+    assert spread.parse_run_name("default") == ("default", None)
