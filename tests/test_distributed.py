@@ -4,6 +4,7 @@ global batch; DDP looks for unused parameters only in models that have them."""
 
 from __future__ import annotations
 
+import gc
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -115,6 +116,12 @@ def _worker(rank: int, world: int, folder: str, sync_every_micro_step: bool) -> 
     torch.save({"weights": state, "reduced_at": reduced_at, "micro_steps": micro_steps[0],
                 "find_unused": trainer.model.find_unused_parameters},
                Path(folder) / f"rank{rank}.pt")
+    # Tear down in order: the DDP model (its reducer holds the process group) first, then,
+    # once both ranks are here, the group. Left to the end of this frame, its destruction
+    # after destroy_process_group hung one run in three of the control test below.
+    del trainer
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -108,5 +108,6 @@ def test_every_results_table_is_rendered_from_committed_results():
     names = [name for name, _, _ in tables.marked_tables(README)]
     assert len(names) == len(set(names)) and set(names) == set(tables.SECTIONS)
     assert tables.render_readme(README) == README
-    doctored = README.replace("| 93.1 | 63.2 | 92.2 |", "| 93.1 | 63.3 | 92.2 |", 1)
+    # a hand-edited number of the default-run table's seed-0 LAAT row is put back
+    doctored = README.replace("| 92.1 | 52.3 | 91.2 |", "| 92.1 | 52.4 | 91.2 |", 1)
     assert doctored != README and tables.render_readme(doctored) == README
