@@ -124,9 +124,11 @@ def ablation_table(payload: Mapping[str, Any], model: str = "laat") -> str:
 DEFAULT_RUN_COLUMNS = [(s, key, name) for s in ("icd9", "icd10") for key, name in (
     ("f1_micro", "micro-F1"), ("f1_macro", "macro-F1"), ("map", "MAP"),
     ("bucket 1-10", "1–10 macro-F1"))]
-#: ATen kernels of default_run_spread.py: the row label of each.
-KERNEL_LABELS = {"native": "AVX-512 kernels (what this machine picks)", "avx2": "AVX2 kernels",
-                 "default": "scalar kernels"}
+#: ATen kernels of default_run_spread.py: the name of each in the rows' labels.
+KERNEL_NAMES = {"native": "AVX-512 kernels", "avx2": "AVX2 kernels",
+                "default": "scalar kernels"}
+#: The kernel a CPU of this machine type picks by itself (the seeds' runs use it).
+NATIVE_LABEL = f"{KERNEL_NAMES['native']} (what this machine picks)"
 
 
 def _scores(run: Mapping[str, Any], system: str) -> dict[str, float | None]:
@@ -152,16 +154,17 @@ def default_run_table(runs: Sequence[Mapping[str, Any]], spread_dir: Path | None
              "|:---|:---|" + "---:|" * (len(header) - 2)]
     kernels: dict[str, list[Mapping[str, Any]]] = {}  # row label -> that run's metrics
     if spread_dir is not None:
-        from default_run_spread import parse_run_name
+        from default_run_spread import KERNELS, parse_run_name
 
         found = {parse_run_name(path.parent.name): path
                  for path in spread_dir.glob("*/metrics.json")}
-        for kernel, threads in sorted(found, key=lambda k: (list(KERNEL_LABELS).index(k[0]),
-                                                            k[1] or 0)):
+        for kernel, threads in sorted(found, key=lambda k: (KERNELS.index(k[0]), k[1] or 0)):
             if (kernel, threads) == ("native", None):
                 continue  # that run is the seeds' seed 0
-            what = KERNEL_LABELS[kernel] if threads is None else (
-                f"{KERNEL_LABELS[kernel].split(' (')[0]}, {threads} threads")
+            if threads is not None:
+                what = f"{KERNEL_NAMES[kernel]}, {threads} threads"
+            else:
+                what = NATIVE_LABEL if kernel == "native" else KERNEL_NAMES[kernel]
             kernels[what] = json.loads(found[kernel, threads].read_text())
 
     def row(label: str, what: str, picked: Sequence[Mapping[str, Any]],
@@ -189,7 +192,7 @@ def default_run_table(runs: Sequence[Mapping[str, Any]], spread_dir: Path | None
         if not seeded:
             raise ValueError(f"no run labelled {label!r} in the results")
         first = [r for r in seeded if r["seed"] == 0]
-        lines.append(row(label, f"seed 0, {KERNEL_LABELS['native']}", first))
+        lines.append(row(label, f"seed 0, {NATIVE_LABEL}", first))
         for what, kernel_runs in kernels.items():
             same = [r for r in kernel_runs if r["label"] == label and r["seed"] == 0]
             if same:
