@@ -17,6 +17,8 @@ from jams_pyg.cli.common import (
     positive_int,
 )
 from jams_pyg.eval.protocol import THRESHOLD_PROTOCOLS
+from jams_pyg.graph.directions import DIRECTIONS
+from jams_pyg.models.config import OUTPUT_LAYERS
 
 DESCRIPTION = """\
 Score a model bundle (e.g. OUTPUT_DIR/jams/model of `jams-pyg train`) on the documents of
@@ -31,8 +33,10 @@ and recorded (unknown_code_share). On the data a bundle was trained on there are
 this (or --tune-on val) gives the numbers of its training run.
 
 The GEM reading and the output layer are the bundle's (its weights were trained with them:
-`jams-pyg train --variants union` / `tied` chooses them); the first line names them and
---output records them (model_choices).
+`jams-pyg train --gem-direction` / `--output-layer` choose them); the first line names them
+and --output records them (model_choices). Here --gem-direction and --output-layer say which
+the bundle must have: a bundle with another is an error before any scoring (a script meant
+for the union model does not score the directional one).
 """
 
 
@@ -81,6 +85,22 @@ def describe_choices(choices: dict[str, Any]) -> str:
     return f"{mat}, {choices['output_layer']} output layer"
 
 
+def check_choices(choices: dict[str, Any], gem_direction: str | None,
+                  output_layer: str | None) -> None:
+    """Raise a ValueError unless the bundle's ``choices`` (:func:`model_choices`) are the GEM
+    reading and output layer asked for (``None``: any); the message names the bundle's."""
+    if gem_direction is not None and choices["gem_direction"] != gem_direction:
+        has = (f"runs MAT over the {choices['gem_direction']} GEM reading" if choices["use_mat"]
+               else "has no MAT (it reads no GEMs)")
+        raise ValueError(f"--gem-direction {gem_direction}: the bundle {has}; `jams-pyg train "
+                         f"--gem-direction {gem_direction}` trains a model that reads the "
+                         f"GEMs as {gem_direction}")
+    if output_layer is not None and choices["output_layer"] != output_layer:
+        raise ValueError(f"--output-layer {output_layer}: the bundle has the "
+                         f"{choices['output_layer']} output layer; `jams-pyg train "
+                         f"--output-layer {output_layer}` trains one with the {output_layer}")
+
+
 def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
     """``{"model_choices": model_choices(...), "systems": {system: ...}}``, per system:
     threshold, metrics, threshold protocol, number of documents and of unknown codes; the
@@ -93,6 +113,8 @@ def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--protocol {args.protocol} chooses how --tune-on tunes the "
                          "threshold; without --tune-on the bundle's threshold applies")
     predictor = JAMSPredictor.load(args.model, device=args.device)
+    choices = model_choices(predictor.bundle.model_config)
+    check_choices(choices, args.gem_direction, args.output_layer)
     # the bundle records the protocol its thresholds were tuned with (edin before it did)
     protocol = args.protocol or predictor.bundle.extra.get("protocol", {}).get("threshold",
                                                                                "edin")
@@ -119,7 +141,7 @@ def evaluate_bundle(args: argparse.Namespace) -> dict[str, Any]:
             print(f"jams-pyg evaluate: {system}: {unknown} of {total} code occurrences of the "
                   f"{args.split} split are not among the model's {len(codes)} codes "
                   "(left out of the targets)", file=sys.stderr)
-    return {"model_choices": model_choices(predictor.bundle.model_config), "systems": results}
+    return {"model_choices": choices, "systems": results}
 
 
 def _percent(value: float | None) -> str:
@@ -190,6 +212,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--protocol", choices=THRESHOLD_PROTOCOLS,
                           help="how --tune-on tunes the threshold: edin (Edin et al.'s grid) "
                           "or exact (the exact micro-F1 maximiser); default: the bundle's")
+    evaluate.add_argument("--gem-direction", choices=DIRECTIONS,
+                          help="the GEM reading the bundle must have (another is an error "
+                          "before any scoring); default: any")
+    evaluate.add_argument("--output-layer", choices=OUTPUT_LAYERS,
+                          help="the output layer the bundle must have (another is an error "
+                          "before any scoring); default: any")
     evaluate.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                           help="documents per forward pass")
     evaluate.add_argument("--device", help="torch device (default: cuda if available, "

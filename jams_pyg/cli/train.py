@@ -21,12 +21,13 @@ from jams_pyg.cli.synthetic import size_type
 from jams_pyg.data.defaults import SIZES
 from jams_pyg.eval.names import MONITORS
 from jams_pyg.eval.protocol import THRESHOLD_PROTOCOLS
+from jams_pyg.graph.directions import DIRECTIONS
 from jams_pyg.icd.codes import SYSTEM_LABELS, SYSTEMS
-from jams_pyg.models.config import BACKBONES
+from jams_pyg.models.config import BACKBONES, OUTPUT_LAYERS
 from jams_pyg.train.config import AMP_DTYPES, TrainConfig, train_setting_type
 from jams_pyg.train.presets import train_settings
 from jams_pyg.train.progress import format_duration
-from jams_pyg.train.variants import SEPARATE_VARIANTS, VARIANTS
+from jams_pyg.train.variants import SEPARATE_VARIANTS, VARIANTS, variant_for
 
 log = logging.getLogger("jams_pyg.train")
 
@@ -74,6 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="runs to compare (default: backbone jams); ablations: no_mat, "
                       "unweighted, mat_only, union, no_proc_links (with procedure links); "
                       "our tied output layer: tied, tied_backbone")
+    parser.add_argument("--gem-direction", choices=DIRECTIONS,
+                        help="the GEM reading MAT runs on: directional (the official code's, "
+                        "what jams reads) or union; union trains the variant union in place "
+                        "of jams (runs without MAT are unchanged)")
+    parser.add_argument("--output-layer", choices=OUTPUT_LAYERS,
+                        help="separate (a per-code output matrix per system, the official "
+                        "code's) or code_table (our tied output layer): code_table trains "
+                        "tied in place of jams and tied_backbone in place of backbone")
     parser.add_argument("--data", dest="data_dir", metavar="DIR",
                         help="folder with Edin et al.'s MIMIC-IV ICD-9/ICD-10 files "
                         "(default: generate the synthetic corpus)")
@@ -255,6 +264,31 @@ def _overwrite_runs(base: Path, variants: list[str], parser: argparse.ArgumentPa
         log.info("--overwrite: removed the earlier run in %s: %s", base, ", ".join(removed))
 
 
+def _with_choices(variants: list[str], args: argparse.Namespace,
+                  parser: argparse.ArgumentParser) -> list[str]:
+    """``variants`` with ``--gem-direction`` and ``--output-layer`` applied: each becomes the
+    variant with those choices (:func:`~jams_pyg.train.variants.variant_for`: the variant
+    stays the one home of the choice); a contradiction or two runs made one is an error."""
+    flags = " ".join(f"--{name.replace('_', '-')} {getattr(args, name)}"
+                     for name in ("gem_direction", "output_layer")
+                     if getattr(args, name) is not None)
+    if not flags:
+        return variants
+    try:
+        chosen = [variant_for(v, args.gem_direction, args.output_layer) for v in variants]
+    except ValueError as err:
+        parser.error(f"{flags}: {err}")
+    for variant in set(chosen):
+        merged = [v for v, c in zip(variants, chosen, strict=True) if c == variant]
+        if len(merged) > 1:
+            parser.error(f"{flags} makes {' and '.join(merged)} the same run ({variant}): "
+                         "name it once")
+    moved = [f"{c} in place of {v}" for v, c in zip(variants, chosen, strict=True) if v != c]
+    if moved:
+        log.info("%s: training %s", flags, ", ".join(moved))
+    return chosen
+
+
 def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
                    ) -> list[dict[str, Any]]:
     """Check every setting and output folder first, then train each variant in turn and
@@ -286,6 +320,7 @@ def train_variants(args: argparse.Namespace, parser: argparse.ArgumentParser
             parser.error(f"--data {args.data_dir} holds {label} data only, and "
                          f"{', '.join(joint)} {verb} ICD-9 and ICD-10 jointly: train the "
                          "plain backbone (--no-jams)")
+    variants = _with_choices(variants, args, parser)
     try:  # settings that fail only together (batch size and accumulation) fail now
         configs = [experiment_config(args, v, base / v, systems) for v in variants]
     except ValueError as err:
