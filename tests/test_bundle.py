@@ -38,13 +38,17 @@ THRESHOLDS = {"icd9": 0.4, "icd10": 0.6}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def make_model(config=None):
+def make_model(config=None, **fields):
+    """A small CAML model (``fields``: ModelConfig fields), its config, tokenizer and GEM
+    graph (in the config's reading; ``None`` without MAT)."""
     tok = WordTokenizer.fit([clean_text(t) for t in TEXTS], min_df=1, max_length=32)
-    graph = GEMGraph.from_cms_2018(CODES["icd9"], CODES["icd10"])
     config = config or ModelConfig.for_backbone(
-        "caml", vocab_size=tok.vocab_size, embedding_dim=8, num_filters=8, kernel_size=3)
+        "caml", vocab_size=tok.vocab_size, embedding_dim=8, num_filters=8, kernel_size=3,
+        **fields)
+    graph = (GEMGraph.from_cms_2018(CODES["icd9"], CODES["icd10"],
+                                    direction=config.gem_direction) if config.use_mat else None)
     torch.manual_seed(0)
-    model = build_model(config, graph, {s: len(c) for s, c in CODES.items()})
+    model = build_model(config, graph, {s: len(CODES[s]) for s in config.systems})
     with torch.no_grad():  # move away from the initialisation
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -72,7 +76,9 @@ def test_layout_checksums_and_contents(saved):
     assert cfg["format_version"] == BUNDLE_VERSION
     assert cfg["systems"] == ["icd9", "icd10"] and cfg["max_length"] == 32
     assert cfg["thresholds"] == THRESHOLDS and cfg["extra"] == {"f1_micro": 0.5}
-    assert cfg["model_config"] == config.to_dict()
+    # the GEM reading lives in graph.safetensors only (format 4)
+    assert cfg["model_config"] == {k: v for k, v in config.to_dict().items()
+                                   if k != "gem_direction"}
     listed = set(cfg["files"])
     on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
     assert listed == on_disk - {"config.json"}
@@ -257,7 +263,7 @@ def test_edited_config_is_refused(copy, change):
 
 def test_config_checksum_covers_the_whole_content(saved):
     cfg = json.loads((saved[0] / "config.json").read_text())
-    assert cfg["format_version"] == BUNDLE_VERSION == 3
+    assert cfg["format_version"] == BUNDLE_VERSION == 4
     content = {k: v for k, v in cfg.items() if k != "config_sha256"}
     reference = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"))
                                .encode()).hexdigest()
@@ -320,6 +326,7 @@ def test_format_version_1_is_read_with_a_warning(saved, copy):
     def downgrade(cfg):
         cfg.pop("config_sha256")
         cfg["format_version"] = 1
+        cfg["model_config"]["gem_direction"] = "directional"  # before format 4, written
     edit_config(copy, downgrade)
     with pytest.warns(UserWarning, match="format version 1 has no config_sha256"):
         bundle = load_bundle(copy)

@@ -1,6 +1,7 @@
 """Issue #21, one home per choice: the GEM graph holds the MAT links and their direction
 (the model derives its edge buffers from it, outside the state dict, so a bundle stores the
-links once); bundles and checkpoints of an earlier jams_pyg that hold the links still load,
+links once, and since bundle format 4 its config no ``gem_direction``); bundles and
+checkpoints of an earlier jams_pyg that hold the links or the direction twice still load,
 checked against the graph."""
 
 import json
@@ -85,7 +86,7 @@ def test_mat_gets_edge_index_views_and_compares_no_links_per_call(monkeypatch):
 def test_a_saved_bundle_stores_the_links_once(tmp_path):
     model, config, tok, graph = make_model()
     path = save_bundle(tmp_path / "b", model, config, tok, CODES, THRESHOLDS, graph, 32)
-    assert json.loads((path / "config.json").read_text())["format_version"] == 3
+    assert json.loads((path / "config.json").read_text())["format_version"] == 4
     assert not set(EDGE_BUFFERS) & set(load_file(str(path / "weights.safetensors")))
     loaded = load_bundle(path)
     for name, buf in model.graph_buffers().items():
@@ -213,3 +214,68 @@ def test_jams_takes_its_settings_once():
     assert JAMS(*parts).config is None  # assembled by hand: no config to record
     with pytest.raises(TypeError, match="config"):
         JAMS(*parts, config=config)
+
+
+#: committed bundles written with bundle format 3 (gem_direction also in config.json)
+FORMAT_3 = [ROOT / "tests" / "golden" / "bundle", ROOT / "examples" / "demo_bundle"]
+
+
+@pytest.mark.parametrize("direction", ["directional", "union"])
+def test_a_saved_bundle_stores_the_gem_reading_once_in_its_graph(direction, tmp_path):
+    model, config, tok, graph = make_model(gem_direction=direction)
+    assert graph.direction == config.gem_direction == direction
+    path = save_bundle(tmp_path / "b", model, config, tok, CODES, THRESHOLDS, graph, 32)
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["format_version"] == 4 and "gem_direction" not in cfg["model_config"]
+    graph_keys = set(load_file(str(path / "graph.safetensors")))
+    assert ("icd10_edge_index" in graph_keys) == (direction == "directional")
+    loaded = load_bundle(path)
+    assert loaded.model_config == config and loaded.graph.direction == direction
+    assert loaded.model.directional == (direction == "directional")
+
+
+def test_a_bundle_without_graph_keeps_its_reading_in_the_config(tmp_path):
+    model, config, tok, _graph = make_model(systems=("icd10",), use_mat=False)
+    codes = {"icd10": CODES["icd10"]}
+    path = save_bundle(tmp_path / "b", model, config, tok, codes, {"icd10": 0.5}, None, 32)
+    assert json.loads((path / "config.json").read_text())["model_config"]["gem_direction"] == (
+        "directional")
+    assert load_bundle(path).model_config == config
+
+
+def test_saving_refuses_a_config_whose_reading_is_not_the_graphs(tmp_path):
+    model, config, tok, graph = make_model()
+    union = ModelConfig.from_dict({**config.to_dict(), "gem_direction": "union"})
+    with pytest.raises(ValueError, match="model_config.gem_direction is 'union' but the GEM "
+                       "graph is directional"):
+        save_bundle(tmp_path / "b", model, union, tok, CODES, THRESHOLDS, graph, 32)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_format_4_config_that_also_names_the_reading_is_refused(tmp_path):
+    model, config, tok, graph = make_model()
+    path = save_bundle(tmp_path / "b", model, config, tok, CODES, THRESHOLDS, graph, 32)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["model_config"]["gem_direction"] = "directional"  # even the right one: two homes
+    (path / "config.json").write_text(json.dumps(cfg))
+    _resign(path)
+    with pytest.raises(BundleError, match=r"config\.json: model_config holds gem_direction, "
+                       r"which a format-4 bundle keeps in graph\.safetensors only"):
+        load_bundle(path)
+
+
+@pytest.mark.parametrize("bundle", FORMAT_3, ids=lambda p: p.parent.name + "/" + p.name)
+def test_committed_format_3_bundles_load_with_their_reading_checked(bundle, tmp_path):
+    cfg = json.loads((bundle / "config.json").read_text())
+    assert cfg["format_version"] == 3
+    assert cfg["model_config"]["gem_direction"] == "directional"
+    loaded = load_bundle(bundle)
+    assert loaded.model_config.gem_direction == loaded.graph.direction == "directional"
+    # the copy in config.json is checked against the graph: a contradiction is refused
+    copy = shutil.copytree(bundle, tmp_path / "b")
+    cfg["model_config"]["gem_direction"] = "union"
+    (copy / "config.json").write_text(json.dumps(cfg))
+    _resign(copy)
+    with pytest.raises(BundleError, match=r"config\.json: cannot build the model .*union GEM "
+                       r"graph but the graph is directional"):
+        load_bundle(copy)

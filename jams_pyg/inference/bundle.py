@@ -14,7 +14,9 @@ from the bundle)::
     tokenizer/           a Hugging Face tokenizer folder (save_pretrained), for PLM-ICD
     graph.safetensors    GEM graph edges (edge_index [2, E], edge_weight [E]; a directional
                          graph adds icd10_edge_index [2, E'], icd10_edge_weight [E']), the
-                         one home of the links MAT runs on and of their direction  [optional]
+                         one home of the links MAT runs on and of their direction, the GEM
+                         reading (config.json's model config then has no gem_direction)
+                                                                                  [optional]
     graph_codes.json     GEM graph node codes {"icd9_codes": [...], "icd10_codes": [...]}
 
 ``config.json``'s ``"ood"`` holds the out-of-distribution calibration on held-out notes
@@ -36,9 +38,16 @@ its place in one atomic exchange (:func:`jams_pyg.atomic.atomic_folder`): a cras
 leaves the previous bundle or the complete new one, never a mix (our own extension; the
 official code saves a checkpoint file in place).
 
-Format versions: 3 (written since the GEM links left the state dict); 2 (``config_sha256``)
-and 1 (no ``config_sha256``; read with a warning that its ``config.json`` is not protected:
-re-save it to upgrade) are still read.
+Format versions: 4 (written since the GEM reading left ``config.json``); 3 (the GEM links
+left the state dict), 2 (``config_sha256``) and 1 (no ``config_sha256``; read with a warning
+that its ``config.json`` is not protected: re-save it to upgrade) are still read.
+
+The GEM reading is stored once. Up to version 3 ``config.json``'s model config also held
+``gem_direction``, which the graph's layout already says (a directional graph has ICD-10
+links of its own); loading such a bundle checks the two agree. Version 4 writes it only
+where a bundle has no graph (a model without MAT, where it is no choice the weights made);
+an older jams_pyg would read a version-4 config without it as the union reading of its
+oldest configs, hence the new version.
 
 The graph is stored once. Up to version 2 ``weights.safetensors`` also held the model's MAT
 links (``edge_index``, ``edge_weight`` and, directional, ``edge_index_icd10``,
@@ -327,6 +336,12 @@ def save_bundle(
 
     config_dict = model_config.to_dict()
     config_dict["plm_path_or_config"] = _plm_config_dict(model_config.plm_path_or_config)
+    if graph is not None:  # the graph is the GEM reading's one home (format 4)
+        if graph.direction != model_config.gem_direction:
+            raise ValueError(f"model_config.gem_direction is {model_config.gem_direction!r} "
+                             f"but the GEM graph is {graph.direction}: pass the graph the "
+                             "model was built with")
+        del config_dict["gem_direction"]
     if model_config.model != "plm_icd" and config_dict.get("vocab_size", 0) <= 0:
         config_dict["vocab_size"] = len(tokenizer)
     try:
@@ -431,6 +446,24 @@ def _interrupted_save(directory: Path) -> Path | None:
     return None
 
 
+def _model_config_dict(config: dict[str, Any], graph: GEMGraph | None,
+                       cfg_path: Path) -> dict[str, Any]:
+    """``config.json``'s model config with its GEM reading: since format 4 a bundle with a
+    graph keeps the reading in the graph only (``gem_direction`` is the graph's direction);
+    earlier bundles also wrote it into the config, which :func:`build_model` checks
+    against the graph."""
+    raw = config["model_config"]
+    if not isinstance(raw, dict):
+        raise BundleError(f"{cfg_path}: bad model_config (expected an object, got "
+                          f"{type(raw).__name__})")
+    if config["format_version"] < 4 or graph is None:
+        return raw
+    if "gem_direction" in raw:
+        raise BundleError(f"{cfg_path}: model_config holds gem_direction, which a format-4 "
+                          f"bundle keeps in {GRAPH_FILE} only (the direction of its links)")
+    return {**raw, "gem_direction": graph.direction}
+
+
 def _load_bundle(directory: Path, device: torch.device, verify: bool) -> Bundle:
     config = read_bundle_config(directory, verify=verify)
     cfg_path = directory / CONFIG_FILE
@@ -438,8 +471,9 @@ def _load_bundle(directory: Path, device: torch.device, verify: bool) -> Bundle:
     if (not isinstance(systems, list) or not systems
             or any(s not in SYSTEMS for s in systems)):
         raise BundleError(f"{cfg_path}: bad 'systems' {systems!r}")
+    graph = read_graph(directory) if config.get("graph") else None
     try:
-        model_config = ModelConfig.from_dict(config["model_config"])
+        model_config = ModelConfig.from_dict(_model_config_dict(config, graph, cfg_path))
     except (TypeError, ValueError) as err:
         raise BundleError(f"{cfg_path}: bad model_config ({err})") from err
     if list(model_config.systems) != systems:
@@ -449,7 +483,6 @@ def _load_bundle(directory: Path, device: torch.device, verify: bool) -> Bundle:
     if not isinstance(raw_codes, dict):
         raise BundleError(f"{directory / CODES_FILE}: expected {{system: [codes]}}")
     max_length = config["max_length"]
-    graph = read_graph(directory) if config.get("graph") else None
     try:
         codes, thresholds = _check_parts(systems, raw_codes, config["thresholds"], max_length,
                                          graph, model_config.use_mat)

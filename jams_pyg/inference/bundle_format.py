@@ -41,11 +41,12 @@ __all__ = [
 BUNDLE_FORMAT = "jams_pyg.bundle"
 #: Version of the bundle layout written by :func:`~jams_pyg.inference.bundle.save_bundle`;
 #: loading any other is refused.
-BUNDLE_VERSION = 3
+BUNDLE_VERSION = 4
 #: Versions :func:`~jams_pyg.inference.bundle.load_bundle` reads: 1 (before
-#: ``config_sha256``; loaded with a warning) and 2 (the GEM links also in the weights:
-#: checked against the graph and dropped).
-READABLE_VERSIONS = (1, 2, 3)
+#: ``config_sha256``; loaded with a warning), 2 (the GEM links also in the weights: checked
+#: against the graph and dropped) and 3 (``gem_direction`` also in the model config: checked
+#: against the graph).
+READABLE_VERSIONS = (1, 2, 3, 4)
 CONFIG_CHECKSUM_KEY = "config_sha256"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"

@@ -224,7 +224,8 @@ class ModelConfig:
         gem_direction: The GEM graph MAT runs on: ``"directional"`` (default, official code:
             forward-file links update ICD-9 codes, backward-file links ICD-10 codes) or
             ``"union"`` (one symmetric edge set, ablation); the graph passed to
-            :func:`build_model` must match.
+            :func:`build_model` must match.  The run's request: a saved bundle keeps the
+            reading in its graph only (bundle format 4) and fills this field from it.
         attention: Token softmax implementation of the heads, ``"sdpa"`` or ``"explicit"``.
         backbone: The backbone's own settings (default: its class's defaults); must be the
             config class of ``model``.
