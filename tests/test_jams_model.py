@@ -244,21 +244,24 @@ def test_tied_output_layer_and_explicit_attention_agree_in_shape_and_fit():
 
 
 @pytest.mark.parametrize("output_layer", ["separate", "code_table"])
-def test_the_heads_output_projection_follows_output_layer(output_layer):
-    # output_layer is the one home of the choice: heads built for the other one (an unused
-    # projection, or none to derive the output vectors) are refused, naming the head
+def test_the_output_layer_is_the_heads(output_layer):
+    # the heads are the one home of the choice: the model asks them, and heads built for
+    # different output layers are refused, naming each head's
     built = {layer: build_model(_config("laat", output_layer=layer), None, NUM_CODES)
              for layer in ("separate", "code_table")}
     model, other = built[output_layer], built[
         "code_table" if output_layer == "separate" else "separate"]
-    parts = (model.encoder, model.heads, NUM_CODES, model.code_dim)
-    JAMS(*parts, output_layer=output_layer, key_proj=model.key_proj)  # its own heads: fine
+    assert model.output_layer == output_layer
+    assert (len(model.outputs) == 0) == (output_layer == "code_table")
+    again = JAMS(model.encoder, model.heads, NUM_CODES, model.code_dim,
+                 key_proj=model.key_proj)
+    assert again.output_layer == output_layer
+    assert set(again.state_dict()) == set(model.state_dict())
     mixed = {"icd9": model.heads["icd9"], "icd10": other.heads["icd10"]}
-    has_proj = output_layer == "separate"
-    with pytest.raises(ValueError, match=rf"output_layer='{output_layer}' but the icd10 head "
-                       rf"was built with output_proj={has_proj}"):
-        JAMS(model.encoder, mixed, NUM_CODES, model.code_dim, output_layer=output_layer,
-             key_proj=model.key_proj)
+    proj = output_layer == "code_table"
+    with pytest.raises(ValueError, match=rf"the heads differ in their output layer \(output_proj "
+                       rf"per system: {{'icd9': {proj}, 'icd10': {not proj}}}\)"):
+        JAMS(model.encoder, mixed, NUM_CODES, model.code_dim, key_proj=model.key_proj)
 
 
 def _laat_reference(model, ids, mask, system, s):

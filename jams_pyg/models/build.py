@@ -120,7 +120,6 @@ def build_model(
         mat=mat,
         graph=graph if config.use_mat else None,
         edge_weighting=config.edge_weighting,
-        output_layer=config.output_layer,
         key_proj=key_proj,
         # LAAT / PLM-ICD: N(0, 0.03) (official code, Edin et al.); CAML / MultiResCNN
         # outputs Xavier (official CAMLAttention), code tables Xavier without MAT (Edin et al.)

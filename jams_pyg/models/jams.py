@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch_geometric import EdgeIndex
 
 from jams_pyg.icd.codes import SYSTEM_IDS
-from jams_pyg.models.config import OUTPUT_LAYERS, ModelConfig, check_choice
+from jams_pyg.models.config import ModelConfig
 from jams_pyg.models.encoders import TextEncoder
 from jams_pyg.models.heads import LabelAttentionHead
 from jams_pyg.nn.mat_conv import tensor_version
@@ -104,7 +104,11 @@ class JAMS(nn.Module):
     Args:
         encoder (TextEncoder or dict[str, TextEncoder]): Shared text encoder, ``out_channels``
             wide, or one encoder per coding system (all equally wide; ablation).
-        heads (dict[str, LabelAttentionHead]): One head per coding system.
+        heads (dict[str, LabelAttentionHead]): One head per coding system, the one home of
+            the output layer (:attr:`output_layer`): heads without an output projection
+            give each code its own output vector (``"separate"``), heads with one derive
+            them from the code table (``"code_table"``, see :class:`ModelConfig`); every
+            head the same.
         num_codes (dict[str, int]): Codes per system (label order = table rows).
         code_dim (int): Code embedding width ``d``.
         mat (nn.Module, optional): A :class:`jams_pyg.nn.MATConv` refining ``(U, V)``;
@@ -114,8 +118,6 @@ class JAMS(nn.Module):
             buffers that move with the model but are not part of the state dict.
         edge_weighting (bool, optional): Use the GEM edge weights; all ones if
             :obj:`False`. (default: :obj:`True`)
-        output_layer (str, optional): ``"separate"`` or ``"code_table"`` (see
-            :class:`ModelConfig`). (default: :obj:`"separate"`)
         key_proj (nn.Linear, optional): Key projection :math:`\mathbf{W}` shared by the
             heads of all systems (their keys are :math:`\tanh(\mathbf{W}\mathbf{H})`); the
             heads must then be built with ``key_proj=False``.
@@ -145,7 +147,6 @@ class JAMS(nn.Module):
         mat: nn.Module | None = None,
         graph: Any = None,
         edge_weighting: bool = True,
-        output_layer: str = "separate",
         key_proj: nn.Linear | None = None,
         output_init: str = "normal",
         table_init: str = "normal",
@@ -159,7 +160,6 @@ class JAMS(nn.Module):
                 raise ValueError(f"num_codes has no entry for system {s!r}")
             if int(num_codes[s]) <= 0:
                 raise ValueError(f"num_codes[{s!r}] must be positive, got {num_codes[s]}")
-        check_choice("output_layer", output_layer, OUTPUT_LAYERS)
         self.shared_encoder = isinstance(encoder, TextEncoder)
         self.encoder: nn.Module
         if isinstance(encoder, TextEncoder):
@@ -175,19 +175,17 @@ class JAMS(nn.Module):
             self.encoder = nn.ModuleDict(dict(encoder))
             width = widths[self.systems[0]]
         self.heads = nn.ModuleDict(dict(heads))
-        # one choice, one home: the heads' output projections follow output_layer
-        for s, head in self.heads.items():
-            has_proj = getattr(head, "output_proj", None) is not None
-            if has_proj != (output_layer == "code_table"):
-                raise ValueError(
-                    f"output_layer={output_layer!r} but the {s} head was built with "
-                    f"output_proj={has_proj}: 'separate' gives every code its own output "
-                    "vector (heads with output_proj=False), 'code_table' derives them from "
-                    "the code table (output_proj=True)"
-                )
+        # one choice, one home: the output layer is the heads' (their output projection)
+        projected = {s: getattr(head, "output_proj", None) is not None
+                     for s, head in self.heads.items()}
+        if len(set(projected.values())) > 1:
+            raise ValueError(
+                "the heads differ in their output layer (output_proj per system: "
+                f"{projected}): build every head with output_proj=False ('separate': every "
+                "code its own output vector) or every head with output_proj=True "
+                "('code_table': output vectors derived from the code table)")
         self.num_codes = {s: int(num_codes[s]) for s in self.systems}
         self.code_dim = code_dim
-        self.output_layer = output_layer
         self.edge_weighting = edge_weighting
         for name, value in (("output_init", output_init), ("table_init", table_init)):
             if value not in ("normal", "xavier"):
@@ -207,7 +205,7 @@ class JAMS(nn.Module):
                 s: nn.Parameter(torch.empty(self.num_codes[s], width))
                 for s in self.systems
             }
-            if output_layer == "separate"
+            if self.output_layer == "separate"
             else {}
         )
         self.mat = mat
@@ -246,6 +244,13 @@ class JAMS(nn.Module):
             out["edge_index" + suffix] = index.detach().clone().long()
             out["edge_weight" + suffix] = weight if edge_weighting else torch.ones_like(weight)
         return out
+
+    @property
+    def output_layer(self) -> str:
+        """``"code_table"`` when the heads derive the output vectors from the code table
+        (their ``output_proj``), else ``"separate"``: asked of :attr:`heads`."""
+        head = next(iter(self.heads.values()))
+        return "code_table" if getattr(head, "output_proj", None) is not None else "separate"
 
     @property
     def directional(self) -> bool:
