@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # sibling scripts, when imported
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # by path (the tests)
+# sibling scripts (benchmarks/), imported by name as each imports its own
+import codiesp_table
+from default_run_spread import KERNELS, parse_run_name
 
 from jams_pyg.eval.deltas import format_delta, rarest_groups
 from jams_pyg.eval.tables import (
@@ -154,8 +154,6 @@ def default_run_table(runs: Sequence[Mapping[str, Any]], spread_dir: Path | None
              "|:---|:---|" + "---:|" * (len(header) - 2)]
     kernels: dict[str, list[Mapping[str, Any]]] = {}  # row label -> that run's metrics
     if spread_dir is not None:
-        from default_run_spread import KERNELS, parse_run_name
-
         found = {parse_run_name(path.parent.name): path
                  for path in spread_dir.glob("*/metrics.json")}
         for kernel, threads in sorted(found, key=lambda k: (KERNELS.index(k[0]), k[1] or 0)):
@@ -338,24 +336,9 @@ def default_run_section() -> str:
                              RESULTS / "default_run_spread")
 
 
-def _codiesp() -> Any:
-    """``benchmarks/codiesp_table.py`` (the scripts are no package: imported by path)."""
-    import importlib.util
-    import sys
-
-    name = "_codiesp_table"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().with_name("codiesp_table.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 def codiesp_transition_runs() -> list[dict[str, Any]]:
     """The transition experiment's re-scored runs, as its summary.json records them."""
-    runs = _codiesp().stored_runs(RESULTS / "codiesp_transition")
+    runs = codiesp_table.stored_runs(RESULTS / "codiesp_transition")
     if not runs:
         raise FileNotFoundError("benchmarks/results/codiesp_transition/summary.json: run "
                                 "benchmarks/codiesp_table.py")
@@ -377,11 +360,11 @@ SECTIONS: dict[str, Any] = {
     "ablation-metrics": lambda: _ablation_tables()[0],
     "ablation-deltas": lambda: _ablation_tables()[1],
     "import-cost": import_cost_table,
-    "codiesp-backbones": lambda: _codiesp().backbone_results_table(RESULTS / "codiesp"),
-    "codiesp-published": lambda: _codiesp().published_table(),
-    "codiesp-transition": lambda: _codiesp().transition_scores_table(
+    "codiesp-backbones": lambda: codiesp_table.backbone_results_table(RESULTS / "codiesp"),
+    "codiesp-published": lambda: codiesp_table.published_table(),
+    "codiesp-transition": lambda: codiesp_table.transition_scores_table(
         codiesp_transition_runs()),
-    "codiesp-transition-deltas": lambda: _codiesp().transition_delta_table(
+    "codiesp-transition-deltas": lambda: codiesp_table.transition_delta_table(
         codiesp_transition_runs()),
 }
 

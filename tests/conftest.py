@@ -29,11 +29,16 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def load_benchmark(name: str, module_name: str | None = None) -> Any:
     """``benchmarks/<name>.py`` imported as a module (``_bench_<name>`` unless named): the
-    scripts are no package."""
+    scripts are no package. The benchmarks folder is on the path while it imports, as when
+    the script runs, so that it imports its siblings by name (``import codiesp``)."""
     spec = importlib.util.spec_from_file_location(module_name or f"_bench_{name}",
                                                   BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
     return module
 
 

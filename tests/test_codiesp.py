@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, load_benchmark
 
 from jams_pyg.cli import main
 from jams_pyg.data.codiesp import prepare_codiesp, read_codiesp_codes
@@ -207,19 +207,6 @@ def test_official_map_agrees_with_trectools(tmp_path, seed, depth):
 
 
 # ---------------------------------------------------- transition: the GEM conversion
-def _benchmark(name: str):
-    """``benchmarks/<name>.py`` as a module, the benchmarks folder on the path while it
-    imports (codiesp_transition imports its sibling codiesp by name)."""
-    import importlib
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.pop(0)
-
-
 def _raw_gem_targets(path: Path, source: str, reverse: bool = False) -> set[str]:
     """An independent read of a CMS GEM file: the targets of ``source`` (or, reversed, the
     sources that map to it), no-map lines left out."""
@@ -242,7 +229,7 @@ def test_transition_converts_icd10_to_icd9_by_every_backward_gem_target():
 
     from jams_pyg.icd.codes import format_code
 
-    t = _benchmark("codiesp_transition")
+    t = load_benchmark("codiesp_transition")
     maps = t.backward_maps()
     gems = SHARED_DATA / "gems"
     codes = ["I50.9", "J44.1", "R52.", "C34.9", "0DTJ4ZZ", "BW03ZZZ"]
@@ -265,7 +252,7 @@ def test_transition_converts_icd10_to_icd9_by_every_backward_gem_target():
 def test_transition_table_keeps_stored_runs_of_a_seed_whose_models_are_gone(tmp_path):
     """codiesp_table.transition_runs re-scores saved models; a seed without them keeps the
     runs summary.json recorded, only when they match the run JSONs' official MAP."""
-    t = _benchmark("codiesp_table")
+    t = load_benchmark("codiesp_table")
     official = {"map_d": 0.1, "map_p": 0.2, "map_p_full_codes": 0.3}
     record = {"key": "jams_seed7", "variant": "jams", "seed": 7, "official": official,
               "config": {"output_dir": str(tmp_path / "gone")}}

@@ -1,15 +1,12 @@
 import gzip
 import hashlib
-import importlib.util
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 
 from jams_pyg.icd import gem
 from jams_pyg.icd.gem import DataFileError, cms_2018_gem_paths, read_gem_file
-
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "gem_reader_memory.py"
 
 
 def write(tmp_path, name, text):
@@ -207,9 +204,7 @@ def test_reader_memory_does_not_grow_with_the_file(tmp_path):
     """benchmarks/gem_reader_memory.py at a tiny size: the reader's own working memory
     (peak RSS growth minus the returned table) for a 4x larger file grows by less than
     half the extra bytes (before streaming it grew by ~20x them)."""
-    spec = importlib.util.spec_from_file_location("_bench_gem_reader_memory", BENCHMARK)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("gem_reader_memory")
     small, large, one_line = bench.run([1.0, 4.0], tmp_path)
     assert (small["rows"], large["rows"]) == (52_428, 209_715)
     extra_mb = large["file_mb"] - small["file_mb"]

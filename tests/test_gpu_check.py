@@ -4,7 +4,6 @@ accepted by the benchmarks' parsers, the time budget and the killing of a step t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import subprocess
@@ -13,21 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import BENCHMARKS, load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ROOT / "benchmarks"
 
 
-def _load(name: str):
-    if str(BENCHMARKS) not in sys.path:  # gpu_check imports its sibling scripts
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(f"_gpu_check_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu_check = _load("gpu_check")
+gpu_check = load_benchmark("gpu_check")
 
 
 @pytest.mark.slow
@@ -88,9 +78,9 @@ def test_full_size_commands_parse():
     """The device run's commands are accepted by each benchmark's own parser."""
     args = gpu_check.parse_args(["--device", "cpu", "--out", "/tmp/unused"])
     args.device = "cuda"  # as on the GPU machine; nothing runs
-    overhead = _load("overhead")
-    mvg = _load("mat_vs_gat")
-    predict = _load("predict_throughput")
+    overhead = load_benchmark("overhead")
+    mvg = load_benchmark("mat_vs_gat")
+    predict = load_benchmark("predict_throughput")
 
     cmd = gpu_check.step_command("mat_vs_gat", args)
     parsed = mvg.build_parser().parse_args(cmd[2:])
